@@ -1,0 +1,86 @@
+"""The `stratum` command line.
+
+Subcommands import their module lazily so `stratum node` on a small device
+never loads control-plane code, and the reverse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _add_control_plane(sub) -> None:
+    p = sub.add_parser("control-plane", help="run the control plane daemon")
+    p.add_argument("--data-dir", required=True, help="directory for the CA, tokens and the embedded store")
+    p.add_argument("--listen", default="127.0.0.1:7443", help="HOST:PORT of the public TLS API (ControlPlane, and Enroll for nodes)")
+    p.add_argument("--node-listen", default=None, help="HOST:PORT of the mTLS node listener (default: listen port + 1)")
+    p.add_argument("--store", default=None, help="postgresql://... to use PostgreSQL; default: SQLite in the data dir")
+    p.add_argument("--heartbeat-interval", default="5s", help="how often nodes send heartbeats")
+    p.add_argument("--node-timeout", default="15s", help="silence after which a node is marked down")
+    p.add_argument("--advertise", action="append", default=[], help="extra host name or IP for the server certificate (repeatable)")
+    p.add_argument("--log-level", default="INFO")
+
+
+def _add_node(sub) -> None:
+    p = sub.add_parser("node", help="run the node daemon on this machine")
+    p.add_argument("--server", required=True, help="HOST:PORT of the control plane's public listener")
+    p.add_argument("--join-token", default=os.environ.get("STRATUM_JOIN_TOKEN"), help="join token (only needed the first time; env STRATUM_JOIN_TOKEN)")
+    p.add_argument("--name", default=None, help="node name (default: host name)")
+    p.add_argument("--tier", default="", help="edge, fog or cloud (default: the join token's tier)")
+    p.add_argument("--label", action="append", default=[], help="k=v label, repeatable (merged over the token's labels)")
+    p.add_argument("--data-dir", required=True, help="directory for the node's identity and cache")
+    p.add_argument("--ca-cert", default=None, help="CA certificate PEM, instead of discovering it with the join token's fingerprint")
+    p.add_argument("--log-level", default="INFO")
+
+
+def _add_provider(sub) -> None:
+    p = sub.add_parser("provider", help="Terraform provider tools")
+    psub = p.add_subparsers(dest="provider_command", required=True)
+    i = psub.add_parser("install", help="install terraform-provider-stratum where an offline `terraform init` finds it")
+    i.add_argument("--plugins-dir", default=None, help="implied local mirror root (default: ~/.terraform.d/plugins)")
+
+
+def _add_status(sub) -> None:
+    p = sub.add_parser("status", help="show the control plane and its nodes")
+    p.add_argument("--endpoint", default=os.environ.get("STRATUM_ENDPOINT", "127.0.0.1:7443"))
+    p.add_argument("--token", default=os.environ.get("STRATUM_TOKEN"), help="admin token (env STRATUM_TOKEN)")
+    p.add_argument("--ca-cert", default=os.environ.get("STRATUM_CA_CERT"), help="path to ca.pem (env STRATUM_CA_CERT)")
+    p.add_argument("--data-dir", default=None, help="read token and CA from a control plane data dir")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole demo on the embedded default (SQLite, local node daemons)")
+    p.add_argument("--workdir", default=None, help="where to keep the demo's data (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="leave the control plane and nodes running at the end")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stratum", description="ML services across cloud, fog and edge")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_control_plane, _add_node, _add_provider, _add_status, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "control-plane":
+            from control_plane.main import run
+        elif args.command == "node":
+            from node_daemon.main import run
+        elif args.command == "provider":
+            from provider.install import run
+        elif args.command == "status":
+            from stratum.status import run
+        else:
+            from stratum.demo import run
+        return run(args) or 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
