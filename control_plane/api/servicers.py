@@ -1,0 +1,123 @@
+"""gRPC servicers: validate input, call the service layer, map errors (see errors.rpc)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+
+from control_plane import join_tokens as jt
+from control_plane.api.auth import node_id_of
+from control_plane.api.errors import rpc, to_status
+from control_plane.errors import InvalidArgument, StratumError
+from control_plane.join_tokens import JoinTokens, validate_spec
+from control_plane.nodes import NodeRegistry
+from stratum import __version__
+from stratum.durations import format_duration
+from stratum.logs import event
+from stratum.v1 import control_plane_pb2 as cp, control_plane_pb2_grpc as cp_grpc
+from stratum.v1 import node_agent_pb2 as na, node_agent_pb2_grpc as na_grpc
+
+log = logging.getLogger("stratum.api")
+
+
+class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
+    def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, store_kind: str, node_endpoint: str, interval: float, timeout: float):
+        self.nodes, self.tokens = nodes, tokens
+        self.store_kind, self.node_endpoint = store_kind, node_endpoint
+        self.interval, self.timeout = interval, timeout
+
+    @rpc
+    async def GetStatus(self, request, context):
+        return cp.GetStatusResponse(version=__version__, store=self.store_kind, nodes_by_state=self.nodes.counts(),
+                                    node_agent_endpoint=self.node_endpoint,
+                                    heartbeat_interval=format_duration(self.interval), node_timeout=format_duration(self.timeout))
+
+    @rpc
+    async def ListNodes(self, request, context):
+        return cp.ListNodesResponse(nodes=await asyncio.to_thread(self.nodes.list, request))
+
+    @rpc
+    async def GetNode(self, request, context):
+        if not request.id_or_name:
+            raise InvalidArgument([("id_or_name", "give a node id or name")])
+        return await asyncio.to_thread(self.nodes.get, request.id_or_name)
+
+    def _proto(self, row):
+        return jt.to_proto(row, self.tokens.secret_text(row))
+
+    @rpc
+    async def ValidateJoinToken(self, request, context):
+        problems = validate_spec(request)
+        if problems:
+            raise InvalidArgument(problems)
+        return cp.ValidateResponse()
+
+    @rpc
+    async def CreateJoinToken(self, request, context):
+        row = await asyncio.to_thread(self.tokens.create, request)
+        event(log, "join token created", name=row.name, id=row.id, tier=row.tier)
+        return self._proto(row)
+
+    @rpc
+    async def GetJoinToken(self, request, context):
+        return self._proto(await asyncio.to_thread(self.tokens.get, request.name))
+
+    @rpc
+    async def UpdateJoinToken(self, request, context):
+        row = await asyncio.to_thread(self.tokens.update, request)
+        event(log, "join token updated", name=row.name, id=row.id)
+        return self._proto(row)
+
+    @rpc
+    async def DeleteJoinToken(self, request, context):
+        await asyncio.to_thread(self.tokens.delete, request.name)
+        event(log, "join token deleted", name=request.name)
+        return cp.DeleteJoinTokenResponse()
+
+    @rpc
+    async def ListJoinTokens(self, request, context):
+        rows = await asyncio.to_thread(self.tokens.store.list_join_tokens)
+        return cp.ListJoinTokensResponse(tokens=[self._proto(r) for r in rows])
+
+
+class NodeAgentServicer(na_grpc.NodeAgentServicer):
+    def __init__(self, nodes: NodeRegistry, node_port: int, interval: float):
+        self.nodes, self.node_port, self.interval = nodes, node_port, interval
+
+    @rpc
+    async def Enroll(self, request, context):
+        node, cert = await asyncio.to_thread(self.nodes.enroll, request, time.time())
+        event(log, "node enrolled", node_id=node.id, name=node.name, tier=node.tier, join_token=node.join_token)
+        return na.EnrollResponse(node_id=node.id, certificate_pem=cert.decode(), ca_pem=self.nodes.ca_cert_pem.decode(),
+                                 node_agent_port=self.node_port, tier=node.tier, labels=node.labels)
+
+    async def Connect(self, request_iterator, context):
+        node_id = node_id_of(context)
+        if node_id is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "Connect needs the node's client certificate: use the node listener (port from enrollment)")
+        try:
+            first = await request_iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("body") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "body: the first message of a session must be hello")
+        try:
+            node = await asyncio.to_thread(self.nodes.hello, node_id, first.hello, time.time())
+        except StratumError as e:
+            status = to_status(e)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        event(log, "node session started", node_id=node_id, name=node.name, peer=context.peer())
+        yield na.ControlMessage(welcome=na.Welcome(node_id=node_id, heartbeat_interval_s=self.interval))
+        async for msg in request_iterator:
+            if msg.WhichOneof("body") != "heartbeat":
+                continue
+            hb = msg.heartbeat
+            if self.nodes.heartbeat(node_id, hb.utilisation, time.time()):
+                await asyncio.to_thread(self.nodes.mark_ready, node_id)
+                event(log, "node ready", node_id=node_id, name=node.name)
+            yield na.ControlMessage(heartbeat_ack=na.HeartbeatAck(seq=hb.seq))
+        event(log, "node session ended", node_id=node_id, name=node.name)

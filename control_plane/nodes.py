@@ -1,0 +1,206 @@
+"""Nodes: enrollment, sessions, heartbeats and liveness.
+
+Heartbeats are the hot path (10,000 nodes at 5 s is 2,000 a second), so they
+update memory only; the latest per node is written to the store in batches.
+State changes (ready <-> down) are written at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+from google.protobuf import json_format
+
+from control_plane import liveness
+from control_plane.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from control_plane.join_tokens import JoinTokens
+from control_plane.store import Conflict, NodeRow, Store
+from stratum import pki
+from stratum.validation import check_labels, check_name, check_tier
+from stratum.v1 import control_plane_pb2 as cp, node_agent_pb2 as na, types_pb2 as t
+
+
+def new_node_id() -> str:
+    return "node-" + secrets.token_hex(8)
+
+
+def addresses(caps: t.Capabilities) -> list[str]:
+    """Non-loopback, non-link-local addresses without prefix length."""
+    out = []
+    for iface in caps.interfaces:
+        for a in iface.addresses:
+            ip = a.split("/")[0]
+            if ip.startswith(("127.", "fe80:")) or ip == "::1":
+                continue
+            out.append(ip)
+    return out
+
+
+def matches(node: t.Node, req: cp.ListNodesRequest) -> bool:
+    """Does `node` pass every filter set in `req`? (Unset filters pass.)"""
+    caps = node.capabilities
+    if req.tier and node.tier != req.tier:
+        return False
+    if req.state and node.state != req.state:
+        return False
+    if any(node.labels.get(k) != v for k, v in req.labels.items()):
+        return False
+    if caps.cpu_cores < req.min_cpu or caps.memory_mb < req.min_memory_mb:
+        return False
+    if req.HasField("gpu") and bool(caps.gpus) != req.gpu:
+        return False
+    return True
+
+
+def validate_list_request(req: cp.ListNodesRequest) -> list[tuple[str, str]]:
+    problems = check_tier(req.tier, allow_empty=True) + check_labels(dict(req.labels))
+    if req.state and req.state not in ("ready", "down"):
+        problems.append(("state", f"unknown state {req.state!r}: expected ready or down"))
+    if req.min_cpu < 0:
+        problems.append(("min_cpu", "must not be negative"))
+    if req.min_memory_mb < 0:
+        problems.append(("min_memory_mb", "must not be negative"))
+    return problems
+
+
+class NodeRegistry:
+    def __init__(self, store: Store, join_tokens: JoinTokens, ca_key_pem: bytes, ca_cert_pem: bytes, timeout: float):
+        self.store = store
+        self.join_tokens = join_tokens
+        self.ca_key_pem, self.ca_cert_pem = ca_key_pem, ca_cert_pem
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        now = time.time()
+        nodes = store.list_nodes()
+        self.states = {n.id: n.state for n in nodes}
+        # After a restart every node gets one full timeout to reconnect before it is marked down.
+        self.last_seen = {n.id: now for n in nodes if n.state == "ready"}
+        self.utilisation: dict[str, t.Utilisation] = {}
+        self._dirty: dict[str, float] = {}
+
+    # -- enrollment ---------------------------------------------------------
+
+    def enroll(self, req: na.EnrollRequest, now: float) -> tuple[NodeRow, bytes]:
+        """Check the token, create (or find again) the node, sign its certificate."""
+        token = self.join_tokens.authenticate(req.join_token, now)
+        tier = req.tier or token.tier
+        labels = {**token.labels, **dict(req.labels)}
+        problems = check_name(req.name) + check_tier(tier) + check_labels(dict(req.labels))
+        try:
+            csr = pki.load_csr(req.csr_pem.encode())
+        except ValueError as e:
+            problems.append(("csr_pem", f"not a valid certificate signing request: {e}"))
+            csr = None
+        if problems:
+            raise InvalidArgument(problems)
+        key_fp = pki.public_key_fingerprint(csr.public_key())
+        node = self.store.get_node(name=req.name)
+        if node is not None:
+            if node.public_key_sha256 != key_fp:
+                raise AlreadyExists(f"a node named {req.name!r} is already enrolled ({node.id}) with another key")
+            # Same name and key: a retried enrollment. Same node, no extra token use.
+        else:
+            node = NodeRow(new_node_id(), req.name, tier, labels, "down",
+                           json_format.MessageToJson(req.capabilities, indent=None), "{}", key_fp, token.name, now)
+            try:
+                self.store.enroll_node(node, token.id, token.max_uses)
+            except Conflict as e:
+                if "used up" in str(e):
+                    raise Unauthenticated(f"join token {token.name!r} is used up ({token.max_uses} of {token.max_uses} uses)") from None
+                raise AlreadyExists(f"a node named {req.name!r} is already enrolled") from None
+            with self._lock:
+                self.states[node.id] = "down"
+        cert = pki.sign_client_cert(self.ca_key_pem, self.ca_cert_pem, csr, node.id)
+        return node, cert
+
+    # -- sessions and heartbeats --------------------------------------------
+
+    def hello(self, node_id: str, hello: na.Hello, now: float) -> NodeRow:
+        node = self.store.get_node(node_id=node_id)
+        if node is None:
+            raise NotFound(f"node {node_id} is not enrolled here")
+        problems = check_labels(dict(hello.labels))
+        if problems:
+            raise InvalidArgument(problems)
+        labels = {**node.labels, **dict(hello.labels)}
+        self.store.update_node_session(node_id, json_format.MessageToJson(hello.capabilities, indent=None), labels, "ready", now)
+        with self._lock:
+            self.last_seen[node_id] = now
+            self.states[node_id] = "ready"
+        return node
+
+    def heartbeat(self, node_id: str, util: t.Utilisation, now: float) -> bool:
+        """Record a heartbeat in memory; True when the node must be written back to ready."""
+        with self._lock:
+            self.last_seen[node_id] = now
+            self.utilisation[node_id] = util
+            self._dirty[node_id] = now
+            if self.states.get(node_id) != "ready":
+                self.states[node_id] = "ready"
+                return True
+        return False
+
+    def mark_ready(self, node_id: str) -> None:
+        self.store.set_node_states([(node_id, "ready")])
+
+    def check_liveness(self, now: float) -> list[tuple[str, str]]:
+        """Apply state transitions due at `now`, store first; returns them."""
+        with self._lock:
+            changes = liveness.transitions(self.last_seen, self.states, now, self.timeout)
+        if changes:
+            self.store.set_node_states(changes)
+            with self._lock:
+                for node_id, state in changes:
+                    self.states[node_id] = state
+        return changes
+
+    def flush_heartbeats(self) -> int:
+        """Write the latest heartbeat of every node heard from since the last flush."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, {}
+            rows = [(i, ts, json_format.MessageToJson(self.utilisation[i], indent=None)) for i, ts in dirty.items()]
+        if rows:
+            self.store.record_heartbeats(rows)
+        return len(rows)
+
+    # -- reads ----------------------------------------------------------------
+
+    def to_proto(self, row: NodeRow) -> t.Node:
+        node = t.Node(id=row.id, name=row.name, tier=row.tier, labels=row.labels, join_token=row.join_token)
+        json_format.Parse(row.capabilities, node.capabilities, ignore_unknown_fields=True)
+        with self._lock:
+            node.state = self.states.get(row.id, row.state)
+            util = self.utilisation.get(row.id)
+            seen = self.last_seen.get(row.id) if row.id in self.utilisation else row.last_heartbeat
+        if util is not None:
+            node.utilisation.CopyFrom(util)
+        elif row.utilisation and row.utilisation != "{}":
+            json_format.Parse(row.utilisation, node.utilisation, ignore_unknown_fields=True)
+        if seen:
+            node.last_heartbeat.FromNanoseconds(int(seen * 1e9))
+        node.created_at.FromNanoseconds(int(row.created_at * 1e9))
+        node.addresses.extend(addresses(node.capabilities))
+        return node
+
+    def list(self, req: cp.ListNodesRequest) -> list[t.Node]:
+        problems = validate_list_request(req)
+        if problems:
+            raise InvalidArgument(problems)
+        nodes = (self.to_proto(r) for r in self.store.list_nodes())
+        return [n for n in nodes if matches(n, req)]
+
+    def get(self, id_or_name: str) -> t.Node:
+        row = self.store.get_node(node_id=id_or_name) if id_or_name.startswith("node-") else None
+        row = row or self.store.get_node(name=id_or_name)
+        if row is None:
+            raise NotFound(f"node {id_or_name!r} not found")
+        return self.to_proto(row)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            out: dict[str, int] = {}
+            for s in self.states.values():
+                out[s] = out.get(s, 0) + 1
+        return out

@@ -1,0 +1,118 @@
+"""Assemble and run the control plane: store, services, gRPC listeners, background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from control_plane.api.auth import AdminTokenInterceptor
+from control_plane.api.servicers import ControlPlaneServicer, NodeAgentServicer
+from control_plane.datadir import DataDir
+from control_plane.join_tokens import JoinTokens
+from control_plane.nodes import NodeRegistry
+from control_plane.store import Store
+from stratum import pki
+from stratum.logs import event
+from stratum.v1 import control_plane_pb2, control_plane_pb2_grpc, node_agent_pb2, node_agent_pb2_grpc
+
+log = logging.getLogger("stratum.control_plane")
+
+SERVER_OPTIONS = [
+    # Nodes ping to keep their session alive through NATs; allow it.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+@dataclass
+class Config:
+    data_dir: DataDir
+    store: Store
+    listen: str
+    node_listen: str
+    heartbeat_interval: float = 5.0
+    node_timeout: float = 15.0
+    flush_interval: float = 2.0
+    ports: dict = field(default_factory=dict)
+
+
+async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
+    dd = cfg.data_dir
+    tokens = JoinTokens(cfg.store, pki.fingerprint(dd.ca_cert_pem))
+    nodes = NodeRegistry(cfg.store, tokens, dd.ca_key_pem, dd.ca_cert_pem, cfg.node_timeout)
+
+    server = grpc.aio.server(interceptors=[AdminTokenInterceptor(dd.admin_token)], options=SERVER_OPTIONS)
+    chain = dd.server_cert_pem + dd.ca_cert_pem  # the CA in the chain lets new nodes discover it (see pki.fetch_ca)
+    tls = grpc.ssl_server_credentials([(dd.server_key_pem, chain)])
+    mtls = grpc.ssl_server_credentials([(dd.server_key_pem, chain)], root_certificates=dd.ca_cert_pem, require_client_auth=True)
+    public_port = server.add_secure_port(cfg.listen, tls)
+    node_port = server.add_secure_port(cfg.node_listen, mtls)
+    if not public_port or not node_port:
+        raise OSError(f"cannot listen on {cfg.listen if not public_port else cfg.node_listen}")
+    cfg.ports.update(public=public_port, node=node_port)
+    node_host = cfg.node_listen.rpartition(":")[0]
+
+    control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(
+        ControlPlaneServicer(nodes, tokens, cfg.store.kind, f"{node_host}:{node_port}", cfg.heartbeat_interval, cfg.node_timeout), server)
+    node_agent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(nodes, node_port, cfg.heartbeat_interval), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection([
+        control_plane_pb2.DESCRIPTOR.services_by_name["ControlPlane"].full_name,
+        node_agent_pb2.DESCRIPTOR.services_by_name["NodeAgent"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    ], server)
+
+    await server.start()
+    for name in ("", "stratum.v1.ControlPlane", "stratum.v1.NodeAgent"):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    event(log, "control plane serving", listen=cfg.listen, public_port=public_port, node_port=node_port, store=cfg.store.kind)
+    if started is not None:
+        started.set()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    background = asyncio.create_task(_maintain(nodes, cfg, stop))
+    await stop.wait()
+    event(log, "control plane stopping")
+    await health.enter_graceful_shutdown()
+    await server.stop(grace=2)
+    await background
+    await asyncio.to_thread(nodes.flush_heartbeats)
+
+
+async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event) -> None:
+    """Liveness and heartbeat flushing, off the request path."""
+    tick = min(1.0, cfg.node_timeout / 5)
+    last_flush = time.monotonic()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=tick)
+        except asyncio.TimeoutError:
+            pass
+        try:
+            for node_id, state in await asyncio.to_thread(nodes.check_liveness, time.time()):
+                event(log, f"node {state}", node_id=node_id, state=state)
+            if time.monotonic() - last_flush >= cfg.flush_interval:
+                last_flush = time.monotonic()
+                await asyncio.to_thread(nodes.flush_heartbeats)
+        except Exception:  # the store may be briefly unavailable; keep the loop alive
+            log.exception("maintenance failed; retrying")

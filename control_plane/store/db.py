@@ -1,0 +1,227 @@
+"""The store: SQLite (embedded default, WAL) or PostgreSQL, one schema, one code path.
+
+Only the connection and the parameter style differ by backend; every query is
+written once with `?` placeholders. Methods are synchronous and thread-safe
+(one connection behind a lock): the async API calls them in a worker thread.
+State is written here before anything acts on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from control_plane.store.schema import MIGRATIONS
+
+
+class Conflict(Exception):
+    """A unique key is taken (maps to ALREADY_EXISTS)."""
+
+
+@dataclass
+class JoinTokenRow:
+    id: str
+    name: str
+    secret: str
+    tier: str
+    labels: dict[str, str]
+    ttl: str
+    max_uses: int
+    uses: int
+    description: str
+    created_at: float
+    expires_at: float | None
+
+
+@dataclass
+class NodeRow:
+    id: str
+    name: str
+    tier: str
+    labels: dict[str, str]
+    state: str
+    capabilities: str  # protobuf JSON of types_pb2.Capabilities
+    utilisation: str  # protobuf JSON of types_pb2.Utilisation
+    public_key_sha256: str
+    join_token: str
+    created_at: float
+    last_heartbeat: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+_TOKEN_COLS = "id, name, secret, tier, labels, ttl, max_uses, uses, description, created_at, expires_at"
+_NODE_COLS = "id, name, tier, labels, state, capabilities, utilisation, public_key_sha256, join_token, created_at, last_heartbeat"
+
+
+def _token(row) -> JoinTokenRow:
+    r = list(row)
+    r[4] = json.loads(r[4])
+    return JoinTokenRow(*r)
+
+
+def _node(row) -> NodeRow:
+    r = list(row)
+    r[3] = json.loads(r[3])
+    return NodeRow(*r)
+
+
+class Store:
+    def __init__(self, url: str | None, data_dir: str):
+        self._lock = threading.RLock()
+        if url and url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            self.kind = "postgresql"
+            self._conn = psycopg.connect(url, autocommit=False)
+            self._unique_error = psycopg.errors.UniqueViolation
+        elif url and not url.startswith("sqlite:"):
+            raise ValueError(f"unsupported store {url!r}: use postgresql://... or leave it out for SQLite")
+        else:
+            self.kind = "sqlite"
+            path = url[len("sqlite:///"):] if url else os.path.join(data_dir, "stratum.db")
+            fresh = not os.path.exists(path)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if fresh:
+                os.chmod(path, 0o600)  # it holds join-token secrets
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, safe on crash
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._unique_error = sqlite3.IntegrityError
+        self.migrate()
+
+    # -- plumbing -------------------------------------------------------
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.kind == "postgresql" else sql
+
+    @contextmanager
+    def tx(self):
+        """A transaction; yields `q(sql, *params) -> cursor`. Commits on success, rolls back on error."""
+        with self._lock:
+            cur = self._conn.cursor()
+            if self.kind == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
+
+            def q(sql, *params):
+                cur.execute(self._sql(sql), params)
+                return cur
+
+            try:
+                yield q
+            except self._unique_error as e:
+                self._conn.rollback()
+                raise Conflict(str(e)) from e
+            except BaseException:
+                self._conn.rollback()
+                raise
+            else:
+                self._conn.commit()
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        with self._lock:
+            cur = self._conn.cursor()
+            if self.kind == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.executemany(self._sql(sql), rows)
+            except BaseException:
+                self._conn.rollback()
+                raise
+            self._conn.commit()
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations in order, each in its own transaction; returns those applied."""
+        with self.tx() as q:
+            q("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+        applied = []
+        for version, name, statements in MIGRATIONS:
+            with self.tx() as q:
+                if q("SELECT 1 FROM schema_migrations WHERE version = ?", version).fetchone():
+                    continue
+                for stmt in statements:
+                    q(stmt)
+                q("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", version, name, time.time())
+                applied.append(version)
+        return applied
+
+    def schema_version(self) -> int:
+        with self.tx() as q:
+            return q("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- join tokens ----------------------------------------------------
+
+    def insert_join_token(self, t: JoinTokenRow) -> None:
+        with self.tx() as q:
+            q(f"INSERT INTO join_tokens ({_TOKEN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+              t.id, t.name, t.secret, t.tier, json.dumps(t.labels, sort_keys=True), t.ttl, t.max_uses, t.uses,
+              t.description, t.created_at, t.expires_at)
+
+    def update_join_token(self, t: JoinTokenRow) -> None:
+        with self.tx() as q:
+            q("UPDATE join_tokens SET tier=?, labels=?, ttl=?, max_uses=?, description=?, expires_at=? WHERE id=?",
+              t.tier, json.dumps(t.labels, sort_keys=True), t.ttl, t.max_uses, t.description, t.expires_at, t.id)
+
+    def get_join_token(self, name: str | None = None, token_id: str | None = None) -> JoinTokenRow | None:
+        with self.tx() as q:
+            if token_id is not None:
+                row = q(f"SELECT {_TOKEN_COLS} FROM join_tokens WHERE id = ?", token_id).fetchone()
+            else:
+                row = q(f"SELECT {_TOKEN_COLS} FROM join_tokens WHERE name = ?", name).fetchone()
+        return _token(row) if row else None
+
+    def list_join_tokens(self) -> list[JoinTokenRow]:
+        with self.tx() as q:
+            return [_token(r) for r in q(f"SELECT {_TOKEN_COLS} FROM join_tokens ORDER BY name").fetchall()]
+
+    def delete_join_token(self, name: str) -> bool:
+        with self.tx() as q:
+            return q("DELETE FROM join_tokens WHERE name = ?", name).rowcount > 0
+
+    # -- nodes ----------------------------------------------------------
+
+    def enroll_node(self, node: NodeRow, token_id: str, max_uses: int) -> None:
+        """Insert the node and count one use of its token, atomically.
+
+        The use is counted with a guarded UPDATE so two concurrent enrollments
+        can never both take a token's last use.
+        """
+        with self.tx() as q:
+            cur = q("UPDATE join_tokens SET uses = uses + 1 WHERE id = ? AND (max_uses = 0 OR uses < ?)", token_id, max_uses)
+            if cur.rowcount != 1:
+                raise Conflict("join token used up")
+            q(f"INSERT INTO nodes ({_NODE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+              node.id, node.name, node.tier, json.dumps(node.labels, sort_keys=True), node.state, node.capabilities,
+              node.utilisation, node.public_key_sha256, node.join_token, node.created_at, node.last_heartbeat)
+
+    def get_node(self, node_id: str | None = None, name: str | None = None) -> NodeRow | None:
+        with self.tx() as q:
+            if node_id is not None:
+                row = q(f"SELECT {_NODE_COLS} FROM nodes WHERE id = ?", node_id).fetchone()
+            else:
+                row = q(f"SELECT {_NODE_COLS} FROM nodes WHERE name = ?", name).fetchone()
+        return _node(row) if row else None
+
+    def list_nodes(self) -> list[NodeRow]:
+        with self.tx() as q:
+            return [_node(r) for r in q(f"SELECT {_NODE_COLS} FROM nodes ORDER BY name").fetchall()]
+
+    def update_node_session(self, node_id: str, capabilities: str, labels: dict[str, str], state: str, now: float) -> None:
+        with self.tx() as q:
+            q("UPDATE nodes SET capabilities=?, labels=?, state=?, last_heartbeat=? WHERE id=?",
+              capabilities, json.dumps(labels, sort_keys=True), state, now, node_id)
+
+    def set_node_states(self, changes: list[tuple[str, str]]) -> None:
+        self.executemany("UPDATE nodes SET state=? WHERE id=?", [(state, node_id) for node_id, state in changes])
+
+    def record_heartbeats(self, rows: list[tuple[str, float, str]]) -> None:
+        """Batch of (node id, time, utilisation JSON): one transaction for many heartbeats."""
+        self.executemany("UPDATE nodes SET last_heartbeat=?, utilisation=? WHERE id=?", [(t, u, i) for i, t, u in rows])

@@ -1,0 +1,43 @@
+"""The store's schema as an ordered list of migrations.
+
+Portable SQL only (TEXT, BIGINT, DOUBLE PRECISION): the same statements run on
+SQLite and PostgreSQL. Times are UNIX seconds (DOUBLE PRECISION); structured
+values (labels, capabilities) are JSON text. Never edit a shipped migration:
+append a new one.
+"""
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "join tokens and nodes",
+        [
+            """CREATE TABLE join_tokens (
+                id          TEXT PRIMARY KEY,
+                name        TEXT NOT NULL UNIQUE,
+                secret      TEXT NOT NULL,
+                tier        TEXT NOT NULL,
+                labels      TEXT NOT NULL,
+                ttl         TEXT NOT NULL,
+                max_uses    BIGINT NOT NULL,
+                uses        BIGINT NOT NULL,
+                description TEXT NOT NULL,
+                created_at  DOUBLE PRECISION NOT NULL,
+                expires_at  DOUBLE PRECISION
+            )""",
+            """CREATE TABLE nodes (
+                id             TEXT PRIMARY KEY,
+                name           TEXT NOT NULL UNIQUE,
+                tier           TEXT NOT NULL,
+                labels         TEXT NOT NULL,
+                state          TEXT NOT NULL,
+                capabilities   TEXT NOT NULL,
+                utilisation    TEXT NOT NULL,
+                public_key_sha256 TEXT NOT NULL,
+                join_token     TEXT NOT NULL,
+                created_at     DOUBLE PRECISION NOT NULL,
+                last_heartbeat DOUBLE PRECISION
+            )""",
+            "CREATE INDEX nodes_tier ON nodes (tier)",
+        ],
+    ),
+]

@@ -1,0 +1,190 @@
+"""Real processes for tests and benchmarks: control planes and node daemons.
+
+Everything runs as a child process of the test (`python -m stratum.cli ...`),
+listening on 127.0.0.1 or inside a network namespace, and is killed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from stratum.grpc_util import bearer, secure_channel
+from stratum.v1 import control_plane_pb2 as cp, control_plane_pb2_grpc as cp_grpc
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll `cond` until it returns a truthy value; AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - keep polling; report the last failure
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def _netns_prefix(netns: str | None) -> list[str]:
+    return ["ip", "netns", "exec", netns] if netns else []
+
+
+class Process:
+    """A child process whose output goes to a log file (read it when a test fails)."""
+
+    def __init__(self, argv: list[str], log_path: str, env: dict | None = None, netns: str | None = None):
+        self.argv, self.log_path, self.netns = argv, log_path, netns
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(_netns_prefix(self.netns) + self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                     env=self.env, cwd=REPO, start_new_session=True)
+        log.close()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running:
+            os.killpg(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as in a crash."""
+        self.signal(signal.SIGKILL)
+        if self.proc:
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10) -> int | None:
+        self.signal(signal.SIGTERM)
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.returncode
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+
+def stratum_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "stratum.cli", *args]
+
+
+class ControlPlane(Process):
+    def __init__(self, workdir: str, store: str | None = None, heartbeat_interval: str = "1s", node_timeout: str = "3s",
+                 host: str = "127.0.0.1", port: int | None = None, node_port: int | None = None, extra: list[str] | None = None):
+        self.data_dir = os.path.join(workdir, "control-plane")
+        self.host = host
+        self.port = port or free_port()
+        self.node_port = node_port or free_port()
+        argv = stratum_argv("control-plane", "--data-dir", self.data_dir, "--listen", f"{host}:{self.port}",
+                            "--node-listen", f"{host}:{self.node_port}", "--heartbeat-interval", heartbeat_interval,
+                            "--node-timeout", node_timeout, *(["--store", store] if store else []), *(extra or []))
+        super().__init__(argv, os.path.join(workdir, "control-plane.log"))
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ca_pem_path(self) -> str:
+        return os.path.join(self.data_dir, "ca.pem")
+
+    def _read(self, name: str) -> str:
+        with open(os.path.join(self.data_dir, name)) as f:
+            return f.read().strip()
+
+    @property
+    def admin_token(self) -> str:
+        return self._read("admin.token")
+
+    @property
+    def join_token(self) -> str:
+        return self._read("join.token")
+
+    def channel(self) -> grpc.Channel:
+        with open(self.ca_pem_path, "rb") as f:
+            return secure_channel(self.endpoint, f.read())
+
+    def client(self) -> "AdminClient":
+        return AdminClient(self.channel(), self.admin_token)
+
+    def start(self, wait: bool = True) -> "ControlPlane":
+        super().start()
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        def healthy():
+            if not self.running:
+                raise AssertionError(f"control plane exited:\n{self.log()[-3000:]}")
+            if not os.path.exists(self.ca_pem_path):
+                return False
+            with self.channel() as ch:
+                resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
+                return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+        wait_for(healthy, timeout, what=f"control plane on {self.endpoint} to be healthy")
+
+
+class AdminClient:
+    """The ControlPlane stub with the admin token on every call."""
+
+    def __init__(self, channel: grpc.Channel, token: str):
+        self.channel, self.stub, self.md = channel, cp_grpc.ControlPlaneStub(channel), bearer(token)
+
+    def __getattr__(self, method: str):
+        rpc = getattr(self.stub, method)
+        return lambda request=None, timeout=10: rpc(request if request is not None else _empty(method), metadata=self.md, timeout=timeout)
+
+    def nodes(self, **filters) -> dict:
+        """Nodes by name."""
+        return {n.name: n for n in self.ListNodes(cp.ListNodesRequest(**filters)).nodes}
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def _empty(method: str):
+    return getattr(cp, f"{method}Request")()
+
+
+class NodeDaemon(Process):
+    def __init__(self, workdir: str, name: str, server: str, join_token: str | None, tier: str = "", labels: dict | None = None,
+                 netns: str | None = None, extra: list[str] | None = None):
+        self.name = name
+        self.data_dir = os.path.join(workdir, f"node-{name}")
+        argv = stratum_argv("node", "--server", server, "--name", name, "--data-dir", self.data_dir,
+                            *(["--join-token", join_token] if join_token else []), *(["--tier", tier] if tier else []),
+                            *[a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")], *(extra or []))
+        super().__init__(argv, os.path.join(workdir, f"node-{name}.log"), netns=netns)
