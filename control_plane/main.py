@@ -28,9 +28,9 @@ def _fail(msg: str) -> int:
 def run(args) -> int:
     logs.setup("control-plane", args.log_level)
     try:
-        host, port = split_endpoint(args.listen)
+        host, port = split_endpoint(args.listen, listen=True)
         node_listen = args.node_listen or f"{args.listen.rpartition(':')[0]}:{port + 1 if port else 0}"
-        node_host, _ = split_endpoint(node_listen)
+        node_host, _ = split_endpoint(node_listen, listen=True)
         interval = parse_duration(args.heartbeat_interval)
         timeout = parse_duration(args.node_timeout)
     except ValueError as e:

@@ -20,10 +20,13 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    """"host:port" or "[v6]:port" -> (host, port); ValueError naming the endpoint."""
+def split_endpoint(endpoint: str, listen: bool = False) -> tuple[str, int]:
+    """"host:port" or "[v6]:port" -> (host, port); ValueError naming the endpoint.
+
+    Port 0 (any free port) is valid only for an address to `listen` on.
+    """
     host, sep, port = endpoint.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not (0 if listen else 1) <= int(port) < 65536:
         raise ValueError(f"invalid endpoint {endpoint!r}: expected host:port, e.g. 127.0.0.1:7443")
     return host.strip("[]"), int(port)
 

@@ -30,3 +30,22 @@ def start_node(tmp_path, control_plane):
     yield start
     for node in started:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL 15 cluster for the session; tests create their own databases."""
+    from tests.postgres import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+_db_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres):
+    """URL of a fresh, empty database."""
+    return postgres.create_database(f"t{next(_db_counter)}")
