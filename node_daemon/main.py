@@ -1,0 +1,79 @@
+"""`stratum node`: check the flags, load or create the node's identity, run its session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from node_daemon import agent, identity
+from node_daemon.enroll import EnrollError, enroll
+from stratum import logs
+from stratum.grpc_util import split_endpoint
+from stratum.logs import event
+from stratum.validation import check_name, check_tier, parse_label_flags
+
+log = logging.getLogger("stratum.node")
+
+
+def _fail(msg: str, code: int) -> int:
+    # One line, no traceback: this is what an operator reads at a console.
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    return code
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt(signum, frame):
+    raise _Interrupted()
+
+
+def default_name() -> str:
+    # Node names are DNS-label-like; host names may carry a domain or capitals.
+    return socket.gethostname().split(".")[0].lower()
+
+
+def run(args) -> int:
+    logs.setup("node", args.log_level)
+    try:
+        labels = parse_label_flags(args.label or [])
+        split_endpoint(args.server)
+    except ValueError as e:
+        return _fail(str(e), 2)
+    problems = check_tier(args.tier or "", "--tier", allow_empty=True) + check_name(args.name or default_name(), "--name")
+    if problems:
+        return _fail("; ".join(f"{f}: {d}" for f, d in problems), 2)
+
+    data_dir = os.path.abspath(args.data_dir)
+    # Until the asyncio loop takes over, SIGTERM/SIGINT end enrollment cleanly too.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        identity.prepare_dir(data_dir)
+        ident = identity.load(data_dir)
+        if ident is None:
+            if not args.join_token:
+                return _fail(f"{data_dir} holds no node identity yet: give --join-token (or STRATUM_JOIN_TOKEN) to enroll", 2)
+            ident = enroll(server=args.server, join_token=args.join_token, name=args.name or default_name(), tier=args.tier or "",
+                           labels=labels, data_dir=data_dir, ca_cert_path=args.ca_cert)
+        else:
+            event(log, "loaded identity; not enrolling again", node_id=ident.node_id, name=ident.name)
+            if args.name and args.name != ident.name:
+                event(log, "--name differs from the enrolled name; keeping the enrolled identity", level=logging.WARNING,
+                      name=args.name, enrolled_name=ident.name)
+    except _Interrupted:
+        return 0
+    except EnrollError as e:
+        return _fail(str(e), e.exit_code)
+    except (identity.IdentityError, OSError) as e:
+        return _fail(str(e), 1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    asyncio.run(agent.serve(ident, labels, args.server))
+    return 0
