@@ -1,0 +1,68 @@
+"""The provider's client of stratum.v1.ControlPlane: TLS, bearer token, retries, error mapping."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Iterable, Optional
+
+import grpc
+
+from provider.errors import register_secret, to_diagnostics
+from stratum import grpc_util
+from stratum.v1 import control_plane_pb2_grpc
+
+log = logging.getLogger("stratum.provider.client")
+
+# Every ControlPlane call is idempotent (house rule), so retrying UNAVAILABLE is safe;
+# a few short tries ride out a control plane restart without hiding a dead one for long.
+RETRY_DELAYS = (0.5, 1.0, 2.0)
+DEFAULT_TIMEOUT_S = float(os.environ.get("STRATUM_PROVIDER_TIMEOUT", "30"))
+
+
+class ApiError(Exception):
+    """A failed call, already turned into Terraform diagnostics."""
+
+    def __init__(self, code: grpc.StatusCode, diagnostics: list):
+        super().__init__(code.name)
+        self.code = code
+        self.diagnostics = diagnostics
+
+    def report(self, diags) -> None:
+        """Append to a tf.utils.Diagnostics."""
+        diags.diagnostics.extend(self.diagnostics)
+
+
+class Client:
+    def __init__(self, endpoint: str, token: str, ca_pem: bytes, timeout_s: float = DEFAULT_TIMEOUT_S):
+        register_secret(token)
+        self.endpoint = endpoint
+        self._token = token
+        self._timeout_s = timeout_s
+        self._channel = grpc_util.secure_channel(endpoint, ca_pem)
+        self._stub = control_plane_pb2_grpc.ControlPlaneStub(self._channel)
+
+    def call(self, method: str, request: Any, *, action: str, attributes: Optional[Iterable[str]] = None) -> Any:
+        """Call ControlPlane.<method>; ApiError with diagnostics on failure.
+
+        `action` words the diagnostics ("creating join token \"x\""); `attributes`
+        are the attribute names INVALID_ARGUMENT field paths may point at.
+        """
+        rpc = getattr(self._stub, method)
+        metadata = grpc_util.bearer(self._token) if self._token else None
+        for attempt in range(len(RETRY_DELAYS) + 1):
+            try:
+                return rpc(request, timeout=self._timeout_s, metadata=metadata)
+            except grpc.RpcError as err:
+                code = err.code()
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < len(RETRY_DELAYS):
+                    log.info("control plane unavailable, retrying", extra={"fields": {"method": method, "attempt": attempt + 1}})
+                    time.sleep(RETRY_DELAYS[attempt])
+                    continue
+                diags = to_diagnostics(err, endpoint=self.endpoint, action=action, token_given=bool(self._token), attributes=attributes)
+                raise ApiError(code, diags) from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._channel.close()
