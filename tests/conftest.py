@@ -49,3 +49,16 @@ _db_counter = iter(range(1_000_000))
 def postgres_url(postgres):
     """URL of a fresh, empty database."""
     return postgres.create_database(f"t{next(_db_counter)}")
+
+
+_subnets = iter(range(200, 250))
+
+
+@pytest.fixture
+def test_network():
+    """A bridge with test hosts in their own network namespaces (see tests/netns.py)."""
+    from tests.netns import TestNetwork
+
+    net = TestNetwork(next(_subnets))
+    yield net
+    net.close()
