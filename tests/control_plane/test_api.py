@@ -195,3 +195,17 @@ def test_first_start_files_and_restart_keeps_identity(control_plane, tmp_path):
     control_plane.start()
     assert (control_plane.join_token, control_plane.admin_token) == (token, admin)
     assert set(control_plane.client().nodes()) == {"survivor"}
+
+
+def test_health_and_reflection_let_other_tools_discover_the_api(control_plane):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    with control_plane.channel() as ch:
+        for service in ("", "stratum.v1.ControlPlane", "stratum.v1.NodeAgent"):
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        db = ProtoReflectionDescriptorDatabase(ch)
+        assert {"stratum.v1.ControlPlane", "stratum.v1.NodeAgent", "grpc.health.v1.Health"} <= set(db.get_services())
+        svc = db.FindFileContainingSymbol("stratum.v1.ControlPlane").service[0]
+        assert {"ListNodes", "CreateJoinToken", "ValidateJoinToken"} <= {m.name for m in svc.method}
