@@ -59,7 +59,7 @@ class Agent:
         self.endpoint = f"[{host}]:{ident.node_agent_port}" if ":" in host else f"{host}:{ident.node_agent_port}"
         self.sampler = Sampler(ident.data_dir)
         self.stop = asyncio.Event()
-        self.sessions = 0  # sessions that got a Welcome (for logs)
+        self.sessions = 0  # sessions that got a Welcome; a new one resets the backoff
 
     async def run(self) -> None:
         attempt = 0

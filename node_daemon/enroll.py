@@ -101,6 +101,7 @@ def enroll(*, server: str, join_token: str, name: str, tier: str, labels: dict[s
     except ValueError as e:
         raise EnrollError(str(e), 2) from None
     ca_pem = _load_ca(server, parts.ca_fingerprint, ca_cert_path, retry_for)
+    identity.prepare_dir(data_dir)
     key_pem = identity.ensure_key(data_dir)  # on disk before the first Enroll: a retry sends the same key
     request = node_agent_pb2.EnrollRequest(
         join_token=join_token.strip(), name=name, tier=tier, labels=labels,

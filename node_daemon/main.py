@@ -45,7 +45,9 @@ def run(args) -> int:
         split_endpoint(args.server)
     except ValueError as e:
         return _fail(str(e), 2)
-    problems = check_tier(args.tier or "", "--tier", allow_empty=True) + check_name(args.name or default_name(), "--name")
+    problems = check_tier(args.tier or "", "--tier", allow_empty=True)
+    if args.name:
+        problems += check_name(args.name, "--name")
     if problems:
         return _fail("; ".join(f"{f}: {d}" for f, d in problems), 2)
 
@@ -58,7 +60,10 @@ def run(args) -> int:
         if ident is None:
             if not args.join_token:
                 return _fail(f"{data_dir} holds no node identity yet: give --join-token (or STRATUM_JOIN_TOKEN) to enroll", 2)
-            ident = enroll(server=args.server, join_token=args.join_token, name=args.name or default_name(), tier=args.tier or "",
+            name = args.name or default_name()
+            if check_name(name):
+                return _fail(f"the host name {name!r} is not a valid node name: give --name (lowercase letters, digits and '-')", 2)
+            ident = enroll(server=args.server, join_token=args.join_token, name=name, tier=args.tier or "",
                            labels=labels, data_dir=data_dir, ca_cert_path=args.ca_cert)
         else:
             event(log, "loaded identity; not enrolling again", node_id=ident.node_id, name=ident.name)
