@@ -8,8 +8,10 @@ What we install is a two-line launcher that execs this virtualenv's Python on
 `provider.main`, so the installed provider always runs the code of this
 checkout. Terraform records the launcher's hash in each configuration's
 `.terraform.lock.hcl`; the launcher only changes when the virtualenv path or
-the version does. After such a reinstall, `terraform init -upgrade` (or
-deleting the lock file) records the new hash.
+the version does, so reinstalling from the same checkout keeps lock files
+valid. After a reinstall that did change it, `terraform init` reports a
+checksum mismatch (`init -upgrade` does not help for the same version);
+`lock_command()` records the new hash, or delete the lock file and init again.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ def install(plugins_dir: Path, python: str = sys.executable, version: str = stra
     return target
 
 
+def lock_command(plugins_dir: Path) -> str:
+    """What to run in a configuration whose lock file holds an older install's hash."""
+    return f"terraform providers lock -fs-mirror={shlex.quote(str(plugins_dir))} -platform={target_platform()} {NAMESPACE}/{TYPE}"
+
+
 def run(args) -> int:
     from rich.console import Console
 
@@ -66,10 +73,12 @@ def run(args) -> int:
     except OSError as e:
         console.print(f"[red]cannot install terraform-provider-stratum under {plugins_dir}: {e}[/red]")
         return 1
-    console.print(f"Installed [bold]terraform-provider-stratum[/bold] {stratum.__version__} at [cyan]{path}[/cyan]", highlight=False)
+    console.print(f"Installed [bold]terraform-provider-stratum[/bold] {stratum.__version__} at [cyan]{path}[/cyan]", highlight=False, soft_wrap=True)
+    console.print('Use it with [bold]source = "stratum/stratum"[/bold]; a plain [bold]terraform init[/bold] finds it offline.', highlight=False)
     console.print(
-        'Use it with [bold]source = "stratum/stratum"[/bold]; a plain [bold]terraform init[/bold] finds it offline. '
-        "If a configuration's .terraform.lock.hcl predates this install, run [bold]terraform init -upgrade[/bold].",
+        "If terraform init then reports that the package doesn't match the checksums in .terraform.lock.hcl "
+        f"(an install from another virtualenv), run in that configuration: [bold]{lock_command(plugins_dir)}[/bold]",
         highlight=False,
+        soft_wrap=True,
     )
     return 0

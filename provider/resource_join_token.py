@@ -107,11 +107,13 @@ class JoinTokenResource(Resource):
         spec_values = {k: planned.get(k) for k in SPEC_FIELDS}
         if client is None or not wholly_known(spec_values):
             return  # unknown config: checked again when known, and by the server on apply
-        if isinstance(spec_values["max_uses"], (int, float)) and (spec_values["max_uses"] < 0 or spec_values["max_uses"] != int(spec_values["max_uses"])):
-            diags.add_error("Invalid max_uses", "max_uses must be a whole number >= 0 (0 = unlimited).", path=["max_uses"])
-            return
+        max_uses = spec_values["max_uses"]
+        if max_uses is not None and (max_uses != int(max_uses) or not -(2**31) <= max_uses < 2**31):
+            # The API's int32 cannot carry it: say so here, and let the server judge the rest.
+            diags.add_error("Invalid max_uses", f"max_uses = {max_uses}: must be a whole number, 0 (unlimited) or more.", path=["max_uses"])
+            spec_values["max_uses"] = 0
         try:
-            client.call("ValidateJoinToken", _spec(planned), action=f"checking join token {planned['name']!r}", attributes=SPEC_FIELDS)
+            client.call("ValidateJoinToken", _spec(spec_values), action=f"checking join token {planned['name']!r}", attributes=SPEC_FIELDS)
         except ApiError as e:
             e.report(diags)
 
