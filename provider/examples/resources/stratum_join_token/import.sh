@@ -1,0 +1,2 @@
+# A join token is imported by its name.
+terraform import stratum_join_token.north_edge north-edge

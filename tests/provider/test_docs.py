@@ -1,0 +1,66 @@
+"""Docs and examples stay in step with the schema (pure), and the examples are valid HCL (e2e)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from provider.data_source_node import NodeDataSource
+from provider.data_source_nodes import NodesDataSource
+from provider.nested import NestedAttribute
+from provider.provider import provider_schema
+from provider.resource_join_token import JoinTokenResource
+from tests.provider.tfharness import Step, run_steps
+
+ROOT = Path(__file__).resolve().parents[2] / "provider"
+DOCS, EXAMPLES = ROOT / "docs", ROOT / "examples"
+
+PAGES = [
+    ("index.md", provider_schema(), "provider/provider.tf"),
+    ("resources/join_token.md", JoinTokenResource.get_schema(), "resources/stratum_join_token/resource.tf"),
+    ("data-sources/nodes.md", NodesDataSource.get_schema(), "data-sources/stratum_nodes/data-source.tf"),
+    ("data-sources/node.md", NodeDataSource.get_schema(), "data-sources/stratum_node/data-source.tf"),
+]
+
+
+def documented(text: str) -> set[str]:
+    return set(re.findall(r"^- `([a-z_0-9]+)` \(", text, re.M))
+
+
+@pytest.mark.parametrize("page,schema,example", PAGES, ids=[p[0] for p in PAGES])
+def test_every_attribute_is_documented_and_the_example_is_embedded(page, schema, example):
+    text = (DOCS / page).read_text()
+    names = {a.name for a in schema.attributes}
+    for a in schema.attributes:
+        if isinstance(a, NestedAttribute):
+            names |= {x.name for x in a.attributes}
+    assert documented(text) == names
+    for a in schema.attributes:
+        if a.sensitive:
+            assert f"- `{a.name}` (String, Sensitive)" in text
+    assert (EXAMPLES / example).read_text().strip() in text
+
+
+def test_import_example_is_embedded():
+    assert (EXAMPLES / "resources/stratum_join_token/import.sh").read_text().strip() in (DOCS / "resources/join_token.md").read_text()
+
+
+@pytest.mark.e2e
+def test_examples_validate(make_workspace):
+    ws = make_workspace()
+    for example in EXAMPLES.rglob("*.tf"):
+        shutil.copy(example, ws.dir / f"{example.parent.name}-{example.name}")
+    ws.tf("init", "-no-color", "-input=false")
+    ws.initialized = True
+    assert "The configuration is valid" in ws.tf("validate", "-no-color").stdout
+
+
+@pytest.mark.e2e
+def test_join_token_example_applies_and_imports(ws, admin):
+    example = (EXAMPLES / "resources/stratum_join_token/resource.tf").read_text()
+    address, name = (EXAMPLES / "resources/stratum_join_token/import.sh").read_text().split("terraform import ")[1].split()
+    run_steps(ws, [Step(ws.provider + example, import_address=address, import_id=name)])
+    assert ws.tf("output", "-raw", "north_edge_token").stdout == ws.resources()[address]["token"]
