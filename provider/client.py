@@ -18,7 +18,17 @@ log = logging.getLogger("stratum.provider.client")
 # Every ControlPlane call is idempotent (house rule), so retrying UNAVAILABLE is safe;
 # a few short tries ride out a control plane restart without hiding a dead one for long.
 RETRY_DELAYS = (0.5, 1.0, 2.0)
-DEFAULT_TIMEOUT_S = float(os.environ.get("STRATUM_PROVIDER_TIMEOUT", "30"))
+
+
+def _default_timeout() -> float:
+    """Per-call deadline in seconds; STRATUM_PROVIDER_TIMEOUT overrides (a bad value is ignored, not fatal)."""
+    try:
+        return max(1.0, float(os.environ.get("STRATUM_PROVIDER_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0
+
+
+DEFAULT_TIMEOUT_S = _default_timeout()
 
 
 class ApiError(Exception):
@@ -56,7 +66,9 @@ class Client:
                 return rpc(request, timeout=self._timeout_s, metadata=metadata)
             except grpc.RpcError as err:
                 code = err.code()
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < len(RETRY_DELAYS):
+                # A failed TLS handshake (wrong ca_cert) is also UNAVAILABLE, but retrying cannot fix it.
+                tls = "handshake" in (err.details() or "").lower()
+                if code == grpc.StatusCode.UNAVAILABLE and not tls and attempt < len(RETRY_DELAYS):
                     log.info("control plane unavailable, retrying", extra={"fields": {"method": method, "attempt": attempt + 1}})
                     time.sleep(RETRY_DELAYS[attempt])
                     continue

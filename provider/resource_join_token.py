@@ -129,7 +129,7 @@ class JoinTokenResource(Resource):
             if e.code == grpc.StatusCode.ALREADY_EXISTS:
                 ctx.diagnostics.add_error(
                     "Join token name taken",
-                    f"A join token named {planned['name']!r} already exists with another spec ({e.diagnostics[0].detail}). "
+                    f"A join token named {planned['name']!r} already exists with other settings. "
                     f"Import it (terraform import <address> {planned['name']}) or choose another name.",
                     path=["name"],
                 )
