@@ -7,7 +7,17 @@ import os
 import sys
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    argv = argv or sys.argv
+    # Like every go-plugin binary: Terraform sets this variable; a person running us directly gets a hint, not a hang.
+    if "--dev" not in argv and not os.environ.get("TF_PLUGIN_MAGIC_COOKIE"):
+        print(
+            "terraform-provider-stratum is a Terraform plugin: Terraform starts it. Run `stratum provider install`, then "
+            'use source = "stratum/stratum" and terraform init. (--dev runs it standalone for debugging.)',
+            file=sys.stderr,
+        )
+        return 1
+
     import tf.provider
     from tf.runner import run_provider
 
@@ -22,8 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     # run_provider instantiates tf.provider.ProviderServicer; point it at our subclass
     # (tf has no other hook for it).
     tf.provider.ProviderServicer = StratumServicer
-    run_provider(StratumProvider(), argv or sys.argv)
+    run_provider(StratumProvider(), argv)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -48,8 +48,8 @@ def test_unwritable_plugins_dir_is_a_clean_error(tmp_path):
 def test_launcher_starts_the_provider_handshake(tmp_path):
     # Terraform reads one handshake line from the plugin's stdout: core|proto|net|addr|grpc|cert.
     subprocess.run([str(STRATUM), "provider", "install", "--plugins-dir", str(tmp_path)], check=True, capture_output=True)
-    proc = subprocess.Popen([str(launcher(tmp_path))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)})
+    env = {**os.environ, "HOME": str(tmp_path), "TF_PLUGIN_MAGIC_COOKIE": "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"}
+    proc = subprocess.Popen([str(launcher(tmp_path))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     try:
         line = proc.stdout.readline()
     finally:
@@ -57,3 +57,10 @@ def test_launcher_starts_the_provider_handshake(tmp_path):
         proc.wait()
     fields = line.strip().split("|")
     assert fields[:3] == ["1", "6", "unix"] and fields[4] == "grpc", line
+
+
+def test_run_by_hand_it_explains_itself(tmp_path):
+    subprocess.run([str(STRATUM), "provider", "install", "--plugins-dir", str(tmp_path)], check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "TF_PLUGIN_MAGIC_COOKIE"}
+    p = subprocess.run([str(launcher(tmp_path))], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 1 and "Terraform plugin" in p.stderr and "stratum provider install" in p.stderr
