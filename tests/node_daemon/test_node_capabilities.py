@@ -34,7 +34,6 @@ def test_cpu_cores_match_nproc():
     assert run_probe(cpu.CpuProbe()).cpu_cores == int(sh("nproc"))
 
 
-@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset")
 def test_cpu_cores_honour_affinity():
     # Pinned to one CPU the daemon can only use one, whatever the machine has.
     code = "from node_daemon.capabilities import cpu, ProbeContext; from stratum.v1 import types_pb2 as t; c = t.Capabilities(); cpu.CpuProbe().probe(c, ProbeContext('/')); print(c.cpu_cores)"
@@ -234,7 +233,7 @@ NETNS_PROBE = (
 
 def _need_root_ip():
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2")
+        pytest.fail("needs root and iproute2")
 
 
 @pytest.mark.netns
@@ -244,7 +243,7 @@ def test_network_inside_a_named_netns():
     try:
         subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
     except subprocess.CalledProcessError as e:
-        pytest.skip(f"cannot create a network namespace here: {e.stderr.strip()}")
+        pytest.fail(f"cannot create a network namespace here: {e.stderr.strip()}")
     probe = ["ip", "netns", "exec", ns, sys.executable, "-c", NETNS_PROBE]
     try:
         # A veth pair (dummy links need a module that is not always there).
@@ -273,11 +272,11 @@ def test_network_in_a_netns_without_its_own_sysfs():
     # still win, and no host interface's sysfs data may leak in.
     _need_root_ip()
     if shutil.which("unshare") is None:
-        pytest.skip("needs unshare")
+        pytest.fail("needs unshare (util-linux)")
     try:
         out = json.loads(sh("unshare", "-n", sys.executable, "-c", NETNS_PROBE))
     except subprocess.CalledProcessError as e:
-        pytest.skip(f"cannot unshare the network namespace here: {e.stderr.strip()[-200:]}")
+        pytest.fail(f"cannot unshare the network namespace here: {e.stderr.strip()[-200:]}")
     assert out == [["lo", [], False, 65536, 0]]
 
 

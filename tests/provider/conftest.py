@@ -11,7 +11,7 @@ from tests.provider.tfharness import Workspace, install_provider, terraform_avai
 def provider_home(tmp_path_factory):
     """A HOME whose implied local mirror holds terraform-provider-stratum, installed as a user would."""
     if not terraform_available():
-        pytest.skip("terraform is not on PATH")
+        pytest.fail("terraform is not on PATH: the end-to-end tests need it (scripts/setup installs a fallback)")
     home = tmp_path_factory.mktemp("tf-home")
     p = install_provider(home)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from provider.install import lock_command
-from tests.provider.tfharness import Workspace, install_provider, terraform_available
+from tests.provider.tfharness import Workspace, install_provider
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not terraform_available(), reason="terraform is not on PATH")]
+pytestmark = [pytest.mark.e2e]
 
 CFG = 'provider "stratum" {}\n'
 

@@ -26,7 +26,7 @@ ADDR = "nestedtest_thing.a"
 @pytest.fixture
 def ws(tmp_path):
     if not terraform_available():
-        pytest.skip("terraform is not on PATH")
+        pytest.fail("terraform is not on PATH: the end-to-end tests need it (scripts/setup installs a fallback)")
     home = tmp_path / "home"
     launcher = home / ".terraform.d/plugins/registry.terraform.io/stratum/nestedtest/0.0.1" / target_platform() / "terraform-provider-nestedtest_v0.0.1"
     launcher.parent.mkdir(parents=True)
