@@ -4,6 +4,7 @@ Every estimator is built the same way: Stratum's defaults over scikit-learn's, `
 set to the seed and `n_jobs` to 1 wherever the estimator has them (parallelism is ours: one
 candidate fold per worker process; nested thread pools would make runs slower and, for some
 estimators, the floating-point sums order-dependent), then the grid point's parameters.
+`n_jobs` is reserved in grids for every estimator, so a grid cannot undo this.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Algorithm:
     estimators: dict[str, tuple[str, str]]  # task -> (public module, class name)
     defaults: dict[str, dict[str, Any]]  # task -> parameters that differ from scikit-learn's defaults
     probabilities: bool = True  # has predict_proba (multiclass roc_auc needs it)
+    threads: bool = False  # has a working n_jobs (LogisticRegression's does nothing since 1.8)
 
 
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
@@ -54,12 +56,12 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("decision_tree", {"classification": ("sklearn.tree", "DecisionTreeClassifier"),
                                 "regression": ("sklearn.tree", "DecisionTreeRegressor")}, {}),
     Algorithm("random_forest", {"classification": ("sklearn.ensemble", "RandomForestClassifier"),
-                                "regression": ("sklearn.ensemble", "RandomForestRegressor")}, {}),
+                                "regression": ("sklearn.ensemble", "RandomForestRegressor")}, {}, threads=True),
     Algorithm("gradient_boosting", {"classification": ("sklearn.ensemble", "GradientBoostingClassifier"),
                                     "regression": ("sklearn.ensemble", "GradientBoostingRegressor")}, {}),
     Algorithm("naive_bayes", {"classification": ("sklearn.naive_bayes", "GaussianNB")}, {}),
     Algorithm("knn", {"classification": ("sklearn.neighbors", "KNeighborsClassifier"),
-                      "regression": ("sklearn.neighbors", "KNeighborsRegressor")}, {}),
+                      "regression": ("sklearn.neighbors", "KNeighborsRegressor")}, {}, threads=True),
     # SVC's probability=True is deprecated in scikit-learn 1.9; roc_auc uses decision_function.
     Algorithm("svm", {"classification": ("sklearn.svm", "SVC"), "regression": ("sklearn.svm", "SVR")}, {},
               probabilities=False),
@@ -83,7 +85,7 @@ def fixed_params(name: str, task: str, seed: int) -> dict[str, Any]:
     known = estimator_class(name, task)().get_params()
     if "random_state" in known:
         params["random_state"] = seed
-    if "n_jobs" in known:
+    if ALGORITHMS[name].threads:
         params["n_jobs"] = 1
     return params
 
