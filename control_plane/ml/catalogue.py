@@ -10,6 +10,7 @@ estimators, the floating-point sums order-dependent), then the grid point's para
 from __future__ import annotations
 
 import importlib
+import json
 import itertools
 import math
 from dataclasses import dataclass
@@ -246,7 +247,8 @@ def scorer_source(metric: str, task: str, classes: list | None = None) -> tuple[
             return imports, 'make_scorer(roc_auc_score, response_method=("decision_function", "predict_proba"))'
         return imports, 'make_scorer(roc_auc_score, response_method="predict_proba", multi_class="ovr")'
     fn = {"f1": "f1_score", "precision": "precision_score", "recall": "recall_score"}[metric]
-    kw = f"pos_label={classes[-1]!r}" if binary else 'average="macro"'
+    label = classes[-1]
+    kw = f"pos_label={json.dumps(label) if isinstance(label, str) else repr(label)}" if binary else 'average="macro"'
     if metric != "f1":
         kw += ", zero_division=0.0"
     return [f"from sklearn.metrics import make_scorer, {fn}"], f"make_scorer({fn}, {kw})"

@@ -172,6 +172,8 @@ def plan(steps: list | None, df: pd.DataFrame, target: str | None) -> tuple[Plan
                     categorical.append(c)
             categorical = [c for c in features if c in categorical]
 
+    if problems:
+        return None, problems  # with a broken step, the column checks below would mislead
     for c in features:
         if types[c] == "datetime":
             problems.append(("preprocessing", f"column {c!r} is a datetime, which models cannot take; leave it out with select"))
@@ -182,7 +184,8 @@ def plan(steps: list | None, df: pd.DataFrame, target: str | None) -> tuple[Plan
     if not drop_missing and impute is None:
         for c in features:
             missing = int(df[c].isna().sum())
-            if missing and c not in categorical:  # the encoder treats a missing category as a category
+            # The encoder treats a missing category as a category; text and dates are reported above.
+            if missing and c not in categorical and types[c] in ("integer", "float", "boolean"):
                 problems.append(("preprocessing", f"column {c!r} has {missing} missing values; add an impute or drop_missing step"))
     if problems:
         return None, problems
