@@ -1,0 +1,90 @@
+"""Measure a built bento once, at packaging time: load time and memory, stored with the version.
+
+    profile = profile_bento("congestion:v3", bentoml_home, run_dir, instances=[{...}])
+    profile.load_time_s    # `bentoml serve` spawn -> first 200 from GET /healthz
+    profile.rss_bytes      # resident memory of the whole process tree after `requests` predictions
+
+It runs the bento with the node daemon's own ReplicaRunner (node_daemon/replicas/runner.py),
+so the numbers are what a node will see for one replica with `workers` workers; the placement
+and autoscaling code read them as the replica's memory need and cold-start time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from node_daemon.replicas.runner import ReplicaRunner
+
+
+@dataclass(frozen=True)
+class BentoProfile:
+    load_time_s: float
+    rss_bytes: int
+    requests: int
+    p50_ms: float | None
+    workers: int
+
+    @property
+    def rss_mib(self) -> int:
+        return -(-self.rss_bytes // (1 << 20))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "rss_mib": self.rss_mib}
+
+
+def example_instances(metadata: dict) -> list[dict]:
+    """One made-up row from metadata.json's features (0 for numbers, "" for strings), or metadata["example"]."""
+    if isinstance(metadata.get("example"), dict):
+        return [metadata["example"]]
+    row = {}
+    for f in metadata.get("features", []):
+        kind = str(f.get("type", "")).lower()
+        row[f["name"]] = 0.0 if kind in ("float", "double", "number", "numeric", "int", "integer") else ""
+    return [row] if row else []
+
+
+def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os.PathLike, *,
+                  instances: list[dict] | None = None, requests: int = 20, workers: int = 1,
+                  ready_timeout: float = 120.0) -> BentoProfile:
+    """Serve `bento` (a tag in bentoml_home) once, send `requests` POST /predict (GET /healthz when no
+    instances are given), read the RSS of its process tree, stop it."""
+    runner = ReplicaRunner(bentoml_home, run_dir)
+    replica = runner.start(bento, workers=workers, ready_timeout=ready_timeout, replica_id=f"profile-{os.getpid()}")
+    try:
+        load_time = replica.load_time_s or 0.0
+        latencies = []
+        body = json.dumps({"instances": instances}).encode() if instances else None
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            if body is not None:
+                req = urllib.request.Request(replica.url + "/predict", data=body,
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            else:
+                req = urllib.request.Request(replica.url + "/healthz")
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    resp.read()
+            except urllib.error.HTTPError as exc:  # a 400 still exercised the model path
+                exc.read()
+            latencies.append((time.perf_counter() - t0) * 1000)
+        rss = replica.rss_bytes()
+    finally:
+        runner.stop(replica)
+    return BentoProfile(load_time_s=round(load_time, 3), rss_bytes=rss, requests=requests,
+                        p50_ms=round(statistics.median(latencies), 3) if latencies else None, workers=workers)
+
+
+def profile_artifact(artifact_dir: str | os.PathLike, bento: str, bentoml_home: str | os.PathLike,
+                     run_dir: str | os.PathLike, **kwargs) -> BentoProfile:
+    """profile_bento with example rows made from the artifact's metadata.json."""
+    meta_path = Path(artifact_dir) / "metadata.json"
+    metadata = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    kwargs.setdefault("instances", example_instances(metadata) or None)
+    return profile_bento(bento, bentoml_home, run_dir, **kwargs)

@@ -1,0 +1,174 @@
+"""The control plane's content-addressed artifact store.
+
+    <data_dir>/artifacts/sha256/<first two hex digits>/<digest>          the bytes
+    <data_dir>/artifacts/sha256/<first two hex digits>/<digest>.json     optional metadata (profile, tag...)
+
+A blob is written to a temporary file in the same folder, hashed while it is copied,
+fsynced and renamed into place: a reader sees a whole, verified blob or nothing, and a
+crash leaves at most a `.tmp-*` file that the next `put` of anything ignores.  Blobs are
+immutable; putting the same bytes twice stores them once.
+
+Transfer (chunked, resumable): a node asks for `read(digest, offset, length)` ranges, or
+iterates `chunks(digest, offset)`, and resumes at the size of what it already holds; it
+verifies the whole file against the digest at the end (node_daemon/replicas/cache.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+CHUNK_SIZE = 1 << 20  # 1 MiB: the default transfer chunk
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ArtifactNotFound(KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "artifact not found"
+
+
+class DigestMismatch(ValueError):
+    """Bytes whose sha256 is not the digest they were announced with."""
+
+
+def parse_digest(digest: str) -> str:
+    """'sha256:<hex>' or '<hex>' -> lowercase hex; anything else is a ValueError (never a path)."""
+    d = digest.strip()
+    if d.startswith("sha256:"):
+        d = d[len("sha256:"):]
+    d = d.lower()
+    if not _HEX64.match(d):
+        raise ValueError(f"not a sha256 digest: {digest!r} (expected 64 hex digits, optionally prefixed 'sha256:')")
+    return d
+
+
+class ArtifactStore:
+    def __init__(self, data_dir: str | os.PathLike):
+        self.root = Path(data_dir).resolve() / "artifacts" / "sha256"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # -- layout ------------------------------------------------------------------------------
+    def path(self, digest: str) -> Path:
+        d = parse_digest(digest)
+        return self.root / d[:2] / d
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        return self._existing(digest).stat().st_size
+
+    def list(self) -> list[str]:
+        return sorted(p.name for p in self.root.glob("*/*") if _HEX64.match(p.name))
+
+    def _existing(self, digest: str) -> Path:
+        p = self.path(digest)
+        if not p.is_file():
+            raise ArtifactNotFound(f"artifact sha256:{parse_digest(digest)} is not in the store ({self.root})")
+        return p
+
+    # -- writing -----------------------------------------------------------------------------
+    def put(self, file: str | os.PathLike) -> str:
+        """Copy a file into the store; returns its sha256 (hex)."""
+        with open(file, "rb") as f:
+            return self.put_stream(iter(lambda: f.read(CHUNK_SIZE), b""))
+
+    def put_stream(self, chunks: Iterable[bytes], expected: str | None = None) -> str:
+        """Store a stream of byte chunks; with `expected`, a different digest raises DigestMismatch
+        and nothing is kept."""
+        want = parse_digest(expected) if expected else None
+        h = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    h.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = h.hexdigest()
+            if want and digest != want:
+                raise DigestMismatch(f"artifact announced as sha256:{want} has sha256:{digest}; not stored")
+            dest = self.path(digest)
+            dest.parent.mkdir(exist_ok=True)
+            if dest.is_file():
+                os.unlink(tmp)
+            else:
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, dest)
+                _fsync_dir(dest.parent)
+            return digest
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def delete(self, digest: str) -> bool:
+        p = self.path(digest)
+        meta = p.with_name(p.name + ".json")
+        if meta.exists():
+            meta.unlink()
+        if p.exists():
+            p.unlink()
+            return True
+        return False
+
+    # -- metadata (profile numbers, tag, artifact digest) ----------------------------------------
+    def put_metadata(self, digest: str, metadata: dict) -> None:
+        p = self._existing(digest)
+        meta = p.with_name(p.name + ".json")
+        tmp = meta.with_name(meta.name + ".tmp")
+        tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        os.replace(tmp, meta)
+
+    def metadata(self, digest: str) -> dict:
+        p = self._existing(digest)
+        meta = p.with_name(p.name + ".json")
+        return json.loads(meta.read_text()) if meta.exists() else {}
+
+    # -- reading -----------------------------------------------------------------------------
+    def open(self, digest: str) -> BinaryIO:
+        return open(self._existing(digest), "rb")
+
+    def read(self, digest: str, offset: int = 0, length: int = CHUNK_SIZE) -> bytes:
+        """Bytes [offset, offset+length) (fewer at the end; b'' at or past the end)."""
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid range: offset={offset} length={length}")
+        with self.open(digest) as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def chunks(self, digest: str, offset: int = 0, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) from `offset` to the end: what a transfer stream sends."""
+        if offset < 0 or chunk_size <= 0:
+            raise ValueError(f"invalid range: offset={offset} chunk_size={chunk_size}")
+        with self.open(digest) as f:
+            f.seek(offset)
+            pos = offset
+            while block := f.read(chunk_size):
+                yield pos, block
+                pos += len(block)
+
+    def verify(self, digest: str) -> bool:
+        """Recompute the blob's sha256: False if it rotted on disk."""
+        with self.open(digest) as f:
+            h = hashlib.sha256()
+            for block in iter(lambda: f.read(CHUNK_SIZE), b""):
+                h.update(block)
+        return h.hexdigest() == parse_digest(digest)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
