@@ -87,6 +87,7 @@ class Entry:
     fold_scores: list[float]
     error: str | None = None  # why it produced no score
     candidate: int = 0  # index into spec.candidates
+    seconds: float = 0.0  # fit + score time over all folds; varies run to run, so not in as_dict()
 
     def as_dict(self) -> dict:
         return {"rank": self.rank, "algorithm": self.algorithm, "params": self.params, "score": self.score,
@@ -289,7 +290,12 @@ def _init_worker(state: dict) -> None:
     warnings.simplefilter("ignore")
 
 
-def _run_fold(job: int, fold: int) -> tuple[int, int, float | None, str | None]:
+def _run_fold(job: int, fold: int) -> tuple[int, int, float | None, str | None, float]:
+    t0 = time.perf_counter()
+    return (*_fit_and_score(job, fold), time.perf_counter() - t0)
+
+
+def _fit_and_score(job: int, fold: int) -> tuple[int, int, float | None, str | None]:
     s = _STATE
     algorithm, params = s["jobs"][job]
     train_idx, test_idx = s["splits"][fold]
@@ -312,12 +318,13 @@ def _describe_job(jobs, job: int, fold: int, folds: int) -> str:
 
 
 def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress: Progress | None,
-              total: int) -> dict[tuple[int, int], tuple[float | None, str | None]]:
-    out: dict[tuple[int, int], tuple[float | None, str | None]] = {}
+              total: int) -> dict[tuple[int, int], tuple[float | None, str | None, float]]:
+    """{(job, fold): (score, error, seconds)}"""
+    out: dict[tuple[int, int], tuple[float | None, str | None, float]] = {}
     folds = len(state["splits"])
 
-    def record(job, fold, score, error):
-        out[(job, fold)] = (score, error)
+    def record(job, fold, score, error, seconds):
+        out[(job, fold)] = (score, error, seconds)
         if progress:
             progress(len(out), total, _describe_job(state["jobs"], job, fold, folds))
 
@@ -338,16 +345,23 @@ def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress:
     # spawn, never fork: the control plane that calls this has gRPC threads running.
     ctx = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(state,))
+    finished = False
     try:
         pending = {pool.submit(_run_fold, job, fold) for job, fold in tasks}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in sorted(done, key=lambda f: f.result()[:2]):
                 record(*f.result())
+        finished = True
     except BrokenProcessPool as e:
         raise TrainingFailed(f"a training worker died ({e}); it may have run out of memory") from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # also when progress raised to cancel
+        if not finished:
+            # Cancelled (progress raised) or failed: stop folds in flight now rather than
+            # waiting for them; _processes is private but the only handle on the workers.
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 
@@ -359,17 +373,19 @@ def _leaderboard(jobs, candidate_of, results, folds: int, metric: str) -> list[E
     for j, (algorithm, params) in enumerate(jobs):
         scores = [results[(j, f)][0] for f in range(folds)]
         errors = [results[(j, f)][1] for f in range(folds) if results[(j, f)][1]]
+        seconds = sum(results[(j, f)][2] for f in range(folds))
         if errors:
-            rows.append((1, 0.0, 0.0, j, algorithm, params, None, None, [], errors[0]))
+            rows.append((1, 0.0, 0.0, j, algorithm, params, None, None, [], errors[0], seconds))
             continue
         arr = np.array(scores, dtype="float64")
         mean, std = float(arr.mean()), float(arr.std())
-        rows.append((0, -mean, std, j, algorithm, params, mean, std, scores, None))
+        rows.append((0, -mean, std, j, algorithm, params, mean, std, scores, None, seconds))
     rows.sort(key=lambda r: r[:4])  # best mean, then steadier, then spec order: no ties left
     return [Entry(rank=k + 1, algorithm=alg, params=params,
                   score=None if mean is None else catalogue.natural(metric, mean), std=std,
-                  fold_scores=[catalogue.natural(metric, s) for s in scores], error=err, candidate=candidate_of[j])
-            for k, (_, _, _, j, alg, params, mean, std, scores, err) in enumerate(rows)]
+                  fold_scores=[catalogue.natural(metric, s) for s in scores], error=err, candidate=candidate_of[j],
+                  seconds=sec)
+            for k, (_, _, _, j, alg, params, mean, std, scores, err, sec) in enumerate(rows)]
 
 
 def _dump_model(model: Pipeline) -> bytes:
