@@ -21,7 +21,7 @@ import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import joblib
@@ -63,6 +63,7 @@ class TrainingFailed(FailedPrecondition, RuntimeError):
 class Candidate:
     algorithm: str
     grid: dict[str, Any] | None = None
+    index: int = 0  # position in the spec's candidates list, for field paths
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ class Spec:
     target: str | None
     candidates: list[Candidate]
     preprocessing: list
-    metric: str
-    cv_folds: int
+    metric: str | None  # None: given but invalid (parse_spec reported it)
+    cv_folds: int | None
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,10 @@ class TrainResult:
 
 
 def parse_spec(spec: Any) -> tuple[Spec | None, list[tuple[str, str]]]:
-    """Checks that need no data: shape of the spec, task, algorithms, grids, metric, folds."""
+    """Checks that need no data (shape, task, algorithms, grids, metric, folds), for plan time.
+    Returns the spec as far as it is usable (None only without a known task: everything else
+    depends on it) and every problem found; bad candidates are left out, a bad metric or fold
+    count is None, so the data checks can still run and report theirs too."""
     if not isinstance(spec, dict):
         return None, [("spec", "give an object")]
     problems: list[tuple[str, str]] = []
@@ -146,8 +150,10 @@ def parse_spec(spec: Any) -> tuple[Spec | None, list[tuple[str, str]]]:
     target = spec.get("target")
     if task == "clustering" and target is not None:
         problems.append(("target", "clustering takes no target; leave it out"))
+        target = None
     elif task != "clustering" and not (isinstance(target, str) and target):
         problems.append(("target", f"{task} needs a target column"))
+        target = None
 
     candidates: list[Candidate] = []
     raw = spec.get("candidates")
@@ -166,7 +172,7 @@ def parse_spec(spec: Any) -> tuple[Spec | None, list[tuple[str, str]]]:
             bad = catalogue.check_grid(c["algorithm"], task, c.get("grid"), f"{path}.grid")
         problems.extend(bad)
         if not bad:
-            candidates.append(Candidate(c["algorithm"], c.get("grid")))
+            candidates.append(Candidate(c["algorithm"], c.get("grid"), i))
 
     selection = spec.get("selection") or {}
     if not isinstance(selection, dict):
@@ -176,13 +182,18 @@ def parse_spec(spec: Any) -> tuple[Spec | None, list[tuple[str, str]]]:
         if key not in ("metric", "cv_folds"):
             problems.append((f"selection.{key}", "unknown field; use metric, cv_folds"))
     metric = selection.get("metric") or catalogue.DEFAULT_METRIC[task]
-    problems.extend(catalogue.check_metric(metric, task))
+    bad = catalogue.check_metric(metric, task)
+    problems.extend(bad)
     folds = selection.get("cv_folds", 5)
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= MAX_FOLDS:
         problems.append(("selection.cv_folds", f"give a whole number from 2 to {MAX_FOLDS}"))
-    if problems:
-        return None, problems
-    return Spec(task, target, candidates, spec.get("preprocessing") or [], metric, folds), []
+        folds = None
+    return Spec(task, target, candidates, spec.get("preprocessing") or [], None if bad else metric, folds), problems
+
+
+def check_spec(spec: Any) -> list[tuple[str, str]]:
+    """Every problem knowable without the data (plan time): [(field path, message)]."""
+    return parse_spec(spec)[1]
 
 
 @dataclass(frozen=True)
@@ -240,28 +251,42 @@ def validate(df: pd.DataFrame, spec: Any) -> _Prepared:
     if parsed is None:
         raise TrainingError(problems)
     if len(df) == 0:
-        raise TrainingError([("dataset", "no rows")])
+        raise TrainingError(sorted(problems + [("dataset", "no rows")], key=_field_order))
     columns = [str(c) for c in df.columns]
-    if parsed.target is not None and parsed.target not in columns:
-        raise TrainingError([("target", f"no column {parsed.target!r} in the dataset (columns: {', '.join(columns)})")])
-    plan, problems = preprocess.plan(parsed.preprocessing, df, parsed.target)
-    if plan is None:
-        raise TrainingError(problems)
-    mask = preprocess.rows_to_use(df, plan, parsed.target)
+    target = parsed.target
+    if target is not None and target not in columns:
+        problems.append(("target", f"no column {target!r} in the dataset (columns: {', '.join(columns)})"))
+        target = None
+    plan, plan_problems = preprocess.plan(parsed.preprocessing, df, target)
+    if target is None and parsed.task != "clustering":
+        # Without a known target, any column may be it: keep only the problems of the steps themselves.
+        plan_problems = [p for p in plan_problems if p[0] != "preprocessing"]
+    problems += plan_problems
+    if plan is None or target is None and parsed.task != "clustering" or parsed.cv_folds is None:
+        raise TrainingError(sorted(problems, key=_field_order))  # the checks below need all three
+    parsed = replace(parsed, target=target)
+    mask = preprocess.rows_to_use(df, plan, target)
     y, target_dtype, classes = _target(df, parsed, mask, problems)
     rows = int(mask.sum())
     if rows < 2 * parsed.cv_folds:
         problems.append(("selection.cv_folds", f"{rows} usable rows are too few for {parsed.cv_folds} folds "
                                                f"(need at least {2 * parsed.cv_folds})"))
     if parsed.metric == "roc_auc" and classes is not None and len(classes) > 2:
-        for i, c in enumerate(parsed.candidates):
+        for c in parsed.candidates:
             if not catalogue.ALGORITHMS[c.algorithm].probabilities:
-                problems.append((f"candidates[{i}]", f"{c.algorithm} gives no class probabilities, which roc_auc "
-                                                     "needs for more than two classes"))
+                problems.append((f"candidates[{c.index}]", f"{c.algorithm} gives no class probabilities, which "
+                                                           "roc_auc needs for more than two classes"))
     if problems:
-        raise TrainingError(problems)
+        raise TrainingError(sorted(problems, key=_field_order))
     X = preprocess.model_input(df.loc[mask], plan).reset_index(drop=True)
     return _Prepared(parsed, plan, X, None if y is None else y.reset_index(drop=True), target_dtype, classes)
+
+
+def _field_order(problem: tuple[str, str]) -> int:
+    """Problems in the order the spec reads: unknown fields, task, target, candidates, ..."""
+    order = ["task", "target", "candidates", "preprocessing", "selection", "dataset"]
+    head = problem[0].split(".")[0].split("[")[0]
+    return order.index(head) + 1 if head in order else 0
 
 
 # ---------------------------------------------------------------- folds, in this process or a worker
@@ -427,10 +452,10 @@ def train(df: pd.DataFrame, spec: dict, *, workers: int = 1, seed: int = 0, prog
     s = p.spec
     t0 = time.perf_counter()
     jobs, candidate_of = [], []
-    for i, c in enumerate(s.candidates):
+    for c in s.candidates:
         for point in catalogue.expand_grid(c.grid):
             jobs.append((c.algorithm, point))
-            candidate_of.append(i)
+            candidate_of.append(c.index)
     splits = list(splitter(s.task, s.cv_folds, seed).split(p.X, p.y))
     state = {"X": p.X, "y": p.y, "splits": splits, "plan": p.plan, "task": s.task, "seed": seed, "jobs": jobs,
              "scorer": catalogue.scorer(s.metric, s.task, p.classes)}

@@ -153,6 +153,15 @@ def test_every_problem_at_once_with_its_path():
     assert paths == ["extra", "candidates[1]", "candidates[2].grid.trees", "selection.metric", "selection.cv_folds"]
 
 
+def test_spec_and_data_problems_together():
+    s = spec(target="jam", candidates=["naive_bayes", "xgboost"], selection={"metric": "r2", "cv_folds": 4},
+             preprocessing=[{"select": ["speed", "nope"]}])
+    assert [p for p, _ in _problems(data.classification(), s)] == [
+        "target", "candidates[1]", "preprocessing[0].select", "selection.metric"]
+    from control_plane.ml.train import check_spec
+    assert [p for p, _ in check_spec(s)] == ["candidates[1]", "selection.metric"]  # plan time: no data needed
+
+
 @pytest.mark.parametrize("df, s, expected", [
     (data.clustering(), {"task": "clustering", "target": "lat", "candidates": ["kmeans"]},
      [("target", "clustering takes no target; leave it out")]),
