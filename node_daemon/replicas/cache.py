@@ -285,11 +285,17 @@ class BentoCache:
             self.evict(keep={d})
             return tag
 
+    def pin(self, digest: str) -> None:
+        """Count one more user of this bento: it is not evicted while pinned."""
+        d = parse_digest(digest)
+        with self._lock:
+            self._in_use[d] = self._in_use.get(d, 0) + 1
+
     def acquire(self, digest: str) -> str:
         """Import if needed and pin: the bento is not evicted until `release`.  Returns its tag."""
         d = parse_digest(digest)
         with self._lock:
-            self._in_use[d] = self._in_use.get(d, 0) + 1
+            self.pin(d)
             try:
                 tag = self.import_bento(d)
             except BaseException:

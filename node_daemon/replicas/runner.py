@@ -90,7 +90,10 @@ class PortAllocator:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """True if a server could listen on the port now (bound like servers bind: SO_REUSEADDR, so
+    connections of a stopped server lingering in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -1,0 +1,169 @@
+"""Real `bentoml serve` replicas behind the service router: predictions, rolling updates, destroy."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+
+from control_plane.packaging.profile import profile_artifact
+from node_daemon.replicas.cache import BentoCache
+from node_daemon.replicas.router import RouterThread
+from node_daemon.replicas.runner import ReplicaError, ReplicaRunner, port_is_free
+from node_daemon.replicas.service import BentoRef, LocalService
+from tests.packaging.conftest import SAMPLE, local_predictions
+
+
+def post(url: str, body: dict, timeout: float = 30) -> tuple[int, dict]:
+    req = urllib.request.Request(url + "/predict", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def get(url: str, path: str = "/healthz") -> int:
+    try:
+        with urllib.request.urlopen(url + path, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def bentoml_processes() -> list[psutil.Process]:
+    """bentoml processes descended from this test process."""
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if any("bentoml" in part for part in p.cmdline()):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def node(pk_root, store, built, built_v2):
+    """A node: its bento cache (both bentos fetched from the store by digest) and a replica runner."""
+    cache = BentoCache(pk_root / "node" / "cache", max_bytes=1 << 30)
+    for art, _ in (built, built_v2):
+        cache.fetch(art.sha256, store.size(art.sha256), lambda o, n, d=art.sha256: store.read(d, o, n))
+    runner = ReplicaRunner(cache.bentoml_home, pk_root / "node" / "run")
+    yield cache, runner
+    runner.stop_all()
+
+
+def test_two_replicas_behind_the_router_predict_like_the_model(node, built, artifact):
+    cache, runner = node
+    art, _ = built
+    tag = cache.acquire(art.sha256)
+    router = RouterThread(sample_size=3)
+    replicas = []
+    try:
+        replicas = [runner.start(tag, replica_id=f"pair-{i}") for i in range(2)]
+        assert all(r.load_time_s and r.load_time_s > 0 for r in replicas)
+        assert all(r.rss_bytes() > 50 << 20 for r in replicas)
+        for r in replicas:
+            router.add_backend(r.id, r.host, r.port)
+        expected = local_predictions(artifact, SAMPLE)
+        for _ in range(6):
+            status, body = post(router.url, {"instances": SAMPLE})
+            assert status == 200, body
+            assert body == {"predictions": expected}
+        assert get(router.url) == 200
+        # A missing feature column: a clear 400, through the router.
+        status, body = post(router.url, {"instances": [{"speed": 10.0, "zone": "north"}]})
+        assert status == 400 and "missing feature column(s): count" in body["error"]
+        status, body = post(router.url, {"instances": []})
+        assert status == 200 and body == {"predictions": []}
+        stats = router.stats()
+        assert all(b["requests"] >= 3 for b in stats["backends"]), stats  # both replicas served
+        assert stats["failures"] == 0
+        samples = router.samples()
+        assert 1 <= len(samples) <= 3 and all(set(s) >= {"speed", "zone"} for s in samples)
+    finally:
+        router.close()
+        for r in replicas:
+            runner.stop(r)
+        cache.release(art.sha256)
+    assert not bentoml_processes()
+
+
+def test_rolling_update_under_load_has_no_failed_request(node, built, built_v2, artifact, artifact_v2, loop_thread):
+    cache, runner = node
+    v1, v2 = built[0], built_v2[0]
+    svc = LocalService("congestion", runner, cache=cache, drain_timeout=30)
+    loop_thread.run(svc.start())
+    loop_thread.run(svc.deploy(BentoRef(digest=v1.sha256), replicas=2))
+    old = list(svc.replicas)
+    old_pids = [p for r in old for p in r.pids()]
+    assert len(old) == 2 and all(r.bento == "congestion:v1" for r in old)
+    want_v1, want_v2 = local_predictions(artifact, SAMPLE), local_predictions(artifact_v2, SAMPLE)
+
+    results: list = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                status, body = post(svc.endpoint, {"instances": SAMPLE}, timeout=30)
+            except Exception as exc:  # noqa: BLE001 - any failure counts
+                status, body = None, repr(exc)
+            results.append((status, body))
+
+    clients = [threading.Thread(target=client) for _ in range(3)]
+    for t in clients:
+        t.start()
+    try:
+        time.sleep(1.0)
+        loop_thread.run(svc.roll(BentoRef(digest=v2.sha256)))
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(60)
+    failures = [r for r in results if r[0] != 200]
+    assert not failures, f"{len(failures)} of {len(results)} requests failed, e.g. {failures[:3]}"
+    bodies = [r[1]["predictions"] for r in results]
+    assert len(results) > 20
+    assert set(map(tuple, bodies)) <= {tuple(want_v1), tuple(want_v2)}
+    assert bodies[-1] == want_v2  # the new model answers at the end
+    assert all(r.bento == "congestion:v2" for r in svc.replicas) and len(svc.replicas) == 2
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in old_pids)
+    assert cache.entries()[v1.sha256]["in_use"] == 0 and cache.entries()[v2.sha256]["in_use"] == 2
+
+    # Destroy: every replica process gone, every port (replicas and endpoint) free again.
+    ports = [r.port for r in svc.replicas] + [svc.router.port]
+    pids = [p for r in svc.replicas for p in r.pids()]
+    loop_thread.run(svc.destroy())
+    assert not runner.replicas and not runner.ports.held
+    assert all(port_is_free("127.0.0.1", p) for p in ports)
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert not bentoml_processes()
+    assert cache.entries()[v2.sha256]["in_use"] == 0
+
+
+def test_a_replica_that_cannot_start_reports_why_and_frees_its_port(node):
+    _, runner = node
+    with pytest.raises(ReplicaError, match="exited with code") as err:
+        runner.start("no-such-bento:v9", ready_timeout=60)
+    assert "no-such-bento" in str(err.value)
+    assert not runner.ports.held and not runner.replicas
+    assert not bentoml_processes()
+
+
+def test_profile_measures_load_time_and_memory(built, artifact, tmp_path):
+    art, home = built
+    prof = profile_artifact(artifact, art.tag, home, tmp_path / "run", requests=5)
+    assert 0 < prof.load_time_s < 120
+    assert prof.rss_bytes > 50 << 20 and prof.rss_mib == -(-prof.rss_bytes // (1 << 20))
+    assert prof.p50_ms is not None and prof.p50_ms > 0
+    assert not bentoml_processes()
