@@ -315,13 +315,13 @@ def _init_worker(state: dict) -> None:
     warnings.simplefilter("ignore")
 
 
-def _run_fold(job: int, fold: int) -> tuple[int, int, float | None, str | None, float]:
+def _run_fold(job: int, fold: int, state: dict | None = None) -> tuple[int, int, float | None, str | None, float]:
+    """One fold of one job; in a worker the state is the one _init_worker kept."""
     t0 = time.perf_counter()
-    return (*_fit_and_score(job, fold), time.perf_counter() - t0)
+    return (*_fit_and_score(state if state is not None else _STATE, job, fold), time.perf_counter() - t0)
 
 
-def _fit_and_score(job: int, fold: int) -> tuple[int, int, float | None, str | None]:
-    s = _STATE
+def _fit_and_score(s: dict, job: int, fold: int) -> tuple[int, int, float | None, str | None]:
     algorithm, params = s["jobs"][job]
     train_idx, test_idx = s["splits"][fold]
     X, y = s["X"], s["y"]
@@ -354,17 +354,10 @@ def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress:
             progress(len(out), total, _describe_job(state["jobs"], job, fold, folds))
 
     if workers <= 1:
-        saved = dict(_STATE)
-        try:
-            with threadpool_limits(1), warnings.catch_warnings():
-                _STATE.clear()
-                _STATE.update(state)
-                warnings.simplefilter("ignore")
-                for job, fold in tasks:
-                    record(*_run_fold(job, fold))
-        finally:
-            _STATE.clear()
-            _STATE.update(saved)
+        with threadpool_limits(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for job, fold in tasks:
+                record(*_run_fold(job, fold, state))
         return out
 
     # spawn, never fork: the control plane that calls this has gRPC threads running.
