@@ -67,7 +67,9 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("svm", {"classification": ("sklearn.svm", "SVC"), "regression": ("sklearn.svm", "SVR")}, {},
               probabilities=False),
     Algorithm("kmeans", {"clustering": ("sklearn.cluster", "KMeans")}, {}),
-    Algorithm("gaussian_mixture", {"clustering": ("sklearn.mixture", "GaussianMixture")}, {}),
+    # One component (the default) is no clustering at all; start where KMeans does.
+    Algorithm("gaussian_mixture", {"clustering": ("sklearn.mixture", "GaussianMixture")},
+              {"clustering": {"n_components": 8}}),
 ]}
 
 

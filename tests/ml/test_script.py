@@ -81,3 +81,26 @@ def test_every_classification_scorer_renders(metric):
             exec(line, ns)
         built = eval(expr, ns)
         assert repr(built) == repr(catalogue.scorer(metric, "classification", classes))
+
+
+def _every_algorithm():
+    from control_plane.ml import catalogue
+
+    return [(name, task) for name, alg in catalogue.ALGORITHMS.items() for task in alg.estimators]
+
+
+@pytest.mark.parametrize("name, task", _every_algorithm())
+def test_every_algorithm_trains_and_its_script_builds_the_same_pipeline(name, task):
+    if task == "classification":
+        df, s = data.classification(n=120), {"target": "congested", "preprocessing": [{"one_hot": "all"}]}
+    elif task == "regression":
+        df, s = data.regression(n=120), {"target": "load", "preprocessing": [{"one_hot": "all"}, {"scale": "minmax"}]}
+    else:
+        df, s = data.clustering(n=90), {}
+    s.update(task=task, candidates=[name], selection={"cv_folds": 3})
+    result = train(df, s, seed=4)
+    assert result.best.score is not None, result.best.error
+    namespace = {"__name__": "generated"}
+    exec(compile(render(result.metadata, result.version), "train.py", "exec"), namespace)
+    built = namespace["build_model"]()
+    assert repr(built.get_params(deep=True)) == repr(result.model.get_params(deep=True))
