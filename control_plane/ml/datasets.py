@@ -21,6 +21,7 @@ import sqlite3
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import numpy as np
 import pandas as pd
 
 from control_plane.errors import InvalidArgument
@@ -85,12 +86,26 @@ def describe(df: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def frame_digest(df: pd.DataFrame) -> str:
-    """sha256 of a canonical serialisation: the (column, type) header as JSON, then the rows as
-    CSV with full-precision floats and ISO timestamps. Equal tables give equal digests."""
+    """sha256 of a canonical form that depends on the values, not on pandas' text formatting:
+    the (column, type) header as JSON and the row count, then per column its missing-value mask
+    and its values (little-endian int64/float64, UTC nanoseconds, or UTF-8 text as JSON)."""
     h = hashlib.sha256()
-    h.update(json.dumps(describe(df)).encode())
-    h.update(b"\n")
-    h.update(df.to_csv(index=False, header=False, lineterminator="\n", date_format="%Y-%m-%dT%H:%M:%S.%f%z").encode())
+    h.update(json.dumps([describe(df), len(df)]).encode())
+    for name in df.columns:
+        col = df[name]
+        kind = column_type(col)
+        missing = col.isna().to_numpy(dtype=bool)
+        h.update(np.packbits(missing).tobytes())
+        if kind == "float":
+            h.update(col.to_numpy(dtype="<f8", na_value=0.0).tobytes())
+        elif kind in ("integer", "boolean"):
+            h.update(col.to_numpy(dtype="<i8", na_value=0).tobytes())
+        elif kind == "datetime":
+            if col.dt.tz is not None:
+                col = col.dt.tz_convert("UTC").dt.tz_localize(None)
+            h.update(col.to_numpy(dtype="datetime64[ns]").view("<i8").tobytes())
+        else:
+            h.update(json.dumps([None if m else str(v) for v, m in zip(col.tolist(), missing)]).encode())
     return "sha256:" + h.hexdigest()
 
 

@@ -181,3 +181,16 @@ def test_postgres_query(postgres_url):
         load_sql(postgres_url, "DELETE FROM obs")
     with pytest.raises(DatasetError, match="^query returned no rows$"):
         load_sql(postgres_url, "SELECT * FROM obs WHERE false")
+
+
+def test_frame_digest_follows_values_not_representation():
+    a = pd.DataFrame({"x": [0.1, None], "n": pd.array([1, None], dtype="Int64"), "s": ["a", None],
+                      "t": pd.to_datetime(["2024-01-01", None]).as_unit("us")})
+    b = a.copy()
+    b["t"] = b["t"].dt.as_unit("ns")
+    assert frame_digest(a) == frame_digest(b)
+    c = a.copy()
+    c.loc[0, "x"] = 0.1 + 1e-16
+    d = a.copy()
+    d.loc[1, "s"] = "None"
+    assert len({frame_digest(a), frame_digest(c), frame_digest(d), frame_digest(a.iloc[::-1])}) == 4
