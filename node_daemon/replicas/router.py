@@ -744,8 +744,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--backend", action="append", default=[], help="HOST:PORT of a replica (repeatable)")
+    p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="event loop: uvloop when installed (auto), or the standard one")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    new_loop = asyncio.new_event_loop
+    if args.loop != "asyncio":
+        try:
+            import uvloop  # type: ignore[import-not-found]
+
+            new_loop = uvloop.new_event_loop
+        except ImportError:
+            if args.loop == "uvloop":
+                raise
 
     async def run() -> None:
         router = ServiceRouter(args.host, args.port)
@@ -757,7 +768,8 @@ def main(argv: list[str] | None = None) -> None:
         await asyncio.Event().wait()
 
     try:
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=new_loop) as r:
+            r.run(run())
     except KeyboardInterrupt:
         pass
 
