@@ -50,10 +50,15 @@ def run(df: pd.DataFrame, folds: int, workers: int, seed: int) -> tuple[dict, ob
     spec = {"task": "classification", "target": "congested", "candidates": CANDIDATES,
             "preprocessing": [{"scale": "standard"}, {"one_hot": ["road"]}],
             "selection": {"metric": "accuracy", "cv_folds": folds}}
-    t0 = time.perf_counter()
+    c0, load0, t0 = os.times(), os.getloadavg()[0], time.perf_counter()
     result = train(df, spec, workers=workers, seed=seed)
-    wall = time.perf_counter() - t0
-    return {"workers": workers, "wall_s": round(wall, 2), "cv_s": round(result.timings["cv_s"], 2),
+    wall, c1, load1 = time.perf_counter() - t0, os.times(), os.getloadavg()[0]
+    # CPU seconds of this process and of the workers it reaped: cores used = cpu / wall. On a
+    # machine shared with other work, this shows whether the workers got the cores to run on.
+    cpu = (c1.user - c0.user) + (c1.system - c0.system) + (c1.children_user - c0.children_user) \
+        + (c1.children_system - c0.children_system)
+    return {"workers": workers, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "cores_used": round(cpu / wall, 2),
+            "load_avg": round((load0 + load1) / 2, 1), "cv_s": round(result.timings["cv_s"], 2),
             "refit_s": round(result.timings["refit_s"], 2), "best": result.best_algorithm,
             "best_score": result.best.score, "digest": result.artifact_digest}, result
 
@@ -80,9 +85,10 @@ def main() -> int:
     for e in r1.leaderboard:
         print(f"{e.rank:>4}  {e.algorithm:<20} {e.score:>10.5f} {e.std:>8.5f} {e.seconds:>8.2f}")
     print()
-    print(f"{'workers':>7} {'wall s':>8} {'cv s':>8} {'refit s':>8}  best")
+    print(f"{'workers':>7} {'wall s':>8} {'cv s':>8} {'refit s':>8} {'cpu s':>8} {'cores':>6} {'load':>5}  best")
     for row in (serial, parallel):
-        print(f"{row['workers']:>7} {row['wall_s']:>8.2f} {row['cv_s']:>8.2f} {row['refit_s']:>8.2f}  {row['best']}")
+        print(f"{row['workers']:>7} {row['wall_s']:>8.2f} {row['cv_s']:>8.2f} {row['refit_s']:>8.2f} {row['cpu_s']:>8.2f} "
+              f"{row['cores_used']:>6.2f} {row['load_avg']:>5.1f}  {row['best']}")
     speedup = serial["wall_s"] / parallel["wall_s"]
     cv_speedup = serial["cv_s"] / parallel["cv_s"]
     print(f"\nspeedup (workers=1 / workers={args.workers}): {speedup:.2f}x wall, {cv_speedup:.2f}x cross-validation; "
@@ -91,6 +97,8 @@ def main() -> int:
                       "cpus": os.cpu_count(), "workers": args.workers, "serial_s": serial["wall_s"],
                       "parallel_s": parallel["wall_s"], "serial_cv_s": serial["cv_s"], "parallel_cv_s": parallel["cv_s"],
                       "refit_s": serial["refit_s"], "speedup": round(speedup, 3), "cv_speedup": round(cv_speedup, 3),
+                      "serial_cores_used": serial["cores_used"], "parallel_cores_used": parallel["cores_used"],
+                      "load_avg": [serial["load_avg"], parallel["load_avg"]],
                       "best": serial["best"], "best_score": serial["best_score"], "identical": same}))
     return 0 if same else 1
 
