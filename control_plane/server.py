@@ -16,7 +16,9 @@ from grpc_reflection.v1alpha import reflection
 from control_plane.api.auth import AdminTokenInterceptor
 from control_plane.api.servicers import ControlPlaneServicer, NodeAgentServicer
 from control_plane.datadir import DataDir
+from control_plane.datasets import Datasets
 from control_plane.join_tokens import JoinTokens
+from control_plane.packaging.store import ArtifactStore
 from control_plane.nodes import NodeRegistry
 from control_plane.store import Store
 from stratum import pki
@@ -52,6 +54,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     dd = cfg.data_dir
     tokens = JoinTokens(cfg.store, pki.fingerprint(dd.ca_cert_pem))
     nodes = NodeRegistry(cfg.store, tokens, dd.ca_key_pem, dd.ca_cert_pem, cfg.node_timeout)
+    datasets = Datasets(cfg.store, ArtifactStore(dd.path))
 
     server = grpc.aio.server(interceptors=[AdminTokenInterceptor(dd.admin_token)], options=SERVER_OPTIONS)
     chain = dd.server_cert_pem + dd.ca_cert_pem  # the CA in the chain lets new nodes discover it (see pki.fetch_ca)
@@ -65,7 +68,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     node_host = cfg.node_listen.rpartition(":")[0]
 
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(
-        ControlPlaneServicer(nodes, tokens, cfg.store.kind, f"{node_host}:{node_port}", cfg.heartbeat_interval, cfg.node_timeout), server)
+        ControlPlaneServicer(nodes, tokens, datasets, cfg.store.kind, f"{node_host}:{node_port}", cfg.heartbeat_interval, cfg.node_timeout), server)
     node_agent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(nodes, node_port, cfg.heartbeat_interval), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -16,10 +16,14 @@ import grpc
 CONTROL_PLANE_PREFIX = "/stratum.v1.ControlPlane/"
 
 
-def _deny(message: str):
+def _deny(handler, message: str):
+    """A handler of the same shape as `handler` (unary or streaming) that only refuses."""
+
     async def abort(request, context):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort)
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
@@ -31,10 +35,10 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
         if details.method.startswith(CONTROL_PLANE_PREFIX):
             header = dict(details.invocation_metadata or ()).get("authorization", "")
             if not header:
-                return _deny("missing admin token: send 'authorization: Bearer <token>' (the provider's token / STRATUM_TOKEN)")
+                return _deny(await continuation(details), "missing admin token: send 'authorization: Bearer <token>' (the provider's token / STRATUM_TOKEN)")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token):
-                return _deny("admin token rejected: it does not match this control plane's admin.token")
+                return _deny(await continuation(details), "admin token rejected: it does not match this control plane's admin.token")
         return await continuation(details)
 
 

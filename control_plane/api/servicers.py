@@ -11,21 +11,28 @@ import grpc
 from control_plane import join_tokens as jt
 from control_plane.api.auth import node_id_of
 from control_plane.api.errors import rpc, to_status
-from control_plane.errors import InvalidArgument, StratumError
+from control_plane.errors import InvalidArgument, NotFound, StratumError
+from control_plane import datasets as dsets
+from control_plane.datasets import Datasets
 from control_plane.join_tokens import JoinTokens, validate_spec
+from control_plane.packaging.store import DigestMismatch
 from control_plane.nodes import NodeRegistry
 from stratum import __version__
 from stratum.durations import format_duration
 from stratum.logs import event
 from stratum.v1 import control_plane_pb2 as cp, control_plane_pb2_grpc as cp_grpc
+from stratum.v1 import datasets_pb2 as ds
 from stratum.v1 import node_agent_pb2 as na, node_agent_pb2_grpc as na_grpc
+
+MAX_CHUNK = 4 * 1024 * 1024
 
 log = logging.getLogger("stratum.api")
 
 
 class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
-    def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, store_kind: str, node_endpoint: str, interval: float, timeout: float):
-        self.nodes, self.tokens = nodes, tokens
+    def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, datasets: Datasets, store_kind: str, node_endpoint: str,
+                 interval: float, timeout: float):
+        self.nodes, self.tokens, self.datasets = nodes, tokens, datasets
         self.store_kind, self.node_endpoint = store_kind, node_endpoint
         self.interval, self.timeout = interval, timeout
 
@@ -81,6 +88,71 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
     async def ListJoinTokens(self, request, context):
         rows = await asyncio.to_thread(self.tokens.store.list_join_tokens)
         return cp.ListJoinTokensResponse(tokens=[self._proto(r) for r in rows])
+
+    # -- blobs and datasets ---------------------------------------------------
+
+    @rpc
+    async def UploadBlob(self, request_iterator, context):
+        first = await request_iterator.__anext__()
+        if first.WhichOneof("body") != "header":
+            raise InvalidArgument([("header", "the first message of an upload must be the header")])
+        header = first.header
+        if len(header.sha256) != 64 or header.size < 0:
+            raise InvalidArgument([("header.sha256", "give the sha256 (64 hex digits) and size of the bytes to come")])
+        chunks, size = [], 0
+        async for msg in request_iterator:
+            if len(msg.chunk) > MAX_CHUNK:
+                raise InvalidArgument([("chunk", f"chunks are at most {MAX_CHUNK} bytes")])
+            chunks.append(msg.chunk)
+            size += len(msg.chunk)
+            if size > header.size:
+                break
+        if size != header.size:
+            raise InvalidArgument([("header.size", f"announced {header.size} bytes, received {size}; nothing stored")])
+        store = self.datasets.artifacts
+        try:
+            digest = await asyncio.to_thread(store.put_stream, chunks, header.sha256)
+        except DigestMismatch as e:
+            raise InvalidArgument([("header.sha256", str(e))]) from None
+        event(log, "blob stored", sha256=digest, size=size)
+        return ds.Blob(sha256=digest, size=size)
+
+    @rpc
+    async def GetBlob(self, request, context):
+        store = self.datasets.artifacts
+        try:
+            return ds.Blob(sha256=request.sha256, size=store.size(request.sha256))
+        except (KeyError, ValueError):
+            raise NotFound(f"blob {request.sha256[:12]}… is not stored") from None
+
+    @rpc
+    async def ValidateDataset(self, request, context):
+        problems = dsets.validate_spec(request)
+        if problems:
+            raise InvalidArgument(problems)
+        return cp.ValidateResponse()
+
+    @rpc
+    async def CreateDataset(self, request, context):
+        row = await asyncio.to_thread(self.datasets.create, request)
+        event(log, "dataset created", name=row.name, digest=row.digest, rows=row.row_count, version=row.version)
+        return dsets.to_proto(row)
+
+    @rpc
+    async def GetDataset(self, request, context):
+        return dsets.to_proto(await asyncio.to_thread(self.datasets.get, request.name))
+
+    @rpc
+    async def UpdateDataset(self, request, context):
+        row = await asyncio.to_thread(self.datasets.update, request)
+        event(log, "dataset updated", name=row.name, digest=row.digest, rows=row.row_count, version=row.version)
+        return dsets.to_proto(row)
+
+    @rpc
+    async def DeleteDataset(self, request, context):
+        await asyncio.to_thread(self.datasets.delete, request.name)
+        event(log, "dataset deleted", name=request.name)
+        return ds.DeleteDatasetResponse()
 
 
 class NodeAgentServicer(na_grpc.NodeAgentServicer):

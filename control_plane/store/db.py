@@ -54,8 +54,31 @@ class NodeRow:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class DatasetRow:
+    name: str
+    spec: str  # protobuf JSON of datasets_pb2.DatasetSpec
+    digest: str  # "sha256:<hex>" of the content (see control_plane/ml/datasets.py)
+    data_sha256: str  # artifact-store blob holding exactly the rows described (file bytes or a snapshot)
+    data_format: str  # format of that blob: csv, parquet or excel
+    columns: list[list[str]]  # [name, type] pairs
+    row_count: int
+    version: int
+    created_at: float
+    updated_at: float
+
+
 _TOKEN_COLS = "id, name, secret, tier, labels, ttl, max_uses, uses, description, created_at, expires_at"
 _NODE_COLS = "id, name, tier, labels, state, capabilities, utilisation, public_key_sha256, join_token, created_at, last_heartbeat"
+
+
+_DATASET_COLS = "name, spec, digest, data_sha256, data_format, columns, row_count, version, created_at, updated_at"
+
+
+def _dataset(row) -> DatasetRow:
+    r = list(row)
+    r[5] = json.loads(r[5])
+    return DatasetRow(*r)
 
 
 def _token(row) -> JoinTokenRow:
@@ -225,3 +248,26 @@ class Store:
     def record_heartbeats(self, rows: list[tuple[str, float, str]]) -> None:
         """Batch of (node id, time, utilisation JSON): one transaction for many heartbeats."""
         self.executemany("UPDATE nodes SET last_heartbeat=?, utilisation=? WHERE id=?", [(t, u, i) for i, t, u in rows])
+
+    # -- datasets -------------------------------------------------------
+
+    def insert_dataset(self, d: DatasetRow) -> None:
+        with self.tx() as q:
+            q(f"INSERT INTO datasets ({_DATASET_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+              d.name, d.spec, d.digest, d.data_sha256, d.data_format, json.dumps(d.columns), d.row_count, d.version,
+              d.created_at, d.updated_at)
+
+    def update_dataset(self, d: DatasetRow) -> None:
+        with self.tx() as q:
+            q("UPDATE datasets SET spec=?, digest=?, data_sha256=?, data_format=?, columns=?, row_count=?, version=?, updated_at=? "
+              "WHERE name=?", d.spec, d.digest, d.data_sha256, d.data_format, json.dumps(d.columns), d.row_count, d.version,
+              d.updated_at, d.name)
+
+    def get_dataset(self, name: str) -> DatasetRow | None:
+        with self.tx() as q:
+            row = q(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", name).fetchone()
+        return _dataset(row) if row else None
+
+    def delete_dataset(self, name: str) -> bool:
+        with self.tx() as q:
+            return q("DELETE FROM datasets WHERE name = ?", name).rowcount > 0

@@ -40,4 +40,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX nodes_tier ON nodes (tier)",
         ],
     ),
+    (
+        2,
+        "datasets",
+        [
+            """CREATE TABLE datasets (
+                name        TEXT PRIMARY KEY,
+                spec        TEXT NOT NULL,
+                digest      TEXT NOT NULL,
+                data_sha256 TEXT NOT NULL,
+                data_format TEXT NOT NULL,
+                columns     TEXT NOT NULL,
+                row_count   BIGINT NOT NULL,
+                version     BIGINT NOT NULL,
+                created_at  DOUBLE PRECISION NOT NULL,
+                updated_at  DOUBLE PRECISION NOT NULL
+            )""",
+        ],
+    ),
 ]

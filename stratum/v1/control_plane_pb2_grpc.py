@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from stratum.v1 import control_plane_pb2 as stratum_dot_v1_dot_control__plane__pb2
+from stratum.v1 import datasets_pb2 as stratum_dot_v1_dot_datasets__pb2
 from stratum.v1 import types_pb2 as stratum_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.71.2'
@@ -80,6 +81,41 @@ class ControlPlaneStub(object):
                 request_serializer=stratum_dot_v1_dot_control__plane__pb2.ListJoinTokensRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListJoinTokensResponse.FromString,
                 _registered_method=True)
+        self.UploadBlob = channel.stream_unary(
+                '/stratum.v1.ControlPlane/UploadBlob',
+                request_serializer=stratum_dot_v1_dot_datasets__pb2.UploadBlobRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_datasets__pb2.Blob.FromString,
+                _registered_method=True)
+        self.GetBlob = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetBlob',
+                request_serializer=stratum_dot_v1_dot_datasets__pb2.GetBlobRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_datasets__pb2.Blob.FromString,
+                _registered_method=True)
+        self.ValidateDataset = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ValidateDataset',
+                request_serializer=stratum_dot_v1_dot_datasets__pb2.DatasetSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+                _registered_method=True)
+        self.CreateDataset = channel.unary_unary(
+                '/stratum.v1.ControlPlane/CreateDataset',
+                request_serializer=stratum_dot_v1_dot_datasets__pb2.DatasetSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_datasets__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.GetDataset = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetDataset',
+                request_serializer=stratum_dot_v1_dot_datasets__pb2.GetDatasetRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_datasets__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.UpdateDataset = channel.unary_unary(
+                '/stratum.v1.ControlPlane/UpdateDataset',
+                request_serializer=stratum_dot_v1_dot_datasets__pb2.DatasetSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_datasets__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/stratum.v1.ControlPlane/DeleteDataset',
+                request_serializer=stratum_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
 
 
 class ControlPlaneServicer(object):
@@ -153,6 +189,60 @@ class ControlPlaneServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadBlob(self, request_iterator, context):
+        """Uploads a blob (e.g. a dataset file) in chunks: a header with the
+        sha256 and size, then the bytes. Bytes that do not hash to the announced
+        digest are rejected (INVALID_ARGUMENT) and nothing is stored. Idempotent:
+        uploading stored bytes again stores nothing new.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBlob(self, request, context):
+        """Returns a stored blob's size; NOT_FOUND if it is not stored (upload it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateDataset(self, request, context):
+        """Checks a dataset spec without loading anything (plan time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDataset(self, request, context):
+        """Loads and describes a dataset. Idempotent on the name: the same spec
+        returns the existing dataset; another spec is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDataset(self, request, context):
+        """Returns a dataset by name; NOT_FOUND if none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDataset(self, request, context):
+        """Reloads a dataset from a changed spec (new file, new query); the version
+        increases when the content digest changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Deletes a dataset (OK if it does not exist).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -200,6 +290,41 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.ListJoinTokens,
                     request_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListJoinTokensRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_control__plane__pb2.ListJoinTokensResponse.SerializeToString,
+            ),
+            'UploadBlob': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadBlob,
+                    request_deserializer=stratum_dot_v1_dot_datasets__pb2.UploadBlobRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_datasets__pb2.Blob.SerializeToString,
+            ),
+            'GetBlob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBlob,
+                    request_deserializer=stratum_dot_v1_dot_datasets__pb2.GetBlobRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_datasets__pb2.Blob.SerializeToString,
+            ),
+            'ValidateDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateDataset,
+                    request_deserializer=stratum_dot_v1_dot_datasets__pb2.DatasetSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.SerializeToString,
+            ),
+            'CreateDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDataset,
+                    request_deserializer=stratum_dot_v1_dot_datasets__pb2.DatasetSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_datasets__pb2.Dataset.SerializeToString,
+            ),
+            'GetDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDataset,
+                    request_deserializer=stratum_dot_v1_dot_datasets__pb2.GetDatasetRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_datasets__pb2.Dataset.SerializeToString,
+            ),
+            'UpdateDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDataset,
+                    request_deserializer=stratum_dot_v1_dot_datasets__pb2.DatasetSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_datasets__pb2.Dataset.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=stratum_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -445,6 +570,195 @@ class ControlPlane(object):
             '/stratum.v1.ControlPlane/ListJoinTokens',
             stratum_dot_v1_dot_control__plane__pb2.ListJoinTokensRequest.SerializeToString,
             stratum_dot_v1_dot_control__plane__pb2.ListJoinTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadBlob(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/stratum.v1.ControlPlane/UploadBlob',
+            stratum_dot_v1_dot_datasets__pb2.UploadBlobRequest.SerializeToString,
+            stratum_dot_v1_dot_datasets__pb2.Blob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBlob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetBlob',
+            stratum_dot_v1_dot_datasets__pb2.GetBlobRequest.SerializeToString,
+            stratum_dot_v1_dot_datasets__pb2.Blob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ValidateDataset',
+            stratum_dot_v1_dot_datasets__pb2.DatasetSpec.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/CreateDataset',
+            stratum_dot_v1_dot_datasets__pb2.DatasetSpec.SerializeToString,
+            stratum_dot_v1_dot_datasets__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetDataset',
+            stratum_dot_v1_dot_datasets__pb2.GetDatasetRequest.SerializeToString,
+            stratum_dot_v1_dot_datasets__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/UpdateDataset',
+            stratum_dot_v1_dot_datasets__pb2.DatasetSpec.SerializeToString,
+            stratum_dot_v1_dot_datasets__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/DeleteDataset',
+            stratum_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.SerializeToString,
+            stratum_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,133 @@
+"""Datasets: a named, versioned table loaded from an uploaded file or a SQL query.
+
+The rows a dataset describes are kept in the artifact store (the uploaded file
+itself, or a Parquet snapshot of a query's result), so a model trained later
+sees exactly the version that was described, even if the database changed.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+from google.protobuf import json_format
+
+from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from control_plane.ml import datasets as ml_datasets
+from control_plane.packaging.store import ArtifactNotFound, ArtifactStore
+from control_plane.store import DatasetRow, Store
+from stratum.validation import check_name
+from stratum.v1 import datasets_pb2 as ds
+
+FORMATS = ("csv", "parquet", "excel")
+_DB_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def validate_spec(spec: ds.DatasetSpec) -> list[tuple[str, str]]:
+    """Problems knowable without loading anything (plan time)."""
+    problems = check_name(spec.name)
+    if spec.format and spec.format not in FORMATS:
+        problems.append(("format", f"unknown format {spec.format!r}: expected one of {', '.join(FORMATS)}"))
+    if spec.source.startswith("file://"):
+        path = spec.source[len("file://"):]
+        if not path:
+            problems.append(("source", "file:// needs a path, e.g. file://data/traffic.csv"))
+        elif not spec.format:
+            try:
+                ml_datasets.format_from_path(path)
+            except ValueError as e:
+                problems.append(("source", str(e)))
+        if spec.query:
+            problems.append(("query", "a query applies only to a database source (sqlite:///..., postgresql://...)"))
+        if not _HEX64.match(spec.blob_sha256):
+            problems.append(("blob_sha256", "a file source needs the sha256 of the uploaded file (UploadBlob first)"))
+    elif spec.source.startswith(_DB_SCHEMES):
+        if not spec.query.strip():
+            problems.append(("query", "a database source needs a query"))
+        if spec.format:
+            problems.append(("format", "format applies only to file sources"))
+    else:
+        shown = ml_datasets.redact_url(spec.source) if "://" in spec.source else spec.source
+        problems.append(("source", f"unsupported source {shown!r}: use file://path, sqlite:///path or postgresql://..."))
+    return problems
+
+
+def _spec_json(spec: ds.DatasetSpec) -> str:
+    return json_format.MessageToJson(spec, indent=None, sort_keys=True)
+
+
+class Datasets:
+    def __init__(self, store: Store, artifacts: ArtifactStore):
+        self.store, self.artifacts = store, artifacts
+
+    def _load(self, spec: ds.DatasetSpec) -> tuple[ml_datasets.Dataset, str, str]:
+        """(described dataset, blob holding its rows, that blob's format)."""
+        problems = validate_spec(spec)
+        if problems:
+            raise InvalidArgument(problems)
+        if spec.source.startswith("file://"):
+            path = spec.source[len("file://"):]
+            fmt = spec.format or ml_datasets.format_from_path(path)
+            try:
+                data = self.artifacts.open(spec.blob_sha256).read()
+            except ArtifactNotFound:
+                raise FailedPrecondition(f"file {path} (sha256 {spec.blob_sha256[:12]}…) was not uploaded: UploadBlob first") from None
+            loaded = ml_datasets.load_bytes(data, fmt, name=path)
+            blob, blob_format = spec.blob_sha256, fmt
+        else:
+            loaded = ml_datasets.load_sql(spec.source, spec.query)
+            buf = io.BytesIO()
+            loaded.frame.to_parquet(buf, index=False)
+            blob, blob_format = self.artifacts.put_stream([buf.getvalue()]), "parquet"
+        names = [c for c, _ in loaded.columns]
+        if spec.target and spec.target not in names:
+            raise InvalidArgument([("target", f"column {spec.target!r} is not in the dataset; its columns are: {', '.join(names)}")])
+        return loaded, blob, blob_format
+
+    def create(self, spec: ds.DatasetSpec) -> DatasetRow:
+        existing = self.store.get_dataset(spec.name)
+        if existing is not None:
+            if existing.spec == _spec_json(spec):
+                return existing
+            raise AlreadyExists(f"dataset {spec.name!r} already exists with a different spec")
+        loaded, blob, fmt = self._load(spec)
+        now = time.time()
+        row = DatasetRow(spec.name, _spec_json(spec), loaded.digest, blob, fmt, [list(c) for c in loaded.columns],
+                         loaded.row_count, 1, now, now)
+        self.store.insert_dataset(row)
+        return row
+
+    def get(self, name: str) -> DatasetRow:
+        row = self.store.get_dataset(name)
+        if row is None:
+            raise NotFound(f"dataset {name!r} not found")
+        return row
+
+    def update(self, spec: ds.DatasetSpec) -> DatasetRow:
+        row = self.get(spec.name)
+        loaded, blob, fmt = self._load(spec)
+        if loaded.digest != row.digest:
+            row.version += 1
+        row.spec, row.digest, row.data_sha256, row.data_format = _spec_json(spec), loaded.digest, blob, fmt
+        row.columns, row.row_count, row.updated_at = [list(c) for c in loaded.columns], loaded.row_count, time.time()
+        self.store.update_dataset(row)
+        return row
+
+    def delete(self, name: str) -> None:
+        self.store.delete_dataset(name)
+
+    def frame(self, name: str):
+        """The rows of the dataset's current version, as a DataFrame (for training)."""
+        row = self.get(name)
+        return ml_datasets.load_bytes(self.artifacts.open(row.data_sha256).read(), row.data_format, name).frame
+
+
+def to_proto(row: DatasetRow) -> ds.Dataset:
+    out = ds.Dataset(digest=row.digest, row_count=row.row_count, version=row.version,
+                     columns=[ds.Column(name=n, type=t) for n, t in row.columns])
+    json_format.Parse(row.spec, out.spec)
+    out.created_at.FromNanoseconds(int(row.created_at * 1e9))
+    out.updated_at.FromNanoseconds(int(row.updated_at * 1e9))
+    return out
