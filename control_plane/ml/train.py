@@ -28,7 +28,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
@@ -326,7 +325,7 @@ def _fit_and_score(s: dict, job: int, fold: int) -> tuple[int, int, float | None
     train_idx, test_idx = s["splits"][fold]
     X, y = s["X"], s["y"]
     try:
-        est = clone(pipeline(s["plan"], algorithm, s["task"], params, s["seed"]))
+        est = pipeline(s["plan"], algorithm, s["task"], params, s["seed"])  # fresh per fold, as cross_validate clones
         est.fit(X.iloc[train_idx], None if y is None else y.iloc[train_idx])
         score = float(s["scorer"](est, X.iloc[test_idx], None if y is None else y.iloc[test_idx]))
         if not np.isfinite(score):
