@@ -1,19 +1,20 @@
 """Serving benchmark: the service endpoint (router) against plain `bentoml serve`, in one run.
 
-    python -m bench.serving.run [--rounds 3] [--requests 300] [--duration 5] [--concurrency 8] [--starts 3]
+    python -m bench.serving.run [--rounds 5] [--requests 1000] [--duration 5] [--concurrency 8] [--starts 3]
 
 Everything is real and local (127.0.0.1): a small scikit-learn model is packaged with
 control_plane/packaging (build, canonical archive, ArtifactStore), fetched by digest into a
 node BentoCache and imported, then:
 
-* latency: one sequential keep-alive client, p50/p99 of POST /predict, straight to a plain
-  `bentoml serve` process vs through a ServiceRouter process in front of that same process;
-* throughput: `--concurrency` clients for `--duration` s, the same two paths;
+* latency: a sequential keep-alive client per path, p50/p99 of POST /predict, straight to a plain
+  `bentoml serve` process vs through a ServiceRouter process in front of that same process, the
+  two paths interleaved request by request so both see the same background load;
+* throughput: `--concurrency` clients for `--duration` s, the same two paths in alternating
+  rounds; the ratio is the median over back-to-back pairs;
 * cold start: `bentoml serve <tag>` spawned by hand (time to the first 200 on /healthz) vs
   ReplicaRunner.start of the same cached bento, plus the one-off `bentoml import` from the cache.
 
-The paths alternate round by round (A B A B ...) and each figure is the median over rounds, so
-a noisy shared machine shifts both sides alike.  Targets: latency ratio <= 1.10, throughput
+Targets: latency ratio <= 1.10, throughput
 ratio >= 0.90.  Prints a table, then one JSON line.
 """
 
@@ -121,20 +122,29 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-async def latency_round(url: str, n: int, warmup: int = 30) -> list[float]:
-    async with aiohttp.ClientSession() as s:
-        for _ in range(warmup):
-            async with s.post(url + "/predict", data=BODY, headers=HEADERS) as r:
-                await r.read()
-        out = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            async with s.post(url + "/predict", data=BODY, headers=HEADERS) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status}")
-            out.append((time.perf_counter() - t0) * 1000)
-        return out
+async def latency_interleaved(urls: dict[str, str], n: int, warmup: int = 30) -> dict[str, list[float]]:
+    """`n` sequential requests per path, alternating path by path (A B B A A B ...), one keep-alive
+    session per path: both paths see the same background load, request for request."""
+    names = list(urls)
+    out: dict[str, list[float]] = {k: [] for k in names}
+    sessions = {k: aiohttp.ClientSession() for k in names}
+    try:
+        for k in names:
+            for _ in range(warmup):
+                async with sessions[k].post(urls[k] + "/predict", data=BODY, headers=HEADERS) as r:
+                    await r.read()
+        for i in range(n):
+            for k in (names if i % 2 == 0 else names[::-1]):
+                t0 = time.perf_counter()
+                async with sessions[k].post(urls[k] + "/predict", data=BODY, headers=HEADERS) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"{urls[k]}: HTTP {r.status}")
+                out[k].append((time.perf_counter() - t0) * 1000)
+    finally:
+        for s in sessions.values():
+            await s.close()
+    return out
 
 
 async def throughput_round(url: str, concurrency: int, duration: float) -> tuple[float, int]:
@@ -163,8 +173,8 @@ async def throughput_round(url: str, concurrency: int, duration: float) -> tuple
 # -- main --------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.serving.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--requests", type=int, default=300, help="sequential requests per latency round")
+    p.add_argument("--rounds", type=int, default=5, help="throughput rounds per path (alternating)")
+    p.add_argument("--requests", type=int, default=1000, help="sequential requests per path (interleaved)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per throughput round")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--starts", type=int, default=3, help="cold starts measured per path")
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         # Cold starts, alternating.
         plain_starts, runner_starts = [], []
         runner = ReplicaRunner(home, tmp / "node" / "run", ports=ports)
-        for i in range(args.starts):
+        def plain_start(i: int) -> None:
             port = ports.allocate()
             proc = spawn_plain(tag, home, port, tmp / f"plain-start-{i}.log")
             try:
@@ -203,9 +213,15 @@ def main(argv: list[str] | None = None) -> dict:
             finally:
                 kill_group(proc)
                 ports.release(port)
+
+        def runner_start(i: int) -> None:
             rep = runner.start(tag, replica_id=f"cold-{i}")
             runner_starts.append(rep.load_time_s)
             runner.stop(rep)
+
+        for i in range(args.starts):
+            for start in ((plain_start, runner_start) if i % 2 == 0 else (runner_start, plain_start)):
+                start(i)
 
         # One plain server; the router in its own process in front of it.
         port = ports.allocate()
@@ -215,38 +231,32 @@ def main(argv: list[str] | None = None) -> dict:
         router, router_url = spawn_router(port, tmp / "router.log")
         procs.append(router)
         direct_url = f"http://127.0.0.1:{port}"
-        lat = {"direct": [], "router": []}
-        p50s = {"direct": [], "router": []}
-        p99s = {"direct": [], "router": []}
+        urls = {"direct": direct_url, "router": router_url}
+        lat = asyncio.run(latency_interleaved(urls, args.requests))
         thr = {"direct": [], "router": []}
+        pair_ratios = []
         errors = 0
         for r in range(args.rounds):
-            order = [("direct", direct_url), ("router", router_url)]
-            if r % 2:
-                order.reverse()
-            for name, url in order:
-                xs = asyncio.run(latency_round(url, args.requests))
-                lat[name] += xs
-                p50s[name].append(pct(xs, 0.50))
-                p99s[name].append(pct(xs, 0.99))
-            for name, url in order:
-                rps, err = asyncio.run(throughput_round(url, args.concurrency, args.duration))
+            order = ["direct", "router"] if r % 2 == 0 else ["router", "direct"]
+            for name in order:
+                rps, err = asyncio.run(throughput_round(urls[name], args.concurrency, args.duration))
                 thr[name].append(rps)
                 errors += err
+            pair_ratios.append(thr["router"][-1] / thr["direct"][-1])
         med = statistics.median
         res = {
-            "direct_p50_ms": med(p50s["direct"]), "router_p50_ms": med(p50s["router"]),
-            "direct_p99_ms": med(p99s["direct"]), "router_p99_ms": med(p99s["router"]),
+            "direct_p50_ms": pct(lat["direct"], 0.50), "router_p50_ms": pct(lat["router"], 0.50),
+            "direct_p99_ms": pct(lat["direct"], 0.99), "router_p99_ms": pct(lat["router"], 0.99),
             "direct_rps": med(thr["direct"]), "router_rps": med(thr["router"]),
             "plain_cold_start_s": med(plain_starts), "runner_cold_start_s": med(runner_starts),
             "import_from_cache_s": import_s, "fetch_s": fetch_s, "bento_bytes": art.size_bytes,
-            "rounds": args.rounds, "requests_per_round": args.requests, "concurrency": args.concurrency,
+            "rounds": args.rounds, "requests_per_path": args.requests, "concurrency": args.concurrency,
             "duration_s": args.duration, "errors": errors, "cpus": os.cpu_count(),
             "load_avg_1m": os.getloadavg()[0],
         }
         res["p50_ratio"] = res["router_p50_ms"] / res["direct_p50_ms"]
         res["p99_ratio"] = res["router_p99_ms"] / res["direct_p99_ms"]
-        res["throughput_ratio"] = res["router_rps"] / res["direct_rps"]
+        res["throughput_ratio"] = med(pair_ratios)  # median of back-to-back pairs: robust to load drift
         res["cold_start_ratio"] = res["runner_cold_start_s"] / res["plain_cold_start_s"]
         res["latency_target_met"] = res["p50_ratio"] <= 1.10
         res["throughput_target_met"] = res["throughput_ratio"] >= 0.90
@@ -261,8 +271,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{'':42} {'plain bentoml':>14} {'via router':>12} {'ratio':>7}  target")
         for label, a, b, ratio, target in rows:
             print(f"{label:42} {a:14.3f} {b:12.3f} {ratio:7.3f}  {target}")
-        print(f"(one-off `bentoml import` of the cached bento: {import_s:.2f}s; per-round p50 direct "
-              f"{[round(x, 3) for x in p50s['direct']]}, router {[round(x, 3) for x in p50s['router']]}; "
+        print(f"(one-off `bentoml import` of the cached bento: {import_s:.2f}s; throughput pairs router/direct "
+              f"{[round(x, 3) for x in pair_ratios]}; {args.requests} interleaved sequential requests per path; "
               f"load average {res['load_avg_1m']:.1f} on {os.cpu_count()} CPUs)")
         print(json.dumps(res, sort_keys=True))
         return res

@@ -212,7 +212,11 @@ class ReplicaRunner:
             except BaseException:
                 self.ports.release(port)
                 raise
-        (self.run_dir / f"{rid}.pid").write_text(f"{proc.pid}\n")
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            created = 0.0
+        (self.run_dir / f"{rid}.pid").write_text(f"{proc.pid} {created}\n")
         replica = Replica(rid, bento, self.host, port, workers, proc, log_path, time.monotonic())
         with self._lock:
             self.replicas[rid] = replica
@@ -313,16 +317,18 @@ class ReplicaRunner:
             pass
 
     def reap_stale(self) -> list[int]:
-        """Kill `bentoml serve` process groups left by an earlier run of this node (pid files in run_dir)."""
+        """Kill the replicas (process groups) left by an earlier run of this node: the pid files in run_dir
+        whose process still exists with the same start time (so a reused pid is never hit)."""
         killed = []
         for pidfile in self.run_dir.glob("*.pid"):
-            rid = pidfile.stem
-            if rid in self.replicas:
+            if pidfile.stem in self.replicas:
                 continue
             try:
-                pid = int(pidfile.read_text().strip())
+                pid_s, _, created_s = pidfile.read_text().strip().partition(" ")
+                pid = int(pid_s)
                 proc = psutil.Process(pid)
-                if "bentoml" in " ".join(proc.cmdline()) and "serve" in proc.cmdline():
+                same = abs(proc.create_time() - float(created_s)) < 1.0 if created_s else "bentoml" in " ".join(proc.cmdline())
+                if same:
                     _signal_group(pid, signal.SIGKILL)
                     killed.append(pid)
             except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied, OSError):

@@ -12,6 +12,8 @@ from aiohttp import web
 
 from node_daemon.replicas.router import ServiceRouter
 
+pytestmark = pytest.mark.timeout(120)
+
 
 async def backend(name: str, delay: float = 0.0):
     async def predict(request: web.Request) -> web.Response:
@@ -36,7 +38,8 @@ async def backend(name: str, delay: float = 0.0):
     app = web.Application(client_max_size=8 << 20)
     app.add_routes([web.post("/predict", predict), web.get("/healthz", healthz), web.post("/echo", echo),
                     web.get("/stream", stream)])
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    _runners.append(runner)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -52,12 +55,17 @@ def dead_port() -> int:
 BODY = {"instances": [{"a": 1}, {"a": 2}]}
 
 
+_runners: list = []
+
+
 async def _with_router(fn, **kwargs):
     router = await ServiceRouter("127.0.0.1", 0, health_interval=0.2, **kwargs).start()
     try:
-        return await fn(router)
+        return await asyncio.wait_for(fn(router), 60)
     finally:
         await router.stop()
+        while _runners:  # backends are cleaned up even when the test failed half-way
+            await asyncio.wait_for(_runners.pop().cleanup(), 10)
 
 
 def run(fn, **kwargs):
@@ -69,7 +77,7 @@ def test_predict_is_retried_on_another_replica_when_one_is_dead():
         live, port = await backend("live")
         router.add_backend("dead", "127.0.0.1", dead_port())
         router.add_backend("live", "127.0.0.1", port)
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
             for _ in range(10):
                 async with s.post(router.url + "/predict?x=1", json=BODY) as r:
                     assert r.status == 200
@@ -79,13 +87,12 @@ def test_predict_is_retried_on_another_replica_when_one_is_dead():
         stats = router.stats()
         assert stats["failures"] == 0 and stats["retries"] >= 1
         assert {b["id"]: b["state"] for b in stats["backends"]}["dead"] == "down"
-        await live.cleanup()
     run(body)
 
 
 def test_no_ready_replica_is_a_503_and_a_lone_dead_one_a_502():
     async def body(router):
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
             async with s.post(router.url + "/predict", json=BODY) as r:
                 assert r.status == 503 and "no ready replica" in (await r.json())["error"]
             router.add_backend("dead", "127.0.0.1", dead_port())
@@ -99,22 +106,21 @@ def test_drain_waits_for_requests_in_flight_then_removes_the_replica():
         slow, slow_port = await backend("old", delay=0.8)
         fast, fast_port = await backend("new")
         router.add_backend("old", "127.0.0.1", slow_port)
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
             async def call():
                 async with s.post(router.url + "/predict", json=BODY) as r:
                     return r.status, (await r.json())["predictions"][0]
 
             in_flight = asyncio.create_task(call())
-            await asyncio.sleep(0.2)
+            while router.backends["old"].outstanding == 0:  # the slow request is at "old" now
+                await asyncio.sleep(0.01)
             router.add_backend("new", "127.0.0.1", fast_port)
             t0 = asyncio.get_running_loop().time()
             assert await router.drain("old", timeout=10) is True
-            assert asyncio.get_running_loop().time() - t0 > 0.3  # it waited for the slow request
+            assert asyncio.get_running_loop().time() - t0 > 0.1  # it waited for the slow request
             assert in_flight.done() and in_flight.result() == (200, "old")
             assert [b["id"] for b in router.stats()["backends"]] == ["new"]
             assert [await call() for _ in range(3)] == [(200, "new")] * 3
-        await slow.cleanup()
-        await fast.cleanup()
     run(body)
 
 
@@ -122,7 +128,7 @@ def test_http_framing_chunked_expect_pipelining_close_and_streams():
     async def body(router):
         be, port = await backend("b")
         router.add_backend("b", "127.0.0.1", port)
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
             big = bytes(range(256)) * 8192  # 2 MiB
             async with s.post(router.url + "/echo", data=big) as r:
                 assert r.status == 200 and await r.read() == big
@@ -139,8 +145,8 @@ def test_http_framing_chunked_expect_pipelining_close_and_streams():
         payload = json.dumps(BODY).encode()
         writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(payload))
-        assert await reader.readline() == b"HTTP/1.1 100 Continue\r\n"
-        await reader.readline()
+        assert await asyncio.wait_for(reader.readline(), 10) == b"HTTP/1.1 100 Continue\r\n"
+        await asyncio.wait_for(reader.readline(), 10)
         writer.write(payload)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = await asyncio.wait_for(reader.read(), 10)  # returns at EOF: the router closed as asked
@@ -149,9 +155,8 @@ def test_http_framing_chunked_expect_pipelining_close_and_streams():
         # Garbage is a 400, not a crash.
         reader, writer = await asyncio.open_connection("127.0.0.1", router.port)
         writer.write(b"NONSENSE\r\n\r\n")
-        assert (await reader.read()).startswith(b"HTTP/1.1 400")
+        assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.1 400")
         writer.close()
-        await be.cleanup()
     run(body)
 
 
@@ -159,13 +164,12 @@ def test_a_non_idempotent_request_is_not_replayed_on_another_replica():
     async def body(router):
         live, port = await backend("live")
         router.add_backend("dead", "127.0.0.1", dead_port())
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
             async with s.post(router.url + "/echo", data=b"abc") as r:
                 assert r.status == 502
             router.add_backend("live", "127.0.0.1", port)
             async with s.post(router.url + "/echo", data=b"abc") as r:  # "dead" is down now: goes to live
                 assert r.status == 200
-        await live.cleanup()
     run(body)
 
 
@@ -174,7 +178,7 @@ def test_drift_reservoir_is_bounded(size):
     async def body(router):
         live, port = await backend("live")
         router.add_backend("live", "127.0.0.1", port)
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
             for i in range(30):
                 async with s.post(router.url + "/predict", json={"instances": [{"i": i}]}) as r:
                     await r.read()
@@ -182,5 +186,4 @@ def test_drift_reservoir_is_bounded(size):
         samples = router.samples()
         assert len(samples) == size and all(0 <= row["i"] < 30 for row in samples)
         assert router.stats()["sampled_from"] == 30
-        await live.cleanup()
     run(body, sample_size=size)

@@ -19,6 +19,8 @@ from node_daemon.replicas.runner import ReplicaError, ReplicaRunner, port_is_fre
 from node_daemon.replicas.service import BentoRef, LocalService
 from tests.packaging.conftest import SAMPLE, local_predictions
 
+pytestmark = pytest.mark.timeout(300)
+
 
 def post(url: str, body: dict, timeout: float = 30) -> tuple[int, dict]:
     req = urllib.request.Request(url + "/predict", data=json.dumps(body).encode(),
@@ -167,3 +169,16 @@ def test_profile_measures_load_time_and_memory(built, artifact, tmp_path):
     assert prof.rss_bytes > 50 << 20 and prof.rss_mib == -(-prof.rss_bytes // (1 << 20))
     assert prof.p50_ms is not None and prof.p50_ms > 0
     assert not bentoml_processes()
+
+
+def test_a_restarted_node_reaps_replicas_left_by_its_previous_run(node, pk_root):
+    cache, _ = node
+    crashed = ReplicaRunner(cache.bentoml_home, pk_root / "node" / "run-reap")
+    orphan = crashed.spawn("congestion:v1", replica_id="orphan")  # the daemon "dies" here
+    pids = orphan.pids()
+    restarted = ReplicaRunner(cache.bentoml_home, pk_root / "node" / "run-reap")
+    assert restarted.reap_stale() == [orphan.pid]
+    orphan.process.wait(10)
+    time.sleep(0.2)
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert not list((pk_root / "node" / "run-reap").glob("*.pid"))
