@@ -259,9 +259,13 @@ class _Upstream(asyncio.Protocol):
         self.transport.write(ex.wire)
 
     def data_received(self, data: bytes):
-        self.buf += data
         if self.ex is None:
-            return  # unsolicited bytes on an idle connection: dropped with it
+            if data:  # bytes nobody asked for: this connection cannot be trusted for the next exchange
+                self.closed = True
+                self.backend.discard(self)
+                self.transport.close()
+            return
+        self.buf += data
         buf = self.buf
         if self.head_end < 0:
             end = buf.find(b"\r\n\r\n")
