@@ -1,6 +1,6 @@
 """Serving benchmark: the service endpoint (router) against plain `bentoml serve`, in one run.
 
-    python -m bench.serving.run [--rounds 5] [--requests 1000] [--duration 5] [--concurrency 8] [--starts 3]
+    python -m bench.serving.run [--rounds 10] [--requests 1000] [--duration 2] [--concurrency 8] [--starts 3]
 
 Everything is real and local (127.0.0.1): a small scikit-learn model is packaged with
 control_plane/packaging (build, canonical archive, ArtifactStore), fetched by digest into a
@@ -106,6 +106,21 @@ def kill_group(proc: subprocess.Popen) -> None:
         proc.wait(5)
 
 
+def tree_cpu(pid: int) -> float:
+    """user+system CPU seconds of a process and its descendants."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def spawn_router(backend_port: int, log: Path) -> tuple[subprocess.Popen, str]:
     f = open(log, "ab")
     proc = subprocess.Popen([sys.executable, "-m", "node_daemon.replicas.router", "--port", "0",
@@ -173,9 +188,9 @@ async def throughput_round(url: str, concurrency: int, duration: float) -> tuple
 # -- main --------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.serving.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=5, help="throughput rounds per path (alternating)")
+    p.add_argument("--rounds", type=int, default=10, help="throughput rounds per path (alternating)")
     p.add_argument("--requests", type=int, default=1000, help="sequential requests per path (interleaved)")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per throughput round")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds per throughput round")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--starts", type=int, default=3, help="cold starts measured per path")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -232,7 +247,12 @@ def main(argv: list[str] | None = None) -> dict:
         procs.append(router)
         direct_url = f"http://127.0.0.1:{port}"
         urls = {"direct": direct_url, "router": router_url}
+        cpu0 = {"backend": tree_cpu(plain.pid), "router": tree_cpu(router.pid)}
         lat = asyncio.run(latency_interleaved(urls, args.requests))
+        cpu1 = {"backend": tree_cpu(plain.pid), "router": tree_cpu(router.pid)}
+        # CPU per request does not depend on what else the machine runs: the router's cost next to BentoML's.
+        backend_cpu_us = (cpu1["backend"] - cpu0["backend"]) / (2 * args.requests) * 1e6
+        router_cpu_us = (cpu1["router"] - cpu0["router"]) / args.requests * 1e6
         thr = {"direct": [], "router": []}
         pair_ratios = []
         errors = 0
@@ -253,6 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
             "rounds": args.rounds, "requests_per_path": args.requests, "concurrency": args.concurrency,
             "duration_s": args.duration, "errors": errors, "cpus": os.cpu_count(),
             "load_avg_1m": os.getloadavg()[0],
+            "backend_cpu_us_per_request": backend_cpu_us, "router_cpu_us_per_request": router_cpu_us,
         }
         res["p50_ratio"] = res["router_p50_ms"] / res["direct_p50_ms"]
         res["p99_ratio"] = res["router_p99_ms"] / res["direct_p99_ms"]
@@ -271,6 +292,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{'':42} {'plain bentoml':>14} {'via router':>12} {'ratio':>7}  target")
         for label, a, b, ratio, target in rows:
             print(f"{label:42} {a:14.3f} {b:12.3f} {ratio:7.3f}  {target}")
+        print(f"CPU per request: bentoml {backend_cpu_us:.0f} us, router {router_cpu_us:.0f} us "
+              f"(+{router_cpu_us / backend_cpu_us * 100:.1f}%)")
         print(f"(one-off `bentoml import` of the cached bento: {import_s:.2f}s; throughput pairs router/direct "
               f"{[round(x, 3) for x in pair_ratios]}; {args.requests} interleaved sequential requests per path; "
               f"load average {res['load_avg_1m']:.1f} on {os.cpu_count()} CPUs)")

@@ -113,7 +113,6 @@ def bentoml_env(bentoml_home: str | os.PathLike, extra: dict | None = None) -> d
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env["BENTOML_HOME"] = str(Path(bentoml_home).resolve())
     env["BENTOML_DO_NOT_TRACK"] = "True"
-    env["BENTOML_DISABLE_GPU_ALLOCATION"] = "True"
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra or {})
     return env

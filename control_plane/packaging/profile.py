@@ -56,7 +56,7 @@ def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os
     """Serve `bento` (a tag in bentoml_home) once, send `requests` POST /predict (GET /healthz when no
     instances are given), read the RSS of its process tree, stop it."""
     runner = ReplicaRunner(bentoml_home, run_dir)
-    replica = runner.start(bento, workers=workers, ready_timeout=ready_timeout, replica_id=f"profile-{os.getpid()}")
+    replica = runner.start(bento, workers=workers, ready_timeout=ready_timeout)
     try:
         load_time = replica.load_time_s or 0.0
         latencies = []
