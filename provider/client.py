@@ -53,17 +53,21 @@ class Client:
         self._channel = grpc_util.secure_channel(endpoint, ca_pem)
         self._stub = control_plane_pb2_grpc.ControlPlaneStub(self._channel)
 
-    def call(self, method: str, request: Any, *, action: str, attributes: Optional[Iterable[str]] = None) -> Any:
+    def call(self, method: str, request: Any, *, action: str, attributes: Optional[Iterable[str]] = None,
+             timeout: Optional[float] = None) -> Any:
         """Call ControlPlane.<method>; ApiError with diagnostics on failure.
 
         `action` words the diagnostics ("creating join token \"x\""); `attributes`
-        are the attribute names INVALID_ARGUMENT field paths may point at.
+        are the attribute names INVALID_ARGUMENT field paths may point at; `timeout`
+        (seconds) lengthens the per-call deadline for calls that do long work. For a
+        client-streaming method, `request` is a function returning a fresh iterator of
+        messages (called again on each try).
         """
         rpc = getattr(self._stub, method)
         metadata = grpc_util.bearer(self._token) if self._token else None
         for attempt in range(len(RETRY_DELAYS) + 1):
             try:
-                return rpc(request, timeout=self._timeout_s, metadata=metadata)
+                return rpc(request() if callable(request) else request, timeout=max(timeout or 0, self._timeout_s), metadata=metadata)
             except grpc.RpcError as err:
                 code = err.code()
                 # A failed TLS handshake (wrong ca_cert) is also UNAVAILABLE, but retrying cannot fix it.

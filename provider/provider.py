@@ -124,6 +124,7 @@ class StratumProvider(Provider):
         return [NodesDataSource, NodeDataSource]
 
     def get_resources(self) -> list[Type[Resource]]:
+        from provider.resource_dataset import DatasetResource
         from provider.resource_join_token import JoinTokenResource
 
-        return [JoinTokenResource]
+        return [JoinTokenResource, DatasetResource]

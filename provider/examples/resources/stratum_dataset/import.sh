@@ -1,0 +1,2 @@
+# A dataset is imported by its name.
+terraform import stratum_dataset.traffic traffic
