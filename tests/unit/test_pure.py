@@ -102,3 +102,12 @@ def test_addresses_skip_loopback_and_link_local():
     caps = t.Capabilities(interfaces=[t.NetworkInterface(name="lo", addresses=["127.0.0.1/8", "::1/128"]),
                                       t.NetworkInterface(name="eth0", addresses=["10.0.0.5/24", "fe80::1/64", "2001:db8::5/64"])])
     assert addresses(caps) == ["10.0.0.5", "2001:db8::5"]
+
+
+def test_utilisation_json_parses_back_to_the_same_message():
+    from google.protobuf import json_format
+    from control_plane.nodes import utilisation_json
+    u = t.Utilisation(cpu_percent=12.5, memory_used_mb=300, load1=0.25, net_rx_bytes=2**40, gpu_percent=[10.0, 90.5])
+    back = json_format.Parse(utilisation_json(u), t.Utilisation())
+    assert back == u
+    assert json_format.Parse(utilisation_json(t.Utilisation()), t.Utilisation()) == t.Utilisation()
