@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -47,6 +48,8 @@ class Config:
     heartbeat_interval: float = 5.0
     node_timeout: float = 15.0
     flush_interval: float = 2.0
+    # Automatic garbage collection is off; a full collection runs this often instead (see _maintain).
+    gc_interval: float = 300.0
     ports: dict = field(default_factory=dict)
 
 
@@ -93,6 +96,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
+    gc.disable()  # see _maintain
     background = asyncio.create_task(_maintain(nodes, cfg, stop))
     await stop.wait()
     event(log, "control plane stopping")
@@ -103,9 +107,17 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
 
 
 async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event) -> None:
-    """Liveness and heartbeat flushing, off the request path."""
+    """Liveness, heartbeat flushing and garbage collection, off the request path.
+
+    With thousands of node sessions the heap holds many long-lived objects, and
+    the generational collector's full passes rescan all of them, stalling the
+    event loop for tens of milliseconds at random (bench/heartbeats measured p99
+    heartbeat latency going from 30 ms to 400 ms at 7,500 nodes). Reference
+    counting frees the per-heartbeat garbage; cycles are collected here on a
+    schedule instead.
+    """
     tick = min(1.0, cfg.node_timeout / 5)
-    last_flush = time.monotonic()
+    last_flush = last_gc = time.monotonic()
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=tick)
@@ -117,5 +129,10 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event) -> No
             if time.monotonic() - last_flush >= cfg.flush_interval:
                 last_flush = time.monotonic()
                 await asyncio.to_thread(nodes.flush_heartbeats)
+            if time.monotonic() - last_gc >= cfg.gc_interval:
+                last_gc = time.monotonic()
+                started = time.perf_counter()
+                collected = gc.collect()
+                event(log, "garbage collected", objects=collected, ms=round((time.perf_counter() - started) * 1000, 1))
         except Exception:  # the store may be briefly unavailable; keep the loop alive
             log.exception("maintenance failed; retrying")
