@@ -85,6 +85,7 @@ class NodeRegistry:
         self.last_seen = {n.id: now for n in nodes if n.state == "ready"}
         self.utilisation: dict[str, t.Utilisation] = {}
         self._dirty: dict[str, float] = {}
+        self._back: dict[str, str] = {}  # nodes back to ready, not yet written to the store
 
     # -- enrollment ---------------------------------------------------------
 
@@ -138,28 +139,46 @@ class NodeRegistry:
         return node
 
     def heartbeat(self, node_id: str, util: t.Utilisation, now: float) -> bool:
-        """Record a heartbeat in memory; True when the node must be written back to ready."""
+        """Record a heartbeat in memory; True when it brought the node back to ready.
+
+        The store learns of the transition at the next liveness check (within a
+        second), in one batch with the others: after a partition heals, thousands
+        of nodes come back at once and must not cost a transaction each.
+        """
         with self._lock:
             self.last_seen[node_id] = now
             self.utilisation[node_id] = util
             self._dirty[node_id] = now
             if self.states.get(node_id) != "ready":
                 self.states[node_id] = "ready"
+                self._back[node_id] = "ready"
                 return True
         return False
 
-    def mark_ready(self, node_id: str) -> None:
-        self.store.set_node_states([(node_id, "ready")])
-
     def check_liveness(self, now: float) -> list[tuple[str, str]]:
-        """Apply state transitions due at `now`, store first; returns them."""
+        """Apply state transitions due at `now`, store first; returns them (including nodes back to ready)."""
         with self._lock:
             changes = liveness.transitions(self.last_seen, self.states, now, self.timeout)
+            back, self._back = self._back, {}
+        for node_id, _ in changes:
+            back.pop(node_id, None)
+        changes += list(back.items())
         if changes:
-            self.store.set_node_states(changes)
+            try:
+                self.store.set_node_states(changes)
+            except Exception:
+                with self._lock:  # retried at the next check
+                    for node_id, state in back.items():
+                        self._back.setdefault(node_id, state)
+                raise
             with self._lock:
                 for node_id, state in changes:
-                    self.states[node_id] = state
+                    if state != "down":
+                        continue
+                    if now - self.last_seen.get(node_id, float("-inf")) >= self.timeout:
+                        self.states[node_id] = state
+                    else:  # a heartbeat arrived while we wrote: it is ready after all
+                        self._back[node_id] = "ready"
         return changes
 
     def flush_heartbeats(self, batch: int = 1000) -> int:

@@ -189,7 +189,6 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
                 continue
             hb = msg.heartbeat
             if self.nodes.heartbeat(node_id, hb.utilisation, time.time()):
-                await asyncio.to_thread(self.nodes.mark_ready, node_id)
                 event(log, "node ready", node_id=node_id, name=node.name)
             yield na.ControlMessage(heartbeat_ack=na.HeartbeatAck(seq=hb.seq))
         event(log, "node session ended", node_id=node_id, name=node.name)
