@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from tf.types import Unknown
 from tf.utils import Diagnostics
 
-from provider.client import Client
+from provider.client import ApiError, Client
 
 
 def client_of(provider, diags: Diagnostics) -> Optional[Client]:
@@ -65,3 +66,33 @@ def node_summary(node) -> dict[str, Any]:
         "gpus": len(caps.gpus),
         "addresses": list(node.addresses),
     }
+
+
+def delete_by_name(provider, diags: Diagnostics, current: dict, method: str, request_type, what: str):
+    """Delete the object named in `current`; None once it is gone, `current` while it may still exist."""
+    client = client_of(provider, diags)
+    if client is None:
+        return current
+    name = current.get("name") or current.get("id")
+    try:
+        client.call(method, request_type(name=name), action=f"deleting {what} {name!r}")
+    except ApiError as e:
+        if e.code != grpc.StatusCode.NOT_FOUND:  # already gone is what we wanted
+            e.report(diags)
+            return current  # still there: keep it in state
+    return None
+
+
+def get_for_import(provider, diags: Diagnostics, name: str, method: str, request_type, what: str):
+    """The server object `terraform import` asked for by name, or None with a diagnostic."""
+    client = client_of(provider, diags)
+    if client is None:
+        return None
+    try:
+        return client.call(method, request_type(name=name), action=f"importing {what} {name!r}")
+    except ApiError as e:
+        if e.code == grpc.StatusCode.NOT_FOUND:
+            diags.add_error(f"Cannot import {what}", f"The control plane has no {what} named {name!r}. Import takes the {what}'s name.")
+        else:
+            e.report(diags)
+        return None

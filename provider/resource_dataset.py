@@ -30,7 +30,7 @@ from tf.types import Number, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError, Client
-from provider.common import as_configured, client_of, wholly_known
+from provider.common import as_configured, client_of, delete_by_name, get_for_import, wholly_known
 from provider.errors import register_secret
 from provider.nested import NestedAttribute, Nesting
 from stratum.v1 import datasets_pb2
@@ -391,28 +391,8 @@ class DatasetResource(Resource):
         return _state(d, planned)
 
     def delete(self, ctx: DeleteContext, current: State):
-        client = client_of(self.provider, ctx.diagnostics)
-        if client is None:
-            return current
-        name = current.get("name") or current.get("id")
-        try:
-            client.call("DeleteDataset", datasets_pb2.DeleteDatasetRequest(name=name), action=f"deleting dataset {name!r}")
-        except ApiError as e:
-            if e.code != grpc.StatusCode.NOT_FOUND:  # already gone is what we wanted
-                e.report(ctx.diagnostics)
-                return current  # still there: keep it in state
-        return None
+        return delete_by_name(self.provider, ctx.diagnostics, current, "DeleteDataset", datasets_pb2.DeleteDatasetRequest, "dataset")
 
     def import_(self, ctx: ImportContext, id: str) -> Optional[State]:
-        client = client_of(self.provider, ctx.diagnostics)
-        if client is None:
-            return None
-        try:
-            d = client.call("GetDataset", datasets_pb2.GetDatasetRequest(name=id), action=f"importing dataset {id!r}")
-        except ApiError as e:
-            if e.code == grpc.StatusCode.NOT_FOUND:
-                ctx.diagnostics.add_error("Cannot import dataset", f"The control plane has no dataset named {id!r}. Import takes the dataset's name.")
-            else:
-                e.report(ctx.diagnostics)
-            return None
-        return _state(d, None)
+        d = get_for_import(self.provider, ctx.diagnostics, id, "GetDataset", datasets_pb2.GetDatasetRequest, "dataset")
+        return None if d is None else _state(d, None)

@@ -15,7 +15,7 @@ from tf.types import Map, Number, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
-from provider.common import as_configured, client_of, rfc3339, wholly_known
+from provider.common import as_configured, client_of, delete_by_name, get_for_import, rfc3339, wholly_known
 from stratum.durations import parse_duration
 from stratum.v1 import control_plane_pb2
 
@@ -164,28 +164,9 @@ class JoinTokenResource(Resource):
         return _state(token, planned)
 
     def delete(self, ctx: DeleteContext, current: State):
-        client = client_of(self.provider, ctx.diagnostics)
-        if client is None:
-            return None
-        name = current.get("name") or current.get("id")
-        try:
-            client.call("DeleteJoinToken", control_plane_pb2.DeleteJoinTokenRequest(name=name), action=f"deleting join token {name!r}")
-        except ApiError as e:
-            if e.code != grpc.StatusCode.NOT_FOUND:  # already gone is what we wanted
-                e.report(ctx.diagnostics)
-                return current  # still there: keep it in state
-        return None
+        return delete_by_name(self.provider, ctx.diagnostics, current, "DeleteJoinToken", control_plane_pb2.DeleteJoinTokenRequest,
+                              "join token")
 
     def import_(self, ctx: ImportContext, id: str) -> Optional[State]:
-        client = client_of(self.provider, ctx.diagnostics)
-        if client is None:
-            return None
-        try:
-            token = client.call("GetJoinToken", control_plane_pb2.GetJoinTokenRequest(name=id), action=f"importing join token {id!r}")
-        except ApiError as e:
-            if e.code == grpc.StatusCode.NOT_FOUND:
-                ctx.diagnostics.add_error("Cannot import join token", f"The control plane has no join token named {id!r}. Import takes the token's name.")
-            else:
-                e.report(ctx.diagnostics)
-            return None
-        return _state(token, None)
+        token = get_for_import(self.provider, ctx.diagnostics, id, "GetJoinToken", control_plane_pb2.GetJoinTokenRequest, "join token")
+        return None if token is None else _state(token, None)
