@@ -8,7 +8,6 @@ sees exactly the version that was described, even if the database changed.
 from __future__ import annotations
 
 import io
-import re
 import time
 
 from google.protobuf import json_format
@@ -17,12 +16,12 @@ from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from control_plane.ml import datasets as ml_datasets
 from control_plane.packaging.store import ArtifactNotFound, ArtifactStore
 from control_plane.store import DatasetRow, Store
+from stratum.digests import HEX64 as _HEX64
 from stratum.validation import check_name
 from stratum.v1 import datasets_pb2 as ds
 
 FORMATS = ("csv", "parquet", "excel")
 _DB_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def validate_spec(spec: ds.DatasetSpec) -> list[tuple[str, str]]:

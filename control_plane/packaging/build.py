@@ -35,6 +35,9 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from stratum import bentos
+from stratum.digests import file_sha256
+
 TEMPLATE = Path(__file__).with_name("service_template.py")
 SERVICE_CLASS = "StratumModel"
 # What service_template.py imports at run time (besides bentoml, which `bentoml build` pins itself).
@@ -210,13 +213,6 @@ def canonicalize(src: str | os.PathLike, dst: str | os.PathLike, epoch: int = DE
     os.replace(tmp, dst)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def bento_dir(bentoml_home: str | os.PathLike, tag: str) -> Path:
     name, _, version = tag.partition(":")
@@ -261,21 +257,7 @@ def build_bento(artifact_dir: str | os.PathLike, name: str, version: str, bentom
 
 def read_bento_info(archive: str | os.PathLike) -> dict:
     """name, version, tag and bentoml_version from an archive's bento.yaml, without importing it."""
-    with tarfile.open(archive, "r:*") as tar:
-        for m in tar:
-            if m.isfile() and m.name.lstrip("./") == "bento.yaml":
-                f = tar.extractfile(m)
-                assert f is not None
-                text = f.read().decode()
-                break
-        else:
-            raise BuildError(f"{archive} is not a bento archive: no bento.yaml")
-    info = {}
-    for key in ("name", "version", "bentoml_version"):
-        m = re.search(rf"(?m)^{key}:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", text)
-        if m:
-            info[key] = m.group(1)
-    if "name" not in info or "version" not in info:
-        raise BuildError(f"{archive}: bento.yaml has no name/version")
-    info["tag"] = f"{info['name']}:{info['version']}"
-    return info
+    try:
+        return bentos.read_bento_info(archive)
+    except ValueError as e:
+        raise BuildError(str(e)) from None

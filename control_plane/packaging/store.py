@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-CHUNK_SIZE = 1 << 20  # 1 MiB: the default transfer chunk
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+from stratum.digests import CHUNK_SIZE, HEX64 as _HEX64, parse_digest
+
 
 
 class ArtifactNotFound(KeyError):
@@ -34,17 +33,6 @@ class ArtifactNotFound(KeyError):
 
 class DigestMismatch(ValueError):
     """Bytes whose sha256 is not the digest they were announced with."""
-
-
-def parse_digest(digest: str) -> str:
-    """'sha256:<hex>' or '<hex>' -> lowercase hex; anything else is a ValueError (never a path)."""
-    d = digest.strip()
-    if d.startswith("sha256:"):
-        d = d[len("sha256:"):]
-    d = d.lower()
-    if not _HEX64.match(d):
-        raise ValueError(f"not a sha256 digest: {digest!r} (expected 64 hex digits, optionally prefixed 'sha256:')")
-    return d
 
 
 class ArtifactStore:

@@ -22,25 +22,22 @@ acquired (in use by a replica) or that was just stored.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
-import tarfile
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable
 
 from node_daemon.replicas.runner import bentoml_cli, bentoml_env
+from stratum.bentos import read_bento_info
+from stratum.digests import CHUNK_SIZE, HEX64 as _HEX64, file_sha256, parse_digest
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1 << 20
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 IMPORT_TIMEOUT_S = 300
 
 
@@ -56,42 +53,12 @@ class IncompleteTransfer(CacheError):
     """The stream ended before the announced size; the partial file is kept for a resume."""
 
 
-def parse_digest(digest: str) -> str:
-    d = digest.strip()
-    if d.startswith("sha256:"):
-        d = d[len("sha256:"):]
-    d = d.lower()
-    if not _HEX64.match(d):
-        raise ValueError(f"not a sha256 digest: {digest!r} (expected 64 hex digits, optionally prefixed 'sha256:')")
-    return d
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK_SIZE), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def bento_tag_of(archive: str | os.PathLike) -> str:
     """name:version from the bento.yaml inside an archive."""
-    with tarfile.open(archive, "r:*") as tar:
-        for m in tar:
-            if m.isfile() and m.name.lstrip("./") == "bento.yaml":
-                f = tar.extractfile(m)
-                assert f is not None
-                text = f.read().decode()
-                break
-        else:
-            raise CacheError(f"{archive} is not a bento archive: it has no bento.yaml")
-    fields = {}
-    for key in ("name", "version"):
-        m = re.search(rf"(?m)^{key}:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", text)
-        if not m:
-            raise CacheError(f"{archive}: bento.yaml has no {key}")
-        fields[key] = m.group(1)
-    return f"{fields['name']}:{fields['version']}"
+    try:
+        return read_bento_info(archive)["tag"]
+    except ValueError as e:
+        raise CacheError(str(e)) from None
 
 
 def _dir_size(path: Path) -> int:
