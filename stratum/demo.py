@@ -26,6 +26,7 @@ from stratum.v1 import control_plane_pb2 as cp
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = [("edge-1", "edge", "zone=north"), ("fog-1", "fog", "zone=central")]
+NODE_COLUMNS = ("name", "tier", "state", "cpu_cores", "memory_mb", "arch", "addresses")
 
 
 def _free_port() -> int:
@@ -126,10 +127,10 @@ def run(args) -> int:
         nodes = json.loads(demo.terraform(env, tf_dir, "output", "-json", "nodes"))
 
         table = Table(title="data.stratum_nodes.all (from terraform output)")
-        for col in ("name", "tier", "state", "cpu_cores", "memory_mb", "arch", "addresses"):
+        for col in NODE_COLUMNS:
             table.add_column(col)
         for n in nodes:
-            table.add_row(*(", ".join(v) if isinstance(v, list) else str(v) for v in (n[k] for k in ("name", "tier", "state", "cpu_cores", "memory_mb", "arch", "addresses"))))
+            table.add_row(*(", ".join(v) if isinstance(v, list) else str(v) for v in (n[k] for k in NODE_COLUMNS)))
         console.print(table)
         token = c.call("GetJoinToken", cp.GetJoinTokenRequest(name="north-fleet"))
         console.print(f"join token [bold]north-fleet[/bold] issued by terraform: tier {token.spec.tier}, "

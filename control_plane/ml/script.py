@@ -110,7 +110,7 @@ def render(metadata: dict, version: str | None = None, dataset_name: str = "data
     from_lines = [f"from {mod} import {', '.join(sorted(names))}" for mod, names in sorted(imports.items())]
     dtypes = {f["name"]: f["input_dtype"] for f in m["features"]}
     lower = metric in catalogue.LOWER_IS_BETTER
-    splitter = (f"StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=SEED)" if task == "classification"
+    splitter = ("StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=SEED)" if task == "classification"
                 else "KFold(n_splits=FOLDS, shuffle=True, random_state=SEED)")
     has_target = m["target"] is not None
 
