@@ -96,3 +96,29 @@ def get_for_import(provider, diags: Diagnostics, name: str, method: str, request
         else:
             e.report(diags)
         return None
+
+
+def read_by_name(provider, diags: Diagnostics, current: dict, method: str, request_type, what: str, to_state):
+    """Refresh `current` from the server: new state, None when it was deleted outside Terraform
+    (so the next plan recreates it), or `current` unchanged when the server could not answer."""
+    client = client_of(provider, diags)
+    if client is None:
+        return current
+    name = current.get("name") or current.get("id")
+    try:
+        obj = client.call(method, request_type(name=name), action=f"reading {what} {name!r}")
+    except ApiError as e:
+        if e.code == grpc.StatusCode.NOT_FOUND:
+            return None
+        e.report(diags)
+        return current
+    return to_state(obj, current)
+
+
+def name_taken(diags: Diagnostics, what: str, name: str, differs: str) -> None:
+    """The diagnostic for ALREADY_EXISTS on create: the natural key is in use with other arguments."""
+    diags.add_error(
+        f"{what[0].upper()}{what[1:]} name taken",
+        f"A {what} named {name!r} already exists with {differs}. Import it (terraform import <address> {name}) or choose another name.",
+        path=["name"],
+    )

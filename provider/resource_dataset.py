@@ -30,7 +30,7 @@ from tf.types import Number, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError, Client
-from provider.common import as_configured, client_of, delete_by_name, get_for_import, wholly_known
+from provider.common import as_configured, client_of, delete_by_name, get_for_import, name_taken, read_by_name, wholly_known
 from provider.errors import register_secret
 from provider.nested import NestedAttribute, Nesting
 from stratum.v1 import datasets_pb2
@@ -344,30 +344,14 @@ class DatasetResource(Resource):
             d = client.call("CreateDataset", _spec(planned, blob), action=f"creating dataset {name!r}", attributes=SPEC_FIELDS, timeout=LOAD_TIMEOUT_S)
         except ApiError as e:
             if e.code == grpc.StatusCode.ALREADY_EXISTS:
-                ctx.diagnostics.add_error(
-                    "Dataset name taken",
-                    f"A dataset named {name!r} already exists with other arguments or another file. "
-                    f"Import it (terraform import <address> {name}) or choose another name.",
-                    path=["name"],
-                )
+                name_taken(ctx.diagnostics, "dataset", name, "other arguments or another file")
             else:
                 e.report(ctx.diagnostics)
             return None  # the control plane keeps no dataset from a failed load: nothing to record
         return _state(d, planned)
 
     def read(self, ctx: ReadContext, current: State) -> Optional[State]:
-        client = client_of(self.provider, ctx.diagnostics)
-        if client is None:
-            return current
-        name = current.get("name") or current.get("id")
-        try:
-            d = client.call("GetDataset", datasets_pb2.GetDatasetRequest(name=name), action=f"reading dataset {name!r}")
-        except ApiError as e:
-            if e.code == grpc.StatusCode.NOT_FOUND:
-                return None  # deleted outside Terraform: drop it from state so the next plan recreates it
-            e.report(ctx.diagnostics)
-            return current
-        return _state(d, current)
+        return read_by_name(self.provider, ctx.diagnostics, current, "GetDataset", datasets_pb2.GetDatasetRequest, "dataset", _state)
 
     def update(self, ctx: UpdateContext, current: State, planned: State) -> Optional[State]:
         client = client_of(self.provider, ctx.diagnostics)

@@ -15,7 +15,7 @@ from tf.types import Map, Number, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
-from provider.common import as_configured, client_of, delete_by_name, get_for_import, rfc3339, wholly_known
+from provider.common import as_configured, client_of, delete_by_name, get_for_import, name_taken, read_by_name, rfc3339, wholly_known
 from stratum.durations import parse_duration
 from stratum.v1 import control_plane_pb2
 
@@ -127,30 +127,15 @@ class JoinTokenResource(Resource):
             token = client.call("CreateJoinToken", _spec(planned), action=f"creating join token {planned['name']!r}", attributes=SPEC_FIELDS)
         except ApiError as e:
             if e.code == grpc.StatusCode.ALREADY_EXISTS:
-                ctx.diagnostics.add_error(
-                    "Join token name taken",
-                    f"A join token named {planned['name']!r} already exists with other settings. "
-                    f"Import it (terraform import <address> {planned['name']}) or choose another name.",
-                    path=["name"],
-                )
+                name_taken(ctx.diagnostics, "join token", planned["name"], "other settings")
             else:
                 e.report(ctx.diagnostics)
             return None
         return _state(token, planned)
 
     def read(self, ctx: ReadContext, current: State) -> Optional[State]:
-        client = client_of(self.provider, ctx.diagnostics)
-        if client is None:
-            return current
-        name = current.get("name") or current.get("id")
-        try:
-            token = client.call("GetJoinToken", control_plane_pb2.GetJoinTokenRequest(name=name), action=f"reading join token {name!r}")
-        except ApiError as e:
-            if e.code == grpc.StatusCode.NOT_FOUND:
-                return None  # deleted outside Terraform: drop it from state so the next plan recreates it
-            e.report(ctx.diagnostics)
-            return current
-        return _state(token, current)
+        return read_by_name(self.provider, ctx.diagnostics, current, "GetJoinToken", control_plane_pb2.GetJoinTokenRequest,
+                            "join token", _state)
 
     def update(self, ctx: UpdateContext, current: State, planned: State) -> Optional[State]:
         client = client_of(self.provider, ctx.diagnostics)
