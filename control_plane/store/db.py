@@ -271,3 +271,51 @@ class Store:
     def delete_dataset(self, name: str) -> bool:
         with self.tx() as q:
             return q("DELETE FROM datasets WHERE name = ?", name).rowcount > 0
+
+    # -- documents: models, model versions, operations, services -------------------
+    # One JSON document per key. Callers own the document's shape (control_plane/models.py,
+    # services.py); the store only keeps it durable and atomic.
+
+    _DOC_TABLES = {"models": "name", "operations": "id", "services": "name"}
+
+    def put_doc(self, table: str, key: str, doc: dict) -> None:
+        col = self._DOC_TABLES[table]
+        body, now = json.dumps(doc, sort_keys=True), time.time()
+        with self.tx() as q:
+            if q(f"UPDATE {table} SET doc=?, updated_at=? WHERE {col}=?", body, now, key).rowcount == 0:
+                q(f"INSERT INTO {table} ({col}, doc, updated_at) VALUES (?,?,?)", key, body, now)
+
+    def get_doc(self, table: str, key: str) -> dict | None:
+        col = self._DOC_TABLES[table]
+        with self.tx() as q:
+            row = q(f"SELECT doc FROM {table} WHERE {col}=?", key).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_docs(self, table: str) -> list[dict]:
+        col = self._DOC_TABLES[table]
+        with self.tx() as q:
+            rows = q(f"SELECT doc FROM {table} ORDER BY {col}").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_doc(self, table: str, key: str) -> bool:
+        col = self._DOC_TABLES[table]
+        with self.tx() as q:
+            return q(f"DELETE FROM {table} WHERE {col}=?", key).rowcount > 0
+
+    def put_model_version(self, model: str, version: str, doc: dict) -> None:
+        """Idempotent: the same version (same artifact digest) is recorded once."""
+        with self.tx() as q:
+            if not q("SELECT 1 FROM model_versions WHERE model=? AND version=?", model, version).fetchone():
+                q("INSERT INTO model_versions (model, version, doc, created_at) VALUES (?,?,?,?)", model, version,
+                  json.dumps(doc, sort_keys=True), time.time())
+
+    def model_versions(self, model: str) -> list[dict]:
+        """Oldest first."""
+        with self.tx() as q:
+            rows = q("SELECT doc FROM model_versions WHERE model=? ORDER BY created_at, version", model).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_model(self, name: str) -> None:
+        with self.tx() as q:
+            q("DELETE FROM model_versions WHERE model=?", name)
+            q("DELETE FROM models WHERE name=?", name)

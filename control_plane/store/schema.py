@@ -58,4 +58,33 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        3,
+        "models, model versions, operations, services",
+        [
+            # Documents (JSON) keyed by name: their fields change with the product, their keys do not.
+            """CREATE TABLE models (
+                name       TEXT PRIMARY KEY,
+                doc        TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE model_versions (
+                model      TEXT NOT NULL,
+                version    TEXT NOT NULL,
+                doc        TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (model, version)
+            )""",
+            """CREATE TABLE operations (
+                id         TEXT PRIMARY KEY,
+                doc        TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE services (
+                name       TEXT PRIMARY KEY,
+                doc        TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+        ],
+    ),
 ]

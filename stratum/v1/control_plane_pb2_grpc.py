@@ -5,6 +5,7 @@ import warnings
 
 from stratum.v1 import control_plane_pb2 as stratum_dot_v1_dot_control__plane__pb2
 from stratum.v1 import datasets_pb2 as stratum_dot_v1_dot_datasets__pb2
+from stratum.v1 import models_pb2 as stratum_dot_v1_dot_models__pb2
 from stratum.v1 import types_pb2 as stratum_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.71.2'
@@ -115,6 +116,71 @@ class ControlPlaneStub(object):
                 '/stratum.v1.ControlPlane/DeleteDataset',
                 request_serializer=stratum_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
+        self.ValidateModel = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ValidateModel',
+                request_serializer=stratum_dot_v1_dot_models__pb2.ModelSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.ValidateModelResponse.FromString,
+                _registered_method=True)
+        self.CreateModel = channel.unary_unary(
+                '/stratum.v1.ControlPlane/CreateModel',
+                request_serializer=stratum_dot_v1_dot_models__pb2.ModelSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Model.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetModel',
+                request_serializer=stratum_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Model.FromString,
+                _registered_method=True)
+        self.UpdateModel = channel.unary_unary(
+                '/stratum.v1.ControlPlane/UpdateModel',
+                request_serializer=stratum_dot_v1_dot_models__pb2.ModelSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Model.FromString,
+                _registered_method=True)
+        self.DeleteModel = channel.unary_unary(
+                '/stratum.v1.ControlPlane/DeleteModel',
+                request_serializer=stratum_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+                _registered_method=True)
+        self.RetrainModel = channel.unary_unary(
+                '/stratum.v1.ControlPlane/RetrainModel',
+                request_serializer=stratum_dot_v1_dot_models__pb2.RetrainModelRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Model.FromString,
+                _registered_method=True)
+        self.GetOperation = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetOperation',
+                request_serializer=stratum_dot_v1_dot_models__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Operation.FromString,
+                _registered_method=True)
+        self.GetTrainingScript = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetTrainingScript',
+                request_serializer=stratum_dot_v1_dot_models__pb2.GetTrainingScriptRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.TrainingScript.FromString,
+                _registered_method=True)
+        self.ValidateService = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ValidateService',
+                request_serializer=stratum_dot_v1_dot_models__pb2.ServiceSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+                _registered_method=True)
+        self.CreateService = channel.unary_unary(
+                '/stratum.v1.ControlPlane/CreateService',
+                request_serializer=stratum_dot_v1_dot_models__pb2.ServiceSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Service.FromString,
+                _registered_method=True)
+        self.GetService = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetService',
+                request_serializer=stratum_dot_v1_dot_models__pb2.GetServiceRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Service.FromString,
+                _registered_method=True)
+        self.UpdateService = channel.unary_unary(
+                '/stratum.v1.ControlPlane/UpdateService',
+                request_serializer=stratum_dot_v1_dot_models__pb2.ServiceSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Service.FromString,
+                _registered_method=True)
+        self.DeleteService = channel.unary_unary(
+                '/stratum.v1.ControlPlane/DeleteService',
+                request_serializer=stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.FromString,
                 _registered_method=True)
 
 
@@ -243,6 +309,108 @@ class ControlPlaneServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateModel(self, request, context):
+        """Checks a model spec against its dataset without training (plan time):
+        unknown algorithm, missing target column, metric that does not fit the
+        task, bad grid... every problem as a field violation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateModel(self, request, context):
+        """Starts training a model (an Operation) and returns at once with state
+        "training". Idempotent on the name: the same spec returns the existing
+        model; another spec is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """Returns a model with its serving version and the current operation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateModel(self, request, context):
+        """Changes a model. A change to what training depends on (dataset content,
+        task, candidates, preprocessing, selection, seed) trains a new version;
+        retrain settings and the pin apply at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteModel(self, request, context):
+        """Deletes a model and its versions; FAILED_PRECONDITION while a service
+        serves it. OK if it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetrainModel(self, request, context):
+        """Trains a new version now on the dataset's current content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperation(self, request, context):
+        """Returns an operation's progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrainingScript(self, request, context):
+        """Returns a plain scikit-learn script that reproduces a version's scores.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateService(self, request, context):
+        """Checks a service spec (model exists, requirements well formed, some
+        ready node fits) without creating anything.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateService(self, request, context):
+        """Records a service's desired state and places it; returns at once. Nodes
+        then fetch the bento and start replicas; poll GetService until "ready".
+        Idempotent on the name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetService(self, request, context):
+        """Returns a service with its placements and endpoints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateService(self, request, context):
+        """Changes replicas, workers or requirements; rolls replicas when needed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteService(self, request, context):
+        """Stops a service everywhere. Returns at once with state "deleting"; the
+        service is NOT_FOUND once every node has stopped it. OK if missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -325,6 +493,71 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.DeleteDataset,
                     request_deserializer=stratum_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.SerializeToString,
+            ),
+            'ValidateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateModel,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.ModelSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.ValidateModelResponse.SerializeToString,
+            ),
+            'CreateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateModel,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.ModelSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.GetModelRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'UpdateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateModel,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.ModelSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'DeleteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModel,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.DeleteModelRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'RetrainModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetrainModel,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.RetrainModelRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'GetOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperation,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.GetOperationRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Operation.SerializeToString,
+            ),
+            'GetTrainingScript': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrainingScript,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.GetTrainingScriptRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.TrainingScript.SerializeToString,
+            ),
+            'ValidateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateService,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.ServiceSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.SerializeToString,
+            ),
+            'CreateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateService,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.ServiceSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Service.SerializeToString,
+            ),
+            'GetService': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetService,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.GetServiceRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Service.SerializeToString,
+            ),
+            'UpdateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateService,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.ServiceSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Service.SerializeToString,
+            ),
+            'DeleteService': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteService,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -759,6 +992,357 @@ class ControlPlane(object):
             '/stratum.v1.ControlPlane/DeleteDataset',
             stratum_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.SerializeToString,
             stratum_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ValidateModel',
+            stratum_dot_v1_dot_models__pb2.ModelSpec.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.ValidateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/CreateModel',
+            stratum_dot_v1_dot_models__pb2.ModelSpec.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetModel',
+            stratum_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/UpdateModel',
+            stratum_dot_v1_dot_models__pb2.ModelSpec.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/DeleteModel',
+            stratum_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetrainModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/RetrainModel',
+            stratum_dot_v1_dot_models__pb2.RetrainModelRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetOperation',
+            stratum_dot_v1_dot_models__pb2.GetOperationRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrainingScript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetTrainingScript',
+            stratum_dot_v1_dot_models__pb2.GetTrainingScriptRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.TrainingScript.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ValidateService',
+            stratum_dot_v1_dot_models__pb2.ServiceSpec.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/CreateService',
+            stratum_dot_v1_dot_models__pb2.ServiceSpec.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetService',
+            stratum_dot_v1_dot_models__pb2.GetServiceRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/UpdateService',
+            stratum_dot_v1_dot_models__pb2.ServiceSpec.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/DeleteService',
+            stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from stratum.v1 import types_pb2 as stratum_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstratum/v1/node_agent.proto\x12\nstratum.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16stratum/v1/types.proto\"\xe6\x01\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x35\n\x06labels\x18\x04 \x03(\x0b\x32%.stratum.v1.EnrollRequest.LabelsEntry\x12\x0f\n\x07\x63sr_pem\x18\x05 \x01(\t\x12.\n\x0c\x63\x61pabilities\x18\x06 \x01(\x0b\x32\x18.stratum.v1.Capabilities\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd8\x01\n\x0e\x45nrollResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\t\x12\x17\n\x0fnode_agent_port\x18\x04 \x01(\x05\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x36\n\x06labels\x18\x06 \x03(\x0b\x32&.stratum.v1.EnrollResponse.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\x0bNodeMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.stratum.v1.HelloH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.stratum.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"\x95\x01\n\x05Hello\x12.\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x18.stratum.v1.Capabilities\x12-\n\x06labels\x18\x02 \x03(\x0b\x32\x1d.stratum.v1.Hello.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"s\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0butilisation\x18\x03 \x01(\x0b\x32\x17.stratum.v1.Utilisation\"s\n\x0e\x43ontrolMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.stratum.v1.WelcomeH\x00\x12\x31\n\rheartbeat_ack\x18\x02 \x01(\x0b\x32\x18.stratum.v1.HeartbeatAckH\x00\x42\x06\n\x04\x62ody\"8\n\x07Welcome\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"\x1b\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x32\x90\x01\n\tNodeAgent\x12?\n\x06\x45nroll\x12\x19.stratum.v1.EnrollRequest\x1a\x1a.stratum.v1.EnrollResponse\x12\x42\n\x07\x43onnect\x12\x17.stratum.v1.NodeMessage\x1a\x1a.stratum.v1.ControlMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstratum/v1/node_agent.proto\x12\nstratum.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16stratum/v1/types.proto\"\xe6\x01\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x35\n\x06labels\x18\x04 \x03(\x0b\x32%.stratum.v1.EnrollRequest.LabelsEntry\x12\x0f\n\x07\x63sr_pem\x18\x05 \x01(\t\x12.\n\x0c\x63\x61pabilities\x18\x06 \x01(\x0b\x32\x18.stratum.v1.Capabilities\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd8\x01\n\x0e\x45nrollResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\t\x12\x17\n\x0fnode_agent_port\x18\x04 \x01(\x05\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x36\n\x06labels\x18\x06 \x03(\x0b\x32&.stratum.v1.EnrollResponse.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x94\x01\n\x0bNodeMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.stratum.v1.HelloH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.stratum.v1.HeartbeatH\x00\x12-\n\x08services\x18\x03 \x01(\x0b\x32\x19.stratum.v1.ServiceReportH\x00\x42\x06\n\x04\x62ody\"\x95\x01\n\x05Hello\x12.\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x18.stratum.v1.Capabilities\x12-\n\x06labels\x18\x02 \x03(\x0b\x32\x1d.stratum.v1.Hello.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"s\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0butilisation\x18\x03 \x01(\x0b\x32\x17.stratum.v1.Utilisation\"\xa3\x01\n\x0e\x43ontrolMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.stratum.v1.WelcomeH\x00\x12\x31\n\rheartbeat_ack\x18\x02 \x01(\x0b\x32\x18.stratum.v1.HeartbeatAckH\x00\x12.\n\x0b\x61ssignments\x18\x03 \x01(\x0b\x32\x17.stratum.v1.AssignmentsH\x00\x42\x06\n\x04\x62ody\"8\n\x07Welcome\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\"\x1b\n\x0cHeartbeatAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"R\n\x0b\x41ssignments\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12/\n\x08services\x18\x02 \x03(\x0b\x32\x1d.stratum.v1.ServiceAssignment\"\x88\x01\n\x11ServiceAssignment\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x62\x65nto_digest\x18\x03 \x01(\t\x12\x18\n\x10\x62\x65nto_size_bytes\x18\x04 \x01(\x03\x12\x10\n\x08replicas\x18\x05 \x01(\x05\x12\x0f\n\x07workers\x18\x06 \x01(\x05\"P\n\rServiceReport\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12+\n\x08services\x18\x02 \x03(\x0b\x32\x19.stratum.v1.ServiceStatus\"\xb3\x01\n\rServiceStatus\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x16\n\x0eready_replicas\x18\x04 \x01(\x05\x12\r\n\x05state\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x14\n\x0csamples_json\x18\x07 \x01(\t\x12\x10\n\x08requests\x18\x08 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\t \x01(\x03\"3\n\x11\x46\x65tchBentoRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"8\n\nBentoChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04size\x18\x03 \x01(\x03\x32\xd7\x01\n\tNodeAgent\x12?\n\x06\x45nroll\x12\x19.stratum.v1.EnrollRequest\x1a\x1a.stratum.v1.EnrollResponse\x12\x42\n\x07\x43onnect\x12\x17.stratum.v1.NodeMessage\x1a\x1a.stratum.v1.ControlMessage(\x01\x30\x01\x12\x45\n\nFetchBento\x12\x1d.stratum.v1.FetchBentoRequest\x1a\x16.stratum.v1.BentoChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,20 +47,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLLRESPONSE']._serialized_end=550
   _globals['_ENROLLRESPONSE_LABELSENTRY']._serialized_start=286
   _globals['_ENROLLRESPONSE_LABELSENTRY']._serialized_end=331
-  _globals['_NODEMESSAGE']._serialized_start=552
-  _globals['_NODEMESSAGE']._serialized_end=653
-  _globals['_HELLO']._serialized_start=656
-  _globals['_HELLO']._serialized_end=805
+  _globals['_NODEMESSAGE']._serialized_start=553
+  _globals['_NODEMESSAGE']._serialized_end=701
+  _globals['_HELLO']._serialized_start=704
+  _globals['_HELLO']._serialized_end=853
   _globals['_HELLO_LABELSENTRY']._serialized_start=286
   _globals['_HELLO_LABELSENTRY']._serialized_end=331
-  _globals['_HEARTBEAT']._serialized_start=807
-  _globals['_HEARTBEAT']._serialized_end=922
-  _globals['_CONTROLMESSAGE']._serialized_start=924
-  _globals['_CONTROLMESSAGE']._serialized_end=1039
-  _globals['_WELCOME']._serialized_start=1041
-  _globals['_WELCOME']._serialized_end=1097
-  _globals['_HEARTBEATACK']._serialized_start=1099
-  _globals['_HEARTBEATACK']._serialized_end=1126
-  _globals['_NODEAGENT']._serialized_start=1129
-  _globals['_NODEAGENT']._serialized_end=1273
+  _globals['_HEARTBEAT']._serialized_start=855
+  _globals['_HEARTBEAT']._serialized_end=970
+  _globals['_CONTROLMESSAGE']._serialized_start=973
+  _globals['_CONTROLMESSAGE']._serialized_end=1136
+  _globals['_WELCOME']._serialized_start=1138
+  _globals['_WELCOME']._serialized_end=1194
+  _globals['_HEARTBEATACK']._serialized_start=1196
+  _globals['_HEARTBEATACK']._serialized_end=1223
+  _globals['_ASSIGNMENTS']._serialized_start=1225
+  _globals['_ASSIGNMENTS']._serialized_end=1307
+  _globals['_SERVICEASSIGNMENT']._serialized_start=1310
+  _globals['_SERVICEASSIGNMENT']._serialized_end=1446
+  _globals['_SERVICEREPORT']._serialized_start=1448
+  _globals['_SERVICEREPORT']._serialized_end=1528
+  _globals['_SERVICESTATUS']._serialized_start=1531
+  _globals['_SERVICESTATUS']._serialized_end=1710
+  _globals['_FETCHBENTOREQUEST']._serialized_start=1712
+  _globals['_FETCHBENTOREQUEST']._serialized_end=1763
+  _globals['_BENTOCHUNK']._serialized_start=1765
+  _globals['_BENTOCHUNK']._serialized_end=1821
+  _globals['_NODEAGENT']._serialized_start=1824
+  _globals['_NODEAGENT']._serialized_end=2039
 # @@protoc_insertion_point(module_scope)

@@ -3,7 +3,7 @@ from stratum.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -54,12 +54,14 @@ class EnrollResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., certificate_pem: _Optional[str] = ..., ca_pem: _Optional[str] = ..., node_agent_port: _Optional[int] = ..., tier: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat")
+    __slots__ = ("hello", "heartbeat", "services")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    services: ServiceReport
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., services: _Optional[_Union[ServiceReport, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("capabilities", "labels")
@@ -87,12 +89,14 @@ class Heartbeat(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., utilisation: _Optional[_Union[_types_pb2.Utilisation, _Mapping]] = ...) -> None: ...
 
 class ControlMessage(_message.Message):
-    __slots__ = ("welcome", "heartbeat_ack")
+    __slots__ = ("welcome", "heartbeat_ack", "assignments")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     heartbeat_ack: HeartbeatAck
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ...) -> None: ...
+    assignments: Assignments
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("node_id", "heartbeat_interval_s")
@@ -107,3 +111,75 @@ class HeartbeatAck(_message.Message):
     SEQ_FIELD_NUMBER: _ClassVar[int]
     seq: int
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
+class Assignments(_message.Message):
+    __slots__ = ("generation", "services")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    services: _containers.RepeatedCompositeFieldContainer[ServiceAssignment]
+    def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceAssignment, _Mapping]]] = ...) -> None: ...
+
+class ServiceAssignment(_message.Message):
+    __slots__ = ("service", "version", "bento_digest", "bento_size_bytes", "replicas", "workers")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BENTO_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BENTO_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    version: str
+    bento_digest: str
+    bento_size_bytes: int
+    replicas: int
+    workers: int
+    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ...) -> None: ...
+
+class ServiceReport(_message.Message):
+    __slots__ = ("generation", "services")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    services: _containers.RepeatedCompositeFieldContainer[ServiceStatus]
+    def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ...) -> None: ...
+
+class ServiceStatus(_message.Message):
+    __slots__ = ("service", "version", "endpoint", "ready_replicas", "state", "error", "samples_json", "requests", "failures")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    READY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    version: str
+    endpoint: str
+    ready_replicas: int
+    state: str
+    error: str
+    samples_json: str
+    requests: int
+    failures: int
+    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready_replicas: _Optional[int] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., samples_json: _Optional[str] = ..., requests: _Optional[int] = ..., failures: _Optional[int] = ...) -> None: ...
+
+class FetchBentoRequest(_message.Message):
+    __slots__ = ("digest", "offset")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    offset: int
+    def __init__(self, digest: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class BentoChunk(_message.Message):
+    __slots__ = ("offset", "data", "size")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    size: int
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., size: _Optional[int] = ...) -> None: ...

@@ -44,6 +44,11 @@ class NodeAgentStub(object):
                 request_serializer=stratum_dot_v1_dot_node__agent__pb2.NodeMessage.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_node__agent__pb2.ControlMessage.FromString,
                 _registered_method=True)
+        self.FetchBento = channel.unary_stream(
+                '/stratum.v1.NodeAgent/FetchBento',
+                request_serializer=stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_node__agent__pb2.BentoChunk.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer(object):
@@ -64,6 +69,19 @@ class NodeAgentServicer(object):
         heartbeat interval; the control plane answers Welcome, then one
         HeartbeatAck per heartbeat. The node is "ready" while heartbeats arrive
         and "down" once none came for the node timeout.
+
+        Services: the control plane sends Assignments (the full set of services
+        this node should run) after Welcome and whenever it changes; the node
+        answers with a ServiceReport after every change of what it runs, and
+        periodically with sampled request inputs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchBento(self, request, context):
+        """Streams a stored bento archive by sha256, from `offset` (to resume a
+        partial download). NOT_FOUND if the control plane does not hold it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,6 +99,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.Connect,
                     request_deserializer=stratum_dot_v1_dot_node__agent__pb2.NodeMessage.FromString,
                     response_serializer=stratum_dot_v1_dot_node__agent__pb2.ControlMessage.SerializeToString,
+            ),
+            'FetchBento': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchBento,
+                    request_deserializer=stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_node__agent__pb2.BentoChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +160,33 @@ class NodeAgent(object):
             '/stratum.v1.NodeAgent/Connect',
             stratum_dot_v1_dot_node__agent__pb2.NodeMessage.SerializeToString,
             stratum_dot_v1_dot_node__agent__pb2.ControlMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchBento(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stratum.v1.NodeAgent/FetchBento',
+            stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.SerializeToString,
+            stratum_dot_v1_dot_node__agent__pb2.BentoChunk.FromString,
             options,
             channel_credentials,
             insecure,
