@@ -33,6 +33,7 @@ def run(args) -> int:
         node_host, _ = split_endpoint(node_listen, listen=True)
         interval = parse_duration(args.heartbeat_interval)
         timeout = parse_duration(args.node_timeout)
+        retrain_interval = parse_duration(args.retrain_interval)
     except ValueError as e:
         return _fail(str(e))
     if timeout <= interval:
@@ -50,7 +51,10 @@ def run(args) -> int:
     console = Console(stderr=True)
     console.print(f"[bold]Stratum control plane[/bold] ({store.kind} store, data dir {dd.path})", highlight=False)
     console.print(f"  CA certificate: {dd.ca_path}\n  admin token:    {dd.admin_token_path}\n  join token:     {dd.join_token_path}", highlight=False)
-    cfg = Config(dd, store, args.listen, node_listen, interval, timeout)
+    if args.training_workers < 1:
+        return _fail(f"--training-workers must be at least 1, not {args.training_workers}")
+    cfg = Config(dd, store, args.listen, node_listen, interval, timeout, retrain_interval=retrain_interval,
+                 training_workers=args.training_workers)
     try:
         asyncio.run(serve(cfg))
     except OSError as e:

@@ -21,6 +21,9 @@ from control_plane.datasets import Datasets
 from control_plane.join_tokens import JoinTokens
 from control_plane.packaging.store import ArtifactStore
 from control_plane.nodes import NodeRegistry
+from control_plane.models import Models
+from control_plane.retraining import RetrainLoop
+from control_plane.services import Services
 from control_plane.store import Store
 from stratum import pki
 from stratum.logs import event
@@ -50,6 +53,8 @@ class Config:
     flush_interval: float = 2.0
     # Automatic garbage collection is off; a full collection runs this often instead (see _maintain).
     gc_interval: float = 300.0
+    retrain_interval: float = 30.0  # how often retraining triggers (age, drift) are checked
+    training_workers: int = 1
     ports: dict = field(default_factory=dict)
 
 
@@ -57,7 +62,12 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     dd = cfg.data_dir
     tokens = JoinTokens(cfg.store, pki.fingerprint(dd.ca_cert_pem))
     nodes = NodeRegistry(cfg.store, tokens, dd.ca_key_pem, dd.ca_cert_pem, cfg.node_timeout)
-    datasets = Datasets(cfg.store, ArtifactStore(dd.path))
+    artifacts = ArtifactStore(dd.path)
+    datasets = Datasets(cfg.store, artifacts)
+    models = Models(cfg.store, datasets, dd.path, workers=cfg.training_workers)
+    services = Services(cfg.store, models, nodes)
+    models.on_new_version = lambda name: services.push()
+    retrain = RetrainLoop(models, services, artifacts)
 
     server = grpc.aio.server(interceptors=[AdminTokenInterceptor(dd.admin_token)], options=SERVER_OPTIONS)
     chain = dd.server_cert_pem + dd.ca_cert_pem  # the CA in the chain lets new nodes discover it (see pki.fetch_ca)
@@ -71,8 +81,8 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     node_host = cfg.node_listen.rpartition(":")[0]
 
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(
-        ControlPlaneServicer(nodes, tokens, datasets, cfg.store.kind, f"{node_host}:{node_port}", cfg.heartbeat_interval, cfg.node_timeout), server)
-    node_agent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(nodes, node_port, cfg.heartbeat_interval), server)
+        ControlPlaneServicer(nodes, tokens, datasets, models, services, cfg.store.kind, f"{node_host}:{node_port}", cfg.heartbeat_interval, cfg.node_timeout), server)
+    node_agent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(nodes, services, artifacts, node_port, cfg.heartbeat_interval), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([
@@ -97,7 +107,8 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     gc.disable()  # see _maintain
-    background = asyncio.create_task(_maintain(nodes, cfg, stop))
+    models.resume()
+    background = asyncio.create_task(_maintain(nodes, cfg, stop, services, retrain))
     await stop.wait()
     event(log, "control plane stopping")
     await health.enter_graceful_shutdown()
@@ -106,7 +117,8 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     await asyncio.to_thread(nodes.flush_heartbeats)
 
 
-async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event) -> None:
+async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, services: Services,
+                    retrain: RetrainLoop) -> None:
     """Liveness, heartbeat flushing and garbage collection, off the request path.
 
     With thousands of node sessions the heap holds many long-lived objects, and
@@ -117,7 +129,7 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event) -> No
     schedule instead.
     """
     tick = min(1.0, cfg.node_timeout / 5)
-    last_flush = last_gc = time.monotonic()
+    last_flush = last_gc = last_retrain = time.monotonic()
     while not stop.is_set():
         woke = time.monotonic()
         try:
@@ -132,12 +144,20 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event) -> No
                 event(log, "maintenance ran late; liveness check skipped", late_s=round(time.monotonic() - woke - tick, 2),
                       level=logging.WARNING)
             else:
-                for node_id, state in await asyncio.to_thread(nodes.check_liveness, time.time()):
+                changes = await asyncio.to_thread(nodes.check_liveness, time.time())
+                for node_id, state in changes:
                     if state == "down":
                         event(log, "node down", node_id=node_id, state=state)
+                if changes:  # replicas of down nodes move; deletions waiting on them finish
+                    await asyncio.to_thread(services.replace_lost)
+                    await asyncio.to_thread(services.finish_deletes)
+                    services.push()
             if time.monotonic() - last_flush >= cfg.flush_interval:
                 last_flush = time.monotonic()
                 await asyncio.to_thread(nodes.flush_heartbeats)
+            if time.monotonic() - last_retrain >= cfg.retrain_interval:
+                last_retrain = time.monotonic()
+                await retrain.tick()
             if time.monotonic() - last_gc >= cfg.gc_interval:
                 last_gc = time.monotonic()
                 started = time.perf_counter()

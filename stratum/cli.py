@@ -20,6 +20,9 @@ def _add_control_plane(sub) -> None:
     p.add_argument("--heartbeat-interval", default="5s", help="how often nodes send heartbeats")
     p.add_argument("--node-timeout", default="15s", help="silence after which a node is marked down")
     p.add_argument("--advertise", action="append", default=[], help="extra host name or IP for the server certificate (repeatable)")
+    p.add_argument("--training-workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
+                   help="worker processes one model training uses (default: up to 2)")
+    p.add_argument("--retrain-interval", default="30s", help="how often retraining triggers (max_age, drift) are checked")
     p.add_argument("--log-level", default="INFO")
 
 
@@ -32,6 +35,11 @@ def _add_node(sub) -> None:
     p.add_argument("--label", action="append", default=[], help="k=v label, repeatable (merged over the token's labels)")
     p.add_argument("--data-dir", required=True, help="directory for the node's identity and cache")
     p.add_argument("--ca-cert", default=None, help="CA certificate PEM, instead of discovering it with the join token's fingerprint")
+    p.add_argument("--serve-host", default="127.0.0.1",
+                   help="address service endpoints listen on (0.0.0.0 for every interface)")
+    p.add_argument("--advertise-host", default=None,
+                   help="host put in service endpoint URLs (default: --serve-host, or the node's first address for 0.0.0.0)")
+    p.add_argument("--cache-size", default="4096", help="bento cache size limit in MiB")
     p.add_argument("--log-level", default="INFO")
 
 

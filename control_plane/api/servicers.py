@@ -17,6 +17,9 @@ from control_plane.datasets import Datasets
 from control_plane.join_tokens import JoinTokens, validate_spec
 from control_plane.packaging.store import DigestMismatch
 from control_plane.nodes import NodeRegistry
+from control_plane.models import Models
+from control_plane.services import Services
+from stratum.v1 import models_pb2 as m
 from stratum import __version__
 from stratum.durations import format_duration
 from stratum.logs import event
@@ -30,9 +33,10 @@ log = logging.getLogger("stratum.api")
 
 
 class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
-    def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, datasets: Datasets, store_kind: str, node_endpoint: str,
-                 interval: float, timeout: float):
+    def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, datasets: Datasets, models: Models, services: Services,
+                 store_kind: str, node_endpoint: str, interval: float, timeout: float):
         self.nodes, self.tokens, self.datasets = nodes, tokens, datasets
+        self.models, self.services = models, services
         self.store_kind, self.node_endpoint = store_kind, node_endpoint
         self.interval, self.timeout = interval, timeout
 
@@ -154,10 +158,82 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
         event(log, "dataset deleted", name=request.name)
         return ds.DeleteDatasetResponse()
 
+    # -- models -----------------------------------------------------------------------------
+
+    @rpc
+    async def ValidateModel(self, request, context):
+        columns = await asyncio.to_thread(self.models.check, request, need_dataset=False)
+        return m.ValidateModelResponse(columns=columns)
+
+    @rpc
+    async def CreateModel(self, request, context):
+        model = await self.models.create(request)
+        event(log, "model created", name=request.name, state=model.state, operation=model.operation.id)
+        return model
+
+    @rpc
+    async def GetModel(self, request, context):
+        return await asyncio.to_thread(self.models.get, request.name)
+
+    @rpc
+    async def UpdateModel(self, request, context):
+        model = await self.models.update(request)
+        event(log, "model updated", name=request.name, state=model.state, operation=model.operation.id)
+        return model
+
+    @rpc
+    async def DeleteModel(self, request, context):
+        users = await asyncio.to_thread(self.services.using_model, request.name)
+        self.models.delete(request.name, users)
+        event(log, "model deleted", name=request.name)
+        return m.DeleteModelResponse()
+
+    @rpc
+    async def RetrainModel(self, request, context):
+        return await self.models.retrain(request.name, request.reason or "manual")
+
+    @rpc
+    async def GetOperation(self, request, context):
+        return await asyncio.to_thread(self.models.operation, request.id)
+
+    @rpc
+    async def GetTrainingScript(self, request, context):
+        return await asyncio.to_thread(self.models.training_script, request.name, request.version)
+
+    # -- services ---------------------------------------------------------------------------
+
+    @rpc
+    async def ValidateService(self, request, context):
+        await asyncio.to_thread(self.services.check, request, need_model=False)
+        return cp.ValidateResponse()
+
+    @rpc
+    async def CreateService(self, request, context):
+        out = await asyncio.to_thread(self.services.create, request)
+        self.services.push()
+        return out
+
+    @rpc
+    async def GetService(self, request, context):
+        return await asyncio.to_thread(self.services.get, request.name)
+
+    @rpc
+    async def UpdateService(self, request, context):
+        out = await asyncio.to_thread(self.services.update, request)
+        self.services.push()
+        return out
+
+    @rpc
+    async def DeleteService(self, request, context):
+        await asyncio.to_thread(self.services.delete, request.name)
+        self.services.push()
+        return m.DeleteServiceResponse()
+
 
 class NodeAgentServicer(na_grpc.NodeAgentServicer):
-    def __init__(self, nodes: NodeRegistry, node_port: int, interval: float):
-        self.nodes, self.node_port, self.interval = nodes, node_port, interval
+    def __init__(self, nodes: NodeRegistry, services: Services, artifacts, node_port: int, interval: float):
+        self.nodes, self.services, self.artifacts = nodes, services, artifacts
+        self.node_port, self.interval = node_port, interval
 
     @rpc
     async def Enroll(self, request, context):
@@ -184,11 +260,53 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
             await context.abort(status.code, status.details, status.trailing_metadata)
         event(log, "node session started", node_id=node_id, name=node.name, peer=context.peer())
         yield na.ControlMessage(welcome=na.Welcome(node_id=node_id, heartbeat_interval_s=self.interval))
-        async for msg in request_iterator:
-            if msg.WhichOneof("body") != "heartbeat":
-                continue
-            hb = msg.heartbeat
-            if self.nodes.heartbeat(node_id, hb.utilisation, time.time()):
-                event(log, "node ready", node_id=node_id, name=node.name)
-            yield na.ControlMessage(heartbeat_ack=na.HeartbeatAck(seq=hb.seq))
-        event(log, "node session ended", node_id=node_id, name=node.name)
+        # Outbound messages (acks from the reader below, assignments from Services.push) share one queue,
+        # so this generator is the only writer of the stream.
+        out = self.services.open_session(node_id)
+        reader = asyncio.create_task(self._read(node_id, node.name, request_iterator, out))
+        try:
+            self.services.push()
+            while True:
+                msg = await out.get()
+                if msg is None:
+                    break
+                yield msg
+        finally:
+            reader.cancel()
+            self.services.close_session(node_id, out)
+            event(log, "node session ended", node_id=node_id, name=node.name)
+
+    async def _read(self, node_id: str, name: str, request_iterator, out: asyncio.Queue) -> None:
+        try:
+            async for msg in request_iterator:
+                kind = msg.WhichOneof("body")
+                if kind == "heartbeat":
+                    hb = msg.heartbeat
+                    if self.nodes.heartbeat(node_id, hb.utilisation, time.time()):
+                        event(log, "node ready", node_id=node_id, name=name)
+                        self.services.push()
+                    out.put_nowait(na.ControlMessage(heartbeat_ack=na.HeartbeatAck(seq=hb.seq)))
+                elif kind == "services":
+                    await asyncio.to_thread(self.services.on_report, node_id, msg.services)
+        except Exception as e:  # noqa: BLE001 - the stream broke; the session ends below either way
+            if not isinstance(e, asyncio.CancelledError):
+                event(log, "node stream broke", level=logging.INFO, node_id=node_id, error=type(e).__name__)
+        finally:
+            out.put_nowait(None)
+
+    async def FetchBento(self, request, context):
+        if node_id_of(context) is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "FetchBento needs the node's client certificate")
+        try:
+            size = self.artifacts.size(request.digest.removeprefix("sha256:"))
+        except (KeyError, ValueError):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"bento {request.digest[:19]}… is not stored on the control plane")
+        if not 0 <= request.offset <= size:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"offset: {request.offset} is outside the {size}-byte archive")
+        offset = request.offset
+        while offset < size:
+            data = await asyncio.to_thread(self.artifacts.read, request.digest.removeprefix("sha256:"), offset, 1 << 20)
+            if not data:
+                break
+            yield na.BentoChunk(offset=offset, data=data, size=size)
+            offset += len(data)

@@ -151,7 +151,10 @@ def test_heartbeats_make_a_node_ready_and_silence_makes_it_down(control_plane):
 
     replies = list(stub.Connect(messages(), timeout=20))
     assert replies[0].welcome.node_id == resp.node_id and replies[0].welcome.heartbeat_interval_s == 1.0
-    assert [r.heartbeat_ack.seq for r in replies[1:]] == [1, 2, 3]
+    assert [r.heartbeat_ack.seq for r in replies[1:] if r.HasField("heartbeat_ack")] == [1, 2, 3]
+    # the node is told what to run at the start of every session: nothing yet
+    assigned = [r.assignments for r in replies if r.HasField("assignments")]
+    assert assigned and all(not a.services for a in assigned)
     node = c.nodes()["hb-1"]
     assert (node.capabilities.cpu_cores, node.capabilities.arch, node.utilisation.cpu_percent) == (4, "aarch64", 12.5)
     wait_for(lambda: c.nodes()["hb-1"].state == "down", 10, what="node down after missed heartbeats")

@@ -1,0 +1,463 @@
+"""Models: specs, versions and the training operations that make them.
+
+A model document (store table `models`) holds the spec, the state, the serving and latest
+versions and the current operation id; each version is a document in `model_versions`; each
+training is an operation document.  The document is written before the work starts, so a
+control plane killed mid-training finds the operation "running" at start and runs it again
+(`resume`): training is deterministic, so the second run makes the same version.
+
+Training runs in a child process (control_plane/training_job.py) started from the event loop;
+its JSON-lines progress updates the operation.  One training runs at a time per model (a new
+spec cancels the old run) and `max_parallel` in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from typing import Callable
+
+from google.protobuf import json_format
+
+from control_plane.datasets import Datasets
+from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from control_plane.ml import catalogue, script as ml_script
+from control_plane.ml.train import check_spec, validate as validate_table
+from control_plane.store import Store
+from stratum.durations import parse_duration
+from stratum.logs import event
+from stratum.validation import check_name
+from stratum.v1 import models_pb2 as m
+
+log = logging.getLogger("stratum.models")
+
+# What training depends on: a change to any of these makes a new version.
+TRAINING_FIELDS = ("dataset", "task", "target", "candidates", "grids", "preprocessing", "selection", "seed")
+_STEP_ORDER = ("select", "drop_missing", "impute", "scale", "one_hot")
+
+
+def spec_json(spec: m.ModelSpec) -> dict:
+    return json_format.MessageToDict(spec, preserving_proto_field_name=True)
+
+
+def spec_from_json(doc: dict) -> m.ModelSpec:
+    return json_format.ParseDict(doc, m.ModelSpec())
+
+
+def ml_spec(spec: m.ModelSpec, dataset_target: str = "") -> tuple[dict, dict[str, str]]:
+    """The control_plane.ml spec for a ModelSpec, and how to rename ml's field paths to the
+    resource's attribute paths (ml speaks of "preprocessing[2].one_hot", users wrote
+    `preprocessing = { one_hot = ... }`)."""
+    steps, renames = [], {}
+    p = spec.preprocessing
+    values = {
+        "select": list(p.select) or None,
+        "drop_missing": True if p.drop_missing else None,
+        "impute": ({"strategy": p.impute, **({"fill_value": p.fill_value} if p.impute == "constant" else {})}
+                   if p.impute else None),
+        "scale": p.scale or None,
+        "one_hot": ("all" if list(p.one_hot) == ["all"] else list(p.one_hot)) or None,
+    }
+    for name in _STEP_ORDER:
+        if values[name] is not None:
+            renames[f"preprocessing[{len(steps)}].{name}"] = f"preprocessing.{name}"
+            steps.append({name: values[name]})
+    candidates = []
+    for i, alg in enumerate(spec.candidates):
+        if alg in spec.grids:
+            candidates.append({"algorithm": alg, "grid": json_format.MessageToDict(spec.grids[alg])})
+            renames[f"candidates[{i}].grid"] = f'grids["{alg}"]'
+        else:
+            candidates.append(alg)
+    out = {"task": spec.task, "candidates": candidates, "preprocessing": steps,
+           "selection": {k: v for k, v in (("metric", spec.selection.metric), ("cv_folds", spec.selection.cv_folds)) if v}}
+    target = spec.target or dataset_target
+    if spec.task != "clustering" and target:
+        out["target"] = target
+    # Struct numbers are floats: 50.0 -> 50, so integer parameters stay integers.
+    for c in candidates:
+        if isinstance(c, dict):
+            c["grid"] = {k: [_int_if_whole(x) for x in (v if isinstance(v, list) else [v])] for k, v in c["grid"].items()}
+    return out, renames
+
+
+def _int_if_whole(x):
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
+def _rename(problems: list[tuple[str, str]], renames: dict[str, str]) -> list[tuple[str, str]]:
+    out = []
+    for path, msg in problems:
+        for old, new in renames.items():
+            if path == old or path.startswith(old + ".") or path.startswith(old + "["):
+                path = new + path[len(old):]
+                break
+        out.append((path, msg))
+    return out
+
+
+def validate_spec(spec: m.ModelSpec) -> list[tuple[str, str]]:
+    """Problems knowable without the dataset's rows (plan time, before the dataset exists)."""
+    problems = check_name(spec.name)
+    if not spec.dataset:
+        problems.append(("dataset", "name the dataset to train on (stratum_dataset.<name>.id)"))
+    for alg in spec.grids:
+        if alg not in spec.candidates:
+            problems.append((f'grids["{alg}"]', f"{alg!r} is not among the candidates"))
+    r = spec.retrain
+    if r.max_age:
+        try:
+            parse_duration(r.max_age)
+        except ValueError as e:
+            problems.append(("retrain.max_age", str(e)))
+    if r.drift_threshold < 0:
+        problems.append(("retrain.drift_threshold", "give a positive PSI threshold, e.g. 0.2"))
+    if r.min_samples < 0:
+        problems.append(("retrain.min_samples", "give a positive number of rows"))
+    if not 0 <= spec.seed < 2**32:
+        problems.append(("seed", "give a whole number from 0 to 2**32 - 1"))
+    spec_dict, renames = ml_spec(spec, "x")  # the dataset's target is unknown here; "x" stands for it
+    problems += [p for p in _rename(check_spec(spec_dict), renames) if not (p[0] == "target" and not spec.target)]
+    return problems
+
+
+def _version_proto(v: dict) -> m.ModelVersion:
+    out = m.ModelVersion(
+        version=v["version"], artifact_digest=v["artifact_digest"], best_algorithm=v["best_algorithm"],
+        score=v["score"] or 0.0, dataset_digest=v["dataset_digest"], bento_digest=v["bento_digest"],
+        bento_tag=v["bento_tag"], bento_size_bytes=v["bento_size_bytes"], load_time_s=v.get("load_time_s") or 0.0,
+        memory_mb=v.get("memory_mb") or 0, reason=v.get("reason", ""))
+    for e in v["leaderboard"]:
+        entry = m.LeaderboardEntry(algorithm=e["algorithm"], params_json=json.dumps(e.get("params") or {}, sort_keys=True),
+                                   std=e.get("std") or 0.0, error=e.get("error") or "")
+        if e.get("score") is not None:
+            entry.score = e["score"]
+        out.leaderboard.append(entry)
+    out.created_at.FromNanoseconds(int(v["created_at"] * 1e9))
+    return out
+
+
+def operation_proto(op: dict) -> m.Operation:
+    out = m.Operation(id=op["id"], kind=op["kind"], target=op["target"], state=op["state"], done=op["done"],
+                      total=op["total"], message=op["message"], error=op["error"])
+    out.created_at.FromNanoseconds(int(op["created_at"] * 1e9))
+    out.updated_at.FromNanoseconds(int(op["updated_at"] * 1e9))
+    return out
+
+
+class Models:
+    def __init__(self, store: Store, datasets: Datasets, data_dir: str, *, workers: int = 1, max_parallel: int = 1,
+                 on_new_version: Callable[[str], None] | None = None):
+        self.store, self.datasets, self.data_dir = store, datasets, data_dir
+        self.workers = workers
+        self.on_new_version = on_new_version or (lambda name: None)
+        self._slots = asyncio.Semaphore(max_parallel)
+        self._jobs: dict[str, asyncio.Task] = {}  # model name -> its running training
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+
+    # -- reads --------------------------------------------------------------------------------
+    def _doc(self, name: str) -> dict:
+        doc = self.store.get_doc("models", name)
+        if doc is None:
+            raise NotFound(f"model {name!r} not found")
+        return doc
+
+    def version(self, name: str, version: str) -> dict | None:
+        return next((v for v in self.store.model_versions(name) if v["version"] == version), None)
+
+    def serving(self, name: str) -> dict | None:
+        """The version a model's services should run (pinned, else latest), or None before the first."""
+        doc = self.store.get_doc("models", name)
+        if doc is None:
+            return None
+        want = doc["spec"].get("pinned_version") or doc.get("latest")
+        return self.version(name, want) if want else None
+
+    def get(self, name: str) -> m.Model:
+        doc = self._doc(name)
+        out = m.Model(spec=spec_from_json(doc["spec"]), state=doc["state"], latest_version=doc.get("latest") or "",
+                      error=doc.get("error") or "")
+        versions = self.store.model_versions(name)
+        out.versions.extend(v["version"] for v in versions)
+        want = doc["spec"].get("pinned_version") or doc.get("latest")
+        for v in versions:
+            if v["version"] == want:
+                out.serving.CopyFrom(_version_proto(v))
+        if doc.get("operation"):
+            op = self.store.get_doc("operations", doc["operation"])
+            if op:
+                out.operation.CopyFrom(operation_proto(op))
+        return out
+
+    def operation(self, op_id: str) -> m.Operation:
+        op = self.store.get_doc("operations", op_id)
+        if op is None:
+            raise NotFound(f"operation {op_id!r} not found")
+        return operation_proto(op)
+
+    def training_script(self, name: str, version: str = "") -> m.TrainingScript:
+        doc = self._doc(name)
+        version = version or doc["spec"].get("pinned_version") or doc.get("latest") or ""
+        v = self.version(name, version) if version else None
+        if v is None:
+            known = ", ".join(x["version"] for x in self.store.model_versions(name)) or "none yet"
+            raise NotFound(f"model {name!r} has no version {version!r} (versions: {known})")
+        with open(os.path.join(v["files_dir"], "metadata.json")) as f:
+            metadata = json.load(f)
+        ds_spec = json.loads(self.datasets.get(doc["spec"]["dataset"]).spec) if self.store.get_dataset(doc["spec"]["dataset"]) else {}
+        source = ds_spec.get("source", "")
+        dataset_file = os.path.basename(source[len("file://"):]) if source.startswith("file://") else "data.csv"
+        return m.TrainingScript(filename=f"train_{name}_{version}.py", version=version,
+                                source=ml_script.render(metadata, version, dataset_file))
+
+    # -- checks -------------------------------------------------------------------------------
+    def check(self, spec: m.ModelSpec, *, need_dataset: bool) -> list[str]:
+        """Every problem with a spec, with the data when the dataset exists. Returns its columns."""
+        problems = validate_spec(spec)
+        row = self.store.get_dataset(spec.dataset) if spec.dataset else None
+        if row is None:
+            if need_dataset and spec.dataset:
+                problems.append(("dataset", f"dataset {spec.dataset!r} not found; create it first (stratum_dataset)"))
+            if problems:
+                raise InvalidArgument(problems)
+            return []
+        if spec.dataset_digest and spec.dataset_digest != row.digest and need_dataset:
+            raise FailedPrecondition(f"dataset {spec.dataset!r} has digest {row.digest[:19]}…, not the expected "
+                                     f"{spec.dataset_digest[:19]}… (it changed since the plan); apply again")
+        if problems:
+            raise InvalidArgument(problems)
+        ds_spec = json.loads(row.spec)
+        spec_dict, renames = ml_spec(spec, ds_spec.get("target", ""))
+        if spec.task != "clustering" and not spec_dict.get("target"):
+            raise InvalidArgument([("target", f"{spec.task} needs a target column: set target here or on dataset "
+                                              f"{spec.dataset!r}; its columns are {', '.join(c for c, _ in row.columns)}")])
+        try:
+            validate_table(self.datasets.frame(spec.dataset), spec_dict)
+        except InvalidArgument as e:
+            raise InvalidArgument(_rename(e.violations, renames)) from None
+        return [c for c, _ in row.columns]
+
+    def _check_pin(self, spec: m.ModelSpec) -> None:
+        if spec.pinned_version and self.version(spec.name, spec.pinned_version) is None:
+            known = ", ".join(v["version"] for v in self.store.model_versions(spec.name)) or "none yet"
+            raise InvalidArgument([("pinned_version", f"model {spec.name!r} has no version {spec.pinned_version!r}; "
+                                                      f"its versions are: {known}")])
+
+    # -- writes -------------------------------------------------------------------------------
+    async def create(self, spec: m.ModelSpec) -> m.Model:
+        doc = await asyncio.to_thread(self._prepare_create, spec)
+        if doc is not None:
+            await self._start_training(doc, "create")
+        return await asyncio.to_thread(self.get, spec.name)
+
+    def _prepare_create(self, spec: m.ModelSpec) -> dict | None:
+        """The new model's document, or None when this exact model exists (idempotent create)."""
+        existing = self.store.get_doc("models", spec.name)
+        if existing is not None:
+            if existing["spec"] == spec_json(spec):
+                return None
+            raise AlreadyExists(f"model {spec.name!r} already exists with a different spec")
+        self.check(spec, need_dataset=True)
+        if spec.pinned_version:
+            raise InvalidArgument([("pinned_version", "a new model has no versions to pin yet; leave it empty")])
+        return {"name": spec.name, "spec": spec_json(spec), "state": "training", "latest": None, "operation": None,
+                "error": None, "created_at": time.time()}
+
+    async def update(self, spec: m.ModelSpec) -> m.Model:
+        doc, retrain = await asyncio.to_thread(self._prepare_update, spec)
+        if retrain:
+            await self._start_training(doc, "update")
+        else:
+            self.on_new_version(spec.name)  # the pin may have changed what services serve
+        return await asyncio.to_thread(self.get, spec.name)
+
+    def _prepare_update(self, spec: m.ModelSpec) -> tuple[dict, bool]:
+        doc = self._doc(spec.name)
+        old = spec_from_json(doc["spec"])
+        self._check_pin(spec)
+        row = self.store.get_dataset(spec.dataset)
+        retrain = any(getattr(old, f) != getattr(spec, f) for f in TRAINING_FIELDS) or (
+            row is not None and not self._latest_trained_on(doc, row.digest))
+        if retrain:
+            self.check(spec, need_dataset=True)
+        doc["spec"] = spec_json(spec)
+        if not retrain:
+            self.store.put_doc("models", spec.name, doc)
+        return doc, retrain
+
+    def _latest_trained_on(self, doc: dict, digest: str) -> bool:
+        latest = doc.get("latest") and self.version(doc["name"], doc["latest"])
+        return bool(latest) and latest["dataset_digest"] == digest
+
+    async def retrain(self, name: str, reason: str = "manual") -> m.Model:
+        doc = await asyncio.to_thread(self._doc, name)
+        await self._start_training(doc, reason)
+        return await asyncio.to_thread(self.get, name)
+
+    def delete(self, name: str, in_use_by: list[str]) -> None:
+        if self.store.get_doc("models", name) is None:
+            return
+        if in_use_by:
+            raise FailedPrecondition(f"model {name!r} is served by {', '.join(in_use_by)}; delete those services first")
+        self._cancel(name)
+        self.store.delete_model(name)
+
+    async def _start_training(self, doc: dict, reason: str) -> None:
+        """Record the operation, then start it (state before action)."""
+        now = time.time()
+        op = {"id": "op-" + secrets.token_hex(6), "kind": "train", "target": f"model/{doc['name']}", "state": "running",
+              "done": 0, "total": 0, "message": "queued", "error": "", "created_at": now, "updated_at": now,
+              "reason": reason}
+        doc["operation"] = op["id"]
+        if doc["state"] == "failed":
+            doc["state"] = "training"
+        doc["error"] = None
+
+        def write():
+            self.store.put_doc("operations", op["id"], op)
+            self.store.put_doc("models", doc["name"], doc)
+
+        await asyncio.to_thread(write)
+        event(log, "training queued", model=doc["name"], operation=op["id"], reason=reason)
+        self._launch(doc["name"], op["id"])
+
+    def _launch(self, name: str, op_id: str) -> None:
+        self._cancel(name)
+        self._jobs[name] = asyncio.get_running_loop().create_task(self._run(name, op_id))
+
+    def _cancel(self, name: str) -> None:
+        task = self._jobs.pop(name, None)
+        proc = self._procs.pop(name, None)
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+        if task is not None:
+            task.cancel()
+
+    def resume(self) -> int:
+        """At start: run again every training that was running when the control plane stopped."""
+        n = 0
+        for doc in self.store.list_docs("models"):
+            op = self.store.get_doc("operations", doc["operation"]) if doc.get("operation") else None
+            if op is not None and op["state"] == "running":
+                event(log, "training resumed after restart", model=doc["name"], operation=op["id"])
+                self._launch(doc["name"], op["id"])
+                n += 1
+        return n
+
+    # -- the operation --------------------------------------------------------------------------
+    async def _run(self, name: str, op_id: str) -> None:
+        op = self.store.get_doc("operations", op_id)
+        try:
+            async with self._slots:
+                result = await self._train(name, op)
+            await asyncio.to_thread(self._record, name, op, result)
+        except asyncio.CancelledError:
+            op.update(state="failed", error="cancelled: the model changed or was deleted", updated_at=time.time())
+            await asyncio.to_thread(self.store.put_doc, "operations", op_id, op)
+            raise
+        except Exception as e:  # noqa: BLE001 - the operation records why; the control plane carries on
+            msg = str(e) if isinstance(e, (InvalidArgument, FailedPrecondition, NotFound)) else f"{type(e).__name__}: {e}"
+            event(log, "training failed", level=logging.WARNING, model=name, operation=op_id, error=msg)
+            op.update(state="failed", error=msg, message="failed", updated_at=time.time())
+            await asyncio.to_thread(self._record_failure, name, op)
+        finally:
+            if self._jobs.get(name) is asyncio.current_task():
+                self._jobs.pop(name, None)
+
+    async def _train(self, name: str, op: dict) -> dict:
+        doc = self._doc(name)
+        spec = spec_from_json(doc["spec"])
+        row = self.datasets.get(spec.dataset)
+        if op.get("reason", "").startswith(("drift", "max_age")) and json.loads(row.spec).get("query"):
+            row = await asyncio.to_thread(self._reload_query_dataset, row)  # new rows since the last version
+        spec_dict, _ = ml_spec(spec, json.loads(row.spec).get("target", ""))
+        req = {"model": name, "data_dir": os.path.abspath(self.data_dir), "spec": spec_dict, "seed": int(spec.seed),
+               "workers": self.workers,
+               "dataset": {"blob": row.data_sha256, "format": row.data_format, "name": row.name, "digest": row.digest}}
+        fd, path = tempfile.mkstemp(prefix="train-", suffix=".json", dir=self.data_dir)
+        with os.fdopen(fd, "w") as f:
+            json.dump(req, f)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "control_plane.training_job", path, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, limit=16 << 20)
+            self._procs[name] = proc
+            result = error = None
+            last_write = 0.0
+            async for line in proc.stdout:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if "progress" in msg:
+                    op.update(**msg["progress"], updated_at=time.time())
+                    if time.monotonic() - last_write > 0.5:
+                        last_write = time.monotonic()
+                        await asyncio.to_thread(self.store.put_doc, "operations", op["id"], op)
+                result = msg.get("result", result)
+                error = msg.get("error", error)
+            stderr = (await proc.stderr.read()).decode(errors="replace")
+            rc = await proc.wait()
+        finally:
+            os.unlink(path)
+            self._procs.pop(name, None)
+        if error:
+            if error["code"] == "INVALID_ARGUMENT":
+                raise InvalidArgument([tuple(v) for v in error.get("violations", [])])
+            raise FailedPrecondition(error["message"])
+        if rc != 0 or result is None:
+            tail = stderr.strip().splitlines()[-3:]
+            raise RuntimeError(f"training process exited with {rc}: {' | '.join(tail)}")
+        return result
+
+    def _record_failure(self, name: str, op: dict) -> None:
+        self.store.put_doc("operations", op["id"], op)
+        doc = self.store.get_doc("models", name)
+        if doc is not None and doc.get("operation") == op["id"]:
+            doc.update(state="failed" if not doc.get("latest") else "ready", error=op["error"])
+            self.store.put_doc("models", name, doc)
+
+    def _reload_query_dataset(self, row):
+        from stratum.v1 import datasets_pb2 as ds
+
+        spec = json_format.Parse(row.spec, ds.DatasetSpec())
+        return self.datasets.update(spec)
+
+    def _record(self, name: str, op: dict, result: dict) -> None:
+        doc = self.store.get_doc("models", name)
+        if doc is None or doc.get("operation") != op["id"]:
+            return  # deleted or superseded meanwhile
+        reason = op.get("reason", "")
+        result.update(reason=reason, created_at=time.time(), operation=op["id"])
+        previous = doc.get("latest") and self.version(name, doc["latest"])
+        keep_old = False
+        if previous and reason.startswith(("drift", "max_age")) and result["version"] != previous["version"]:
+            # Automatic retraining rolls out only a version that scores no worse (scores: higher is better).
+            keep_old = (result["score"] or float("-inf")) < (previous["score"] or float("-inf"))
+        self.store.put_model_version(name, result["version"], result)
+        message = f"trained version {result['version']} ({result['best_algorithm']}, score {result['score']:.4g})"
+        if keep_old:
+            message += f"; kept {previous['version']}: it scored {previous['score']:.4g}, the new one less"
+        elif previous and previous["version"] == result["version"]:
+            message = f"same inputs as version {result['version']}: nothing new to roll out"
+        else:
+            doc["latest"] = result["version"]
+        doc.update(state="ready", error=None)
+        doc["trained_at"] = time.time()
+        self.store.put_doc("models", name, doc)
+        op.update(state="succeeded", message=message, updated_at=time.time())
+        op["done"] = op["total"] = max(op.get("total") or 1, 1)
+        self.store.put_doc("operations", op["id"], op)
+        event(log, "model version trained", model=name, version=result["version"], algorithm=result["best_algorithm"],
+              score=result["score"], bento=result["bento_digest"][:19], kept_old=keep_old)
+        self.on_new_version(name)
+
+
+def algorithms() -> list[str]:
+    return sorted(catalogue.ALGORITHMS)

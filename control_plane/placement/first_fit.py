@@ -1,0 +1,78 @@
+"""First-fit placement of a service's replicas: feasibility filters, then first node that fits.
+
+Pure functions over plain values, so tests drive them without processes.  Issue 5 replaces the
+ranking (bin packing, spread, affinity); the filters stay.
+
+    nodes = [NodeView("node-1", "edge-1", "edge", {"zone": "a"}, "x86_64", cpu=4, memory_mb=8192, ready=True)]
+    place(nodes, Demand(cpu=0.5, memory_mb=300, tiers=("edge",)), replicas=2, used={})  -> {"node-1": 2}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeView:
+    id: str
+    name: str
+    tier: str
+    labels: dict = field(default_factory=dict)
+    arch: str = ""
+    cpu: float = 0.0
+    memory_mb: int = 0
+    ready: bool = True
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one replica needs."""
+    cpu: float = 0.0
+    memory_mb: int = 0
+    tiers: tuple = ()
+    labels: tuple = ()  # (key, value) pairs
+    arch: str = ""
+
+
+@dataclass
+class Used:
+    cpu: float = 0.0
+    memory_mb: int = 0
+
+
+def why_not(node: NodeView, d: Demand, used: Used | None = None) -> str | None:
+    """Why this node cannot take one more replica, or None if it can."""
+    used = used or Used()
+    if not node.ready:
+        return f"{node.name} is down"
+    if d.tiers and node.tier not in d.tiers:
+        return f"{node.name} is {node.tier}, not {' or '.join(d.tiers)}"
+    for k, v in d.labels:
+        if node.labels.get(k) != v:
+            return f"{node.name} lacks label {k}={v}"
+    if d.arch and node.arch != d.arch:
+        return f"{node.name} is {node.arch or 'of unknown arch'}, not {d.arch}"
+    if d.cpu and node.cpu - used.cpu < d.cpu - 1e-9:
+        return f"{node.name} has {node.cpu - used.cpu:g} of {node.cpu:g} cores free, needs {d.cpu:g}"
+    if d.memory_mb and node.memory_mb - used.memory_mb < d.memory_mb:
+        return f"{node.name} has {node.memory_mb - used.memory_mb} MiB free, needs {d.memory_mb}"
+    return None
+
+
+def place(nodes: list[NodeView], d: Demand, replicas: int, used: dict[str, Used]) -> tuple[dict[str, int], list[str]]:
+    """Replicas per node id, first fit in node-name order (all on one node while it fits), and the
+    reasons each node was passed over when some replica found no room.  `used` is what other
+    services already hold per node (not modified)."""
+    order = sorted(nodes, key=lambda n: n.name)
+    held = {n.id: Used(used.get(n.id, Used()).cpu, used.get(n.id, Used()).memory_mb) for n in order}
+    out: dict[str, int] = {}
+    for _ in range(replicas):
+        for n in order:
+            if why_not(n, d, held[n.id]) is None:
+                out[n.id] = out.get(n.id, 0) + 1
+                held[n.id].cpu += d.cpu
+                held[n.id].memory_mb += d.memory_mb
+                break
+        else:
+            return out, [why_not(n, d, held[n.id]) or "" for n in order] or ["no node has enrolled"]
+    return out, []

@@ -1,0 +1,292 @@
+"""Services: desired state (store table `services`), placement, and what each node is told to run.
+
+A service document holds the spec and its placement ({node id: replicas}); the version to run is
+always the model's serving version, so a retrained or pinned model rolls out by itself.  Nodes
+report what they run on their session (ServiceReport); those reports are kept in memory (a
+restarted control plane gets fresh ones as nodes reconnect) and are the observed state the
+service's `state` is computed from.
+
+Delete is two-phase, so `terraform destroy` can wait for processes and ports to be gone: the
+document is marked deleting, nodes are told, and it is removed once no node reports the service
+(or the nodes that ran it are down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Callable
+
+from google.protobuf import json_format
+
+from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from control_plane.models import Models
+from control_plane.nodes import NodeRegistry
+from control_plane.placement.first_fit import Demand, NodeView, Used, place
+from control_plane.store import Store
+from stratum.logs import event
+from stratum.validation import check_labels, check_name, check_tier
+from stratum.v1 import control_plane_pb2 as cp, models_pb2 as m, node_agent_pb2 as na
+
+log = logging.getLogger("stratum.services")
+
+DEFAULT_MEMORY_MB = 256  # per replica when neither the spec nor the model's profile says
+MAX_SAMPLES = 5000  # rows of request inputs kept per model for drift checks
+
+
+def spec_json(spec: m.ServiceSpec) -> dict:
+    return json_format.MessageToDict(spec, preserving_proto_field_name=True)
+
+
+def validate_spec(spec: m.ServiceSpec) -> list[tuple[str, str]]:
+    problems = check_name(spec.name)
+    if not spec.model:
+        problems.append(("model", "name the model to serve (stratum_model.<name>.id)"))
+    if spec.replicas < 0 or spec.replicas > 64:
+        problems.append(("replicas", "give 1 to 64 replicas"))
+    if spec.workers < 0 or spec.workers > 32:
+        problems.append(("workers", "give 1 to 32 workers per replica"))
+    r = spec.requirements
+    if r.cpu < 0:
+        problems.append(("requirements.cpu", "give cores as a positive number, e.g. 0.5"))
+    if r.memory_mb < 0:
+        problems.append(("requirements.memory_mb", "give MiB as a positive whole number"))
+    for i, tier in enumerate(r.tiers):
+        problems += check_tier(tier, f"requirements.tiers[{i}]")
+    problems += [(f"requirements.{f}", d) for f, d in check_labels(dict(r.labels))]
+    return problems
+
+
+def node_view(n) -> NodeView:
+    c = n.capabilities
+    return NodeView(n.id, n.name, n.tier, dict(n.labels), c.arch, float(c.cpu_cores), int(c.memory_mb), n.state == "ready")
+
+
+class Services:
+    def __init__(self, store: Store, models: Models, nodes: NodeRegistry):
+        self.store, self.models, self.nodes = store, models, nodes
+        self.reports: dict[str, dict[str, na.ServiceStatus]] = {}  # node id -> service -> last status
+        self.samples: dict[str, list[dict]] = {}  # model name -> sampled request inputs since its last version
+        self._sessions: dict[str, asyncio.Queue] = {}  # node id -> its session's outbound queue
+        self._generation = int(time.time() * 1000)  # increases across restarts too
+        self._sent: dict[str, str] = {}  # node id -> fingerprint of the last assignments sent
+        self.on_change: Callable[[], None] = lambda: None
+
+    # -- desired state ------------------------------------------------------------------------
+    def _doc(self, name: str) -> dict:
+        doc = self.store.get_doc("services", name)
+        if doc is None:
+            raise NotFound(f"service {name!r} not found")
+        return doc
+
+    def _demand(self, spec: m.ServiceSpec) -> Demand:
+        r = spec.requirements
+        memory = r.memory_mb
+        if not memory:
+            v = self.models.serving(spec.model)
+            memory = int(v.get("memory_mb") or 0) + 64 if v else DEFAULT_MEMORY_MB  # headroom over the measured RSS
+        return Demand(cpu=r.cpu, memory_mb=memory, tiers=tuple(r.tiers), labels=tuple(sorted(r.labels.items())), arch=r.arch)
+
+    def _used(self, exclude: str) -> dict[str, Used]:
+        used: dict[str, Used] = {}
+        for doc in self.store.list_docs("services"):
+            if doc["name"] == exclude or doc.get("deleting"):
+                continue
+            d = self._demand(json_format.ParseDict(doc["spec"], m.ServiceSpec()))
+            for node_id, n in doc["placement"].items():
+                u = used.setdefault(node_id, Used())
+                u.cpu += d.cpu * n
+                u.memory_mb += d.memory_mb * n
+        return used
+
+    def _place(self, spec: m.ServiceSpec, keep: dict[str, int] | None = None) -> dict[str, int]:
+        nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        replicas = spec.replicas or 1
+        demand = self._demand(spec)
+        if keep and sum(keep.values()) == replicas and all(
+                any(n.id == k and n.ready for n in nodes) for k in keep):
+            return keep  # still where it was: moving replicas is not free
+        placement, reasons = place(nodes, demand, replicas, self._used(spec.name))
+        if reasons:
+            raise FailedPrecondition(
+                f"no room for {replicas} replica(s) of {spec.name!r} needing {demand.cpu:g} cores and {demand.memory_mb} MiB "
+                f"each: " + "; ".join(r for r in reasons if r))
+        return placement
+
+    def check(self, spec: m.ServiceSpec, *, need_model: bool) -> None:
+        problems = validate_spec(spec)
+        if spec.model and self.store.get_doc("models", spec.model) is None and need_model:
+            problems.append(("model", f"model {spec.model!r} not found; create it first (stratum_model)"))
+        if problems:
+            raise InvalidArgument(problems)
+
+    def create(self, spec: m.ServiceSpec) -> m.Service:
+        existing = self.store.get_doc("services", spec.name)
+        if existing is not None and not existing.get("deleting"):
+            if existing["spec"] == spec_json(spec):
+                return self.get(spec.name)
+            raise AlreadyExists(f"service {spec.name!r} already exists with a different spec")
+        if existing is not None:
+            raise FailedPrecondition(f"service {spec.name!r} is still being deleted; try again in a few seconds")
+        self.check(spec, need_model=True)
+        if self.models.serving(spec.model) is None:
+            raise FailedPrecondition(f"model {spec.model!r} has no trained version yet")
+        doc = {"name": spec.name, "spec": spec_json(spec), "placement": self._place(spec), "deleting": False,
+               "created_at": time.time()}
+        self.store.put_doc("services", spec.name, doc)
+        event(log, "service created", service=spec.name, model=spec.model, placement=doc["placement"])
+        self.on_change()
+        return self.get(spec.name)
+
+    def update(self, spec: m.ServiceSpec) -> m.Service:
+        doc = self._doc(spec.name)
+        if doc.get("deleting"):
+            raise NotFound(f"service {spec.name!r} is being deleted")
+        self.check(spec, need_model=True)
+        old = json_format.ParseDict(doc["spec"], m.ServiceSpec())
+        keep = doc["placement"] if old.requirements == spec.requirements else None
+        doc.update(spec=spec_json(spec), placement=self._place(spec, keep))
+        self.store.put_doc("services", spec.name, doc)
+        event(log, "service updated", service=spec.name, placement=doc["placement"])
+        self.on_change()
+        return self.get(spec.name)
+
+    def delete(self, name: str) -> None:
+        doc = self.store.get_doc("services", name)
+        if doc is None or doc.get("deleting"):
+            return
+        doc["deleting"] = True
+        self.store.put_doc("services", name, doc)
+        event(log, "service deleting", service=name)
+        self.on_change()
+
+    def using_model(self, model: str) -> list[str]:
+        return [d["name"] for d in self.store.list_docs("services") if d["spec"].get("model") == model]
+
+    # -- observed state -----------------------------------------------------------------------
+    def get(self, name: str) -> m.Service:
+        doc = self._doc(name)
+        spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
+        serving = self.models.serving(spec.model)
+        version = serving["version"] if serving else ""
+        out = m.Service(spec=spec, version=version, bento_digest=serving["bento_digest"] if serving else "")
+        problems, ready = [], True
+        for node_id, replicas in sorted(doc["placement"].items()):
+            try:
+                node = self.nodes.get(node_id)
+                node_name, node_state = node.name, node.state
+            except NotFound:
+                node_name, node_state = node_id, "gone"
+            st = self.reports.get(node_id, {}).get(name)
+            p = m.Placement(node_id=node_id, node_name=node_name, replicas=replicas)
+            if st is not None:
+                p.ready_replicas, p.endpoint, p.version, p.error = st.ready_replicas, st.endpoint, st.version, st.error
+                if st.endpoint:
+                    out.endpoints.append(st.endpoint)
+            out.placements.append(p)
+            if node_state != "ready":
+                problems.append(f"node {node_name} is {node_state}")
+            if st is None or st.version != version or st.ready_replicas < replicas:
+                ready = False
+            if st is not None and st.error:
+                problems.append(f"{node_name}: {st.error}")
+        if doc.get("deleting"):
+            out.state = "deleting"
+        elif any(st.state == "failed" for st in (self.reports.get(n, {}).get(name) for n in doc["placement"]) if st):
+            out.state = "failed"
+        else:
+            out.state = "ready" if ready and not problems else "pending"
+        out.message = "; ".join(problems)
+        return out
+
+    def on_report(self, node_id: str, report: na.ServiceReport) -> None:
+        self.reports[node_id] = {s.service: s for s in report.services}
+        for s in report.services:
+            if s.samples_json:
+                self._add_samples(s.service, s.samples_json)
+        self.finish_deletes()
+
+    def _add_samples(self, service: str, samples_json: str) -> None:
+        doc = self.store.get_doc("services", service)
+        if doc is None:
+            return
+        try:
+            rows = [r for r in json.loads(samples_json) if isinstance(r, dict)]
+        except ValueError:
+            return
+        buf = self.samples.setdefault(doc["spec"]["model"], [])
+        buf.extend(rows)
+        del buf[:-MAX_SAMPLES]
+
+    def finish_deletes(self) -> None:
+        for doc in self.store.list_docs("services"):
+            if not doc.get("deleting"):
+                continue
+            still = [n for n in doc["placement"] if doc["name"] in self.reports.get(n, {}) and self._node_ready(n)]
+            if not still:
+                self.store.delete_doc("services", doc["name"])
+                event(log, "service deleted", service=doc["name"])
+
+    def _node_ready(self, node_id: str) -> bool:
+        try:
+            return self.nodes.get(node_id).state == "ready"
+        except NotFound:
+            return False
+
+    def replace_lost(self) -> None:
+        """Move the replicas of nodes that went down to other nodes that fit."""
+        for doc in self.store.list_docs("services"):
+            if doc.get("deleting"):
+                continue
+            if all(self._node_ready(n) for n in doc["placement"]):
+                continue
+            spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
+            try:
+                placement = self._place(spec)
+            except FailedPrecondition as e:
+                event(log, "cannot move service off a down node", level=logging.WARNING, service=doc["name"], error=str(e))
+                continue
+            doc["placement"] = placement
+            self.store.put_doc("services", doc["name"], doc)
+            event(log, "service moved", service=doc["name"], placement=placement)
+            self.on_change()
+
+    # -- what nodes are told ------------------------------------------------------------------
+    def assignments_for(self, node_id: str) -> na.Assignments:
+        out = na.Assignments(generation=self._generation)
+        for doc in self.store.list_docs("services"):
+            n = doc["placement"].get(node_id)
+            if not n or doc.get("deleting"):
+                continue
+            spec = doc["spec"]
+            v = self.models.serving(spec["model"])
+            if v is None:
+                continue
+            out.services.append(na.ServiceAssignment(
+                service=doc["name"], version=v["version"], bento_digest=v["bento_digest"],
+                bento_size_bytes=v["bento_size_bytes"], replicas=n, workers=spec.get("workers") or 1))
+        return out
+
+    def open_session(self, node_id: str) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue()
+        self._sessions[node_id] = q
+        self._sent.pop(node_id, None)
+        return q
+
+    def close_session(self, node_id: str, q: asyncio.Queue) -> None:
+        if self._sessions.get(node_id) is q:
+            del self._sessions[node_id]
+
+    def push(self) -> None:
+        """Send every connected node its assignments if they changed since the last send."""
+        for node_id, q in list(self._sessions.items()):
+            a = self.assignments_for(node_id)
+            key = json.dumps([(s.service, s.bento_digest, s.replicas, s.workers) for s in a.services])
+            if self._sent.get(node_id) == key:
+                continue
+            self._generation += 1
+            a.generation = self._generation
+            self._sent[node_id] = key
+            q.put_nowait(na.ControlMessage(assignments=a))
