@@ -380,6 +380,10 @@ class Models:
         req = {"model": name, "data_dir": os.path.abspath(self.data_dir), "spec": spec_dict, "seed": int(spec.seed),
                "workers": self.workers,
                "dataset": {"blob": row.data_sha256, "format": row.data_format, "name": row.name, "digest": row.digest}}
+        auto = op.get("reason", "").startswith(("drift", "max_age"))
+        serving = self.serving(name) if auto else None
+        if serving:
+            req["previous_dir"] = serving["files_dir"]
         fd, path = tempfile.mkstemp(prefix="train-", suffix=".json", dir=self.data_dir)
         with os.fdopen(fd, "w") as f:
             json.dump(req, f)
@@ -437,13 +441,18 @@ class Models:
         result.update(reason=reason, created_at=time.time(), operation=op["id"])
         previous = doc.get("latest") and self.version(name, doc["latest"])
         keep_old = False
-        if previous and reason.startswith(("drift", "max_age")) and result["version"] != previous["version"]:
-            # Automatic retraining rolls out only a version that scores no worse (scores: higher is better).
-            keep_old = (result["score"] or float("-inf")) < (previous["score"] or float("-inf"))
+        old_score = result.get("previous_score_on_this_data")
+        if previous and reason.startswith(("drift", "max_age")) and result["version"] != previous["version"] \
+                and old_score is not None:
+            # Automatic retraining rolls out only a version that scores no worse on the data it was trained
+            # on than the serving version does (scorers are higher-is-better throughout).
+            keep_old = (result["score"] or float("-inf")) < old_score
         self.store.put_model_version(name, result["version"], result)
         message = f"trained version {result['version']} ({result['best_algorithm']}, score {result['score']:.4g})"
         if keep_old:
-            message += f"; kept {previous['version']}: it scored {previous['score']:.4g}, the new one less"
+            message += f"; kept {previous['version']}: it scores {old_score:.4g} on this data, the new one less"
+        elif old_score is not None:
+            message += f"; replaces {previous['version']}, which scores {old_score:.4g} on this data"
         elif previous and previous["version"] == result["version"]:
             message = f"same inputs as version {result['version']}: nothing new to roll out"
         else:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import time
-from typing import Callable
 
 from google.protobuf import json_format
 
@@ -72,7 +71,7 @@ class Services:
         self._sessions: dict[str, asyncio.Queue] = {}  # node id -> its session's outbound queue
         self._generation = int(time.time() * 1000)  # increases across restarts too
         self._sent: dict[str, str] = {}  # node id -> fingerprint of the last assignments sent
-        self.on_change: Callable[[], None] = lambda: None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- desired state ------------------------------------------------------------------------
     def _doc(self, name: str) -> dict:
@@ -137,7 +136,7 @@ class Services:
                "created_at": time.time()}
         self.store.put_doc("services", spec.name, doc)
         event(log, "service created", service=spec.name, model=spec.model, placement=doc["placement"])
-        self.on_change()
+        self.push()
         return self.get(spec.name)
 
     def update(self, spec: m.ServiceSpec) -> m.Service:
@@ -150,7 +149,7 @@ class Services:
         doc.update(spec=spec_json(spec), placement=self._place(spec, keep))
         self.store.put_doc("services", spec.name, doc)
         event(log, "service updated", service=spec.name, placement=doc["placement"])
-        self.on_change()
+        self.push()
         return self.get(spec.name)
 
     def delete(self, name: str) -> None:
@@ -160,7 +159,7 @@ class Services:
         doc["deleting"] = True
         self.store.put_doc("services", name, doc)
         event(log, "service deleting", service=name)
-        self.on_change()
+        self.push()
 
     def using_model(self, model: str) -> list[str]:
         return [d["name"] for d in self.store.list_docs("services") if d["spec"].get("model") == model]
@@ -251,7 +250,7 @@ class Services:
             doc["placement"] = placement
             self.store.put_doc("services", doc["name"], doc)
             event(log, "service moved", service=doc["name"], placement=placement)
-            self.on_change()
+            self.push()
 
     # -- what nodes are told ------------------------------------------------------------------
     def assignments_for(self, node_id: str) -> na.Assignments:
@@ -270,6 +269,7 @@ class Services:
         return out
 
     def open_session(self, node_id: str) -> asyncio.Queue:
+        self._loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
         self._sessions[node_id] = q
         self._sent.pop(node_id, None)
@@ -280,7 +280,19 @@ class Services:
             del self._sessions[node_id]
 
     def push(self) -> None:
-        """Send every connected node its assignments if they changed since the last send."""
+        """Send every connected node its assignments if they changed since the last send.
+        Callable from any thread: the sessions' queues belong to the event loop."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is not loop:
+            loop.call_soon_threadsafe(self._push)
+        else:
+            self._push()
+
+    def _push(self) -> None:
         for node_id, q in list(self._sessions.items()):
             a = self.assignments_for(node_id)
             key = json.dumps([(s.service, s.bento_digest, s.replicas, s.workers) for s in a.services])

@@ -69,7 +69,11 @@ def run(req: dict) -> dict:
     packaged = package_model_version(final, req["model"], result.version, data_dir, workers=1)
     _say(progress={"done": steps, "total": steps, "message": "packaged"})
     best = result.best
+    previous = None
+    if req.get("previous_dir"):
+        previous = _score_previous(req["previous_dir"], frame, req["spec"])
     return {
+        "previous_score_on_this_data": previous,
         "version": result.version,
         "artifact_digest": result.artifact_digest,
         "best_algorithm": best.algorithm,
@@ -85,6 +89,20 @@ def run(req: dict) -> dict:
         "memory_mb": round((packaged.rss_bytes or 0) / 2**20),
         "timings": result.timings,
     }
+
+
+def _score_previous(previous_dir: str, frame, spec: dict) -> float | None:
+    """The serving version's score on this training data, with the same metric: what a new version
+    must not fall below to replace it (CV scores on different data do not compare)."""
+    from control_plane.ml import catalogue, inference
+    from control_plane.ml.train import validate
+
+    try:
+        model, _ = inference.load(previous_dir)
+        p = validate(frame, spec)
+        return float(catalogue.scorer(p.spec.metric, p.spec.task, p.classes)(model, p.X, p.y))
+    except Exception:  # noqa: BLE001 - e.g. the old version cannot read these columns: no comparison
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

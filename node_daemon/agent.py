@@ -50,8 +50,11 @@ def backoff(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+SAMPLES_EVERY = 6  # heartbeats between reports that carry sampled request inputs (30 s at the default 5 s)
+
+
 class Agent:
-    def __init__(self, ident: Identity, labels: dict[str, str], server: str | None = None):
+    def __init__(self, ident: Identity, labels: dict[str, str], server: str | None = None, services=None):
         self.ident = ident
         self.labels = labels
         # The node listener lives on the host the operator points us at; its port came from enrollment.
@@ -60,6 +63,19 @@ class Agent:
         self.sampler = Sampler(ident.data_dir)
         self.stop = asyncio.Event()
         self.sessions = 0  # sessions that got a Welcome; a new one resets the backoff
+        self.services = services  # node_daemon.services.ServiceManager, or None (no replicas on this node)
+        self.stub = None  # the current session's NodeAgent stub (FetchBento uses it)
+        self.report_due = asyncio.Event()
+        if services is not None:
+            services.report = self.report_due.set
+            services.fetch = self._fetch
+
+    def _fetch(self, digest: str, offset: int):
+        if self.stub is None:
+            raise ConnectionError("no session with the control plane")
+        from node_daemon.services import grpc_fetcher
+
+        return grpc_fetcher(self.stub, digest, offset)
 
     async def run(self) -> None:
         attempt = 0
@@ -88,7 +104,8 @@ class Agent:
         """One session; returns when stop is set, raises when the session breaks."""
         ident = self.ident
         async with secure_channel(self.endpoint, ident.ca_pem, ident.key_pem, ident.cert_pem, aio=True) as channel:
-            call = na_grpc.NodeAgentStub(channel).Connect()
+            self.stub = na_grpc.NodeAgentStub(channel)
+            call = self.stub.Connect()
             try:
                 # Probes block (netlink, nvidia-smi): keep them off the event loop.
                 caps = await asyncio.to_thread(collect, ident.data_dir)
@@ -106,6 +123,7 @@ class Agent:
             except asyncio.TimeoutError:
                 raise SessionLost("no Welcome from the control plane") from None
             finally:
+                self.stub = None
                 call.cancel()
 
     async def _heartbeats(self, call, interval: float) -> None:
@@ -118,8 +136,12 @@ class Agent:
                 msg = await call.read()
                 if msg is grpc.aio.EOF:
                     raise SessionLost("control plane ended the session")
-                if msg.WhichOneof("body") == "heartbeat_ack":
+                kind = msg.WhichOneof("body")
+                if kind == "heartbeat_ack":
                     acked = max(acked, msg.heartbeat_ack.seq)
+                elif kind == "assignments" and self.services is not None:
+                    # Stopping replicas takes seconds: never hold up the acks (ServiceManager orders applies).
+                    asyncio.create_task(self.services.apply(msg.assignments))
 
         reader = asyncio.create_task(read_acks())
         try:
@@ -130,20 +152,35 @@ class Agent:
                 hb = na.Heartbeat(seq=seq, utilisation=await asyncio.to_thread(self.sampler.sample))
                 hb.sent_at.GetCurrentTime()
                 await _write(call, na.NodeMessage(heartbeat=hb))
-                # Sleep one interval, but wake for stop or for the reader failing (stream gone).
-                stopper = asyncio.create_task(self.stop.wait())
-                done, _ = await asyncio.wait({reader, stopper}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if reader in done:
-                    reader.result()  # re-raises the reason
+                if self.services is not None and seq % SAMPLES_EVERY == 0:
+                    self.report_due.set()
+                # Sleep one interval, but wake for stop, for the reader failing (stream gone), or to report
+                # a change of what this node runs (one writer: this loop).
+                deadline = asyncio.get_running_loop().time() + interval
+                while True:
+                    stopper = asyncio.create_task(self.stop.wait())
+                    reporter = asyncio.create_task(self.report_due.wait())
+                    left = max(0.0, deadline - asyncio.get_running_loop().time())
+                    done, _ = await asyncio.wait({reader, stopper, reporter}, timeout=left,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    stopper.cancel()
+                    reporter.cancel()
+                    if reader in done:
+                        reader.result()  # re-raises the reason
+                    if reporter in done and not self.stop.is_set():
+                        self.report_due.clear()
+                        report = self.services.status(with_samples=seq % SAMPLES_EVERY == 0)
+                        await _write(call, na.NodeMessage(services=report))
+                        continue
+                    break
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
 
-async def serve(ident: Identity, labels: dict[str, str], server: str | None = None) -> None:
-    """Run the agent until SIGTERM or SIGINT."""
-    agent = Agent(ident, labels, server)
+async def serve(ident: Identity, labels: dict[str, str], server: str | None = None, services=None) -> None:
+    """Run the agent until SIGTERM or SIGINT; then stop every replica (services.close)."""
+    agent = Agent(ident, labels, server, services)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop.set)
@@ -156,3 +193,5 @@ async def serve(ident: Identity, labels: dict[str, str], server: str | None = No
     except asyncio.TimeoutError:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+    if services is not None:
+        await services.close()

@@ -80,5 +80,26 @@ def run(args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    asyncio.run(agent.serve(ident, labels, args.server))
+    asyncio.run(_serve(ident, labels, args))
     return 0
+
+
+async def _serve(ident, labels, args) -> None:
+    """The agent plus the services it runs: bento cache and replica runner under the data dir."""
+    from node_daemon.replicas.cache import BentoCache
+    from node_daemon.replicas.runner import ReplicaRunner
+    from node_daemon.services import ServiceManager
+
+    cache = BentoCache(os.path.join(ident.data_dir, "bentos"), max_bytes=int(float(args.cache_size) * 2**20))
+    runner = ReplicaRunner(cache.bentoml_home, os.path.join(ident.data_dir, "replicas"), host="127.0.0.1")
+    reaped = runner.reap_stale()  # replicas a killed daemon left behind: we start afresh from assignments
+    if reaped:
+        event(log, "stopped replicas left by an earlier run", pids=reaped)
+    advertise = args.advertise_host or (args.serve_host if args.serve_host not in ("0.0.0.0", "::") else None)
+    if advertise is None:
+        from node_daemon.capabilities import collect
+
+        ips = [a.split("/")[0] for i in collect(ident.data_dir).interfaces for a in i.addresses]
+        advertise = next((ip for ip in ips if not ip.startswith(("127.", "fe80:")) and ip != "::1"), "127.0.0.1")
+    manager = ServiceManager(runner, cache, fetch=None, serve_host=args.serve_host, advertise_host=advertise)
+    await agent.serve(ident, labels, args.server, manager)

@@ -126,5 +126,7 @@ class StratumProvider(Provider):
     def get_resources(self) -> list[Type[Resource]]:
         from provider.resource_dataset import DatasetResource
         from provider.resource_join_token import JoinTokenResource
+        from provider.resource_model import ModelResource
+        from provider.resource_service import ServiceResource
 
-        return [JoinTokenResource, DatasetResource]
+        return [JoinTokenResource, DatasetResource, ModelResource, ServiceResource]

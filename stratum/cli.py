@@ -58,6 +58,23 @@ def _add_status(sub) -> None:
     p.add_argument("--data-dir", default=None, help="read token and CA from a control plane data dir")
 
 
+def _add_model(sub) -> None:
+    p = sub.add_parser("model", help="models: show one, download a version's training script, retrain")
+    p.add_argument("--endpoint", default=os.environ.get("STRATUM_ENDPOINT", "127.0.0.1:7443"))
+    p.add_argument("--token", default=os.environ.get("STRATUM_TOKEN"), help="admin token (env STRATUM_TOKEN)")
+    p.add_argument("--ca-cert", default=os.environ.get("STRATUM_CA_CERT"), help="path to ca.pem (env STRATUM_CA_CERT)")
+    p.add_argument("--data-dir", default=None, help="read token and CA from a control plane data dir")
+    msub = p.add_subparsers(dest="model_command", required=True)
+    g = msub.add_parser("show", help="versions, leaderboard and the current operation")
+    g.add_argument("name")
+    s = msub.add_parser("script", help="write a version's plain scikit-learn training script")
+    s.add_argument("name")
+    s.add_argument("--version", default="", help="version (default: the serving one)")
+    s.add_argument("-o", "--output", default=None, help="file to write (default: the suggested name; - for stdout)")
+    r = msub.add_parser("retrain", help="train a new version now on the dataset's current content")
+    r.add_argument("name")
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the whole demo on the embedded default (SQLite, local node daemons)")
     p.add_argument("--workdir", default=None, help="where to keep the demo's data (default: a temp dir)")
@@ -67,7 +84,7 @@ def _add_demo(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stratum", description="ML services across cloud, fog and edge")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_control_plane, _add_node, _add_provider, _add_status, _add_demo):
+    for add in (_add_control_plane, _add_node, _add_provider, _add_status, _add_model, _add_demo):
         add(sub)
     return parser
 
@@ -83,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             from provider.install import run
         elif args.command == "status":
             from stratum.status import run
+        elif args.command == "model":
+            from stratum.model_cli import run
         else:
             from stratum.demo import run
         return run(args) or 0

@@ -2,7 +2,10 @@
 
 Starts a control plane (SQLite), two node daemons (an edge and a fog node),
 installs the provider, and runs `terraform apply` on modules/examples/quickstart,
-which issues a fleet join token and lists the nodes.
+which issues a fleet join token and lists the nodes; then on
+modules/examples/smart-traffic, which trains congestion models on a generated traffic
+dataset, packages the best as a BentoML service and serves it on a node, and sends it
+requests, printing the predictions.
 """
 
 from __future__ import annotations
@@ -81,6 +84,40 @@ class Demo:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
+def smart_traffic(demo: Demo, env: dict, tf_dir: str, c: Client) -> None:
+    """Apply the smart-traffic example, show the leaderboard, and POST a few requests to the endpoint."""
+    import urllib.request
+
+    import pandas as pd
+
+    console = demo.console
+    demo.terraform(env, tf_dir, "init", "-input=false", "-no-color")
+    console.print("training candidates, packaging the best as a BentoML service, starting a replica (a minute or two)")
+    demo.terraform(env, tf_dir, "apply", "-auto-approve", "-input=false", "-no-color")
+    out = json.loads(demo.terraform(env, tf_dir, "output", "-json"))
+    model, endpoint = out["model"]["value"], out["endpoint"]["value"]
+    board = Table(title=f"stratum_model.congestion version {model['version']}: leaderboard (3-fold accuracy)")
+    board.add_column("candidate")
+    board.add_column("accuracy", justify="right")
+    for line in model["leaderboard"]:
+        name, _, score = line.rpartition(": ")
+        board.add_row(name, score[:6])
+    console.print(board)
+    rows = pd.read_csv(os.path.join(tf_dir, "data", "traffic.csv")).sample(8, random_state=3)
+    truth = rows.pop("congestion").tolist()
+    instances = json.loads(rows.to_json(orient="records"))
+    req = urllib.request.Request(endpoint + "/predict", data=json.dumps({"instances": instances}).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        predictions = json.loads(r.read())["predictions"]
+    table = Table(title=f"POST {endpoint}/predict")
+    for col in ("intersection", "hour", "weather", "vehicles_per_min", "predicted", "actual"):
+        table.add_column(col)
+    for inst, pred, actual in zip(instances, predictions, truth):
+        table.add_row(inst["intersection"], str(inst["hour"]), inst["weather"], str(inst["vehicles_per_min"]), pred, actual)
+    console.print(table)
+
+
 def run(args) -> int:
     console = Console()
     if not shutil.which("terraform"):
@@ -135,6 +172,7 @@ def run(args) -> int:
         token = c.call("GetJoinToken", cp.GetJoinTokenRequest(name="north-fleet"))
         console.print(f"join token [bold]north-fleet[/bold] issued by terraform: tier {token.spec.tier}, "
                       f"{token.uses}/{token.spec.max_uses} uses (secret in `terraform output -raw north_fleet_join_token`)")
+        smart_traffic(demo, env, os.path.join(modules, "examples", "smart-traffic"), c)
         if args.keep:
             console.print(f"left running; terraform dir {tf_dir}; stop with: kill {' '.join(str(p.pid) for p in demo.procs)}")
             demo.procs = []

@@ -499,8 +499,9 @@ class ServiceRouter:
         if b.outstanding:
             b.drained = asyncio.Event()
             try:
-                await asyncio.wait_for(b.drained.wait(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):  # not wait_for: see probe()
+                    await b.drained.wait()
+            except TimeoutError:
                 clean = False
         self.remove_backend(backend_id)
         return clean
@@ -684,16 +685,20 @@ def _says_close(response: bytes) -> bool:
 
 async def probe(host: str, port: int, path: str = "/healthz", timeout: float = 2.0) -> bool:
     """GET path on a backend: True on 200."""
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when a cancel lands just as the
+    # awaited call finishes, so the health loop swallowed the cancel of router.stop() and stop() never returned.
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError):
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+    except OSError:  # TimeoutError is an OSError
         return False
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        line = await asyncio.wait_for(reader.readline(), timeout)
+        async with asyncio.timeout(timeout):
+            line = await reader.readline()
         parts = line.split()
         return len(parts) >= 2 and parts[1] == b"200"
-    except (OSError, asyncio.TimeoutError):
+    except OSError:
         return False
     finally:
         writer.close()

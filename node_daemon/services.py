@@ -1,0 +1,203 @@
+"""Run what the control plane assigns: one LocalService (endpoint + replicas) per service.
+
+The agent hands each Assignments message to `ServiceManager.apply`; a reconcile task per service
+fetches the bento (FetchBento, resumable, verified by the cache), then deploys, rolls or scales
+its replicas; services no longer assigned are destroyed (replicas stopped, ports freed).  After
+every change the manager calls `report()` so the agent sends a ServiceReport.
+
+The endpoint's port is kept across reconnects and rolls: a client holding the URL keeps working.
+The manager keeps running what it runs while the control plane is away (house rule); only a new
+Assignments message changes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Awaitable, Callable
+
+from node_daemon.replicas.cache import BentoCache, CacheError
+from node_daemon.replicas.runner import ReplicaError, ReplicaRunner
+from node_daemon.replicas.service import BentoRef, LocalService
+from stratum.logs import event
+from stratum.v1 import node_agent_pb2 as na
+
+log = logging.getLogger("stratum.node.services")
+
+# fetch(digest, offset) -> async iterator of (chunk bytes, total size)
+Fetcher = Callable[[str, int], AsyncIterator[bytes]]
+
+
+@dataclass
+class _State:
+    service: LocalService
+    want: na.ServiceAssignment | None = None
+    version: str = ""
+    state: str = "starting"
+    error: str = ""
+    task: asyncio.Task | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ServiceManager:
+    def __init__(self, runner: ReplicaRunner, cache: BentoCache, fetch: Fetcher, *, serve_host: str = "127.0.0.1",
+                 advertise_host: str | None = None, report: Callable[[], None] = lambda: None,
+                 health_interval: float = 1.0):
+        self.runner, self.cache, self.fetch = runner, cache, fetch
+        self.serve_host, self.advertise_host = serve_host, advertise_host or serve_host
+        self.report = report
+        self.health_interval = health_interval
+        self.services: dict[str, _State] = {}
+        self.generation = 0
+        self._apply_lock = asyncio.Lock()  # Assignments apply one at a time, in arrival order
+
+    # -- desired state --------------------------------------------------------------------------
+    async def apply(self, assignments: na.Assignments) -> None:
+        async with self._apply_lock:
+            await self._apply(assignments)
+
+    async def _apply(self, assignments: na.Assignments) -> None:
+        if assignments.generation < self.generation:
+            return  # an older message overtaken by a newer one
+        self.generation = assignments.generation
+        wanted = {a.service: a for a in assignments.services}
+        for name, a in wanted.items():
+            st = self.services.get(name)
+            if st is None:
+                svc = await LocalService(name, self.runner, cache=self.cache, host=self.serve_host,
+                                         health_interval=self.health_interval).start()
+                st = self.services[name] = _State(svc)
+                event(log, "service assigned", service=name, endpoint=self.endpoint(st))
+            st.want = a
+            st.wake.set()
+            if st.task is None or st.task.done():
+                st.task = asyncio.create_task(self._reconcile(name, st))
+        for name in [n for n in self.services if n not in wanted]:
+            await self._remove(name)
+        self.report()
+
+    async def _remove(self, name: str) -> None:
+        st = self.services.pop(name)
+        if st.task is not None:
+            st.task.cancel()
+            await asyncio.gather(st.task, return_exceptions=True)
+        await st.service.destroy()
+        event(log, "service removed", service=name)
+
+    async def close(self) -> None:
+        for name in list(self.services):
+            await self._remove(name)
+
+    def endpoint(self, st: _State) -> str:
+        host = self.advertise_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{st.service.router.port}"
+
+    # -- convergence ----------------------------------------------------------------------------
+    async def _reconcile(self, name: str, st: _State) -> None:
+        """Bring one service to its latest assignment; retries with backoff on failure."""
+        delay = 1.0
+        while True:
+            st.wake.clear()
+            a = st.want
+            try:
+                await self._converge(st, a)
+                st.state, st.error, delay = "ready", "", 1.0
+                self.report()
+            except asyncio.CancelledError:
+                raise
+            except (CacheError, ReplicaError, OSError, RuntimeError, ValueError) as e:
+                st.state, st.error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                event(log, "service failed", level=logging.WARNING, service=name, error=st.error)
+                self.report()
+                try:
+                    await asyncio.wait_for(st.wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                delay = min(delay * 2, 30.0)
+                continue
+            await st.wake.wait()
+
+    async def _converge(self, st: _State, a: na.ServiceAssignment) -> None:
+        digest = a.bento_digest
+        if not self.cache.has(digest):
+            st.state = "starting"
+            await self._download(digest, a.bento_size_bytes)
+        ref = BentoRef(digest=digest)
+        workers = a.workers or 1
+        svc = st.service
+        if svc.bento != ref or svc.workers != workers or len(svc.replicas) != a.replicas:
+            if svc.replicas and svc.bento != ref:
+                event(log, "rolling service", service=a.service, to_version=a.version)
+            await svc.deploy(ref, replicas=a.replicas, workers=workers)
+        st.version = a.version
+
+    async def _download(self, digest: str, size: int, attempts: int = 5) -> None:
+        """Fetch with resume: each attempt continues from the bytes the cache already holds."""
+        last: Exception | None = None
+        for attempt in range(attempts):
+            offset = self.cache.resume_offset(digest)
+            queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+            loop = asyncio.get_running_loop()
+
+            def chunks():
+                while True:
+                    item = asyncio.run_coroutine_threadsafe(queue.get(), loop).result()
+                    if item is None:
+                        return
+                    if isinstance(item, Exception):
+                        raise item
+                    yield item
+
+            writer = asyncio.create_task(asyncio.to_thread(self.cache.put, digest, chunks(), offset=offset, size=size))
+            try:
+                async for data in self.fetch(digest, offset):
+                    await queue.put(data)
+                await queue.put(None)
+            except Exception as e:  # noqa: BLE001 - a broken transfer: the partial file stays for the next attempt
+                await queue.put(ConnectionError(f"transfer broke: {e}"))
+            try:
+                await writer
+                event(log, "bento fetched", digest=digest[:19], size=size, resumed_at=offset)
+                return
+            except CacheError as e:
+                if type(e).__name__ == "DigestMismatch":
+                    raise
+                last = e
+            except ConnectionError as e:
+                last = e
+            await asyncio.sleep(0.5 * (attempt + 1))
+        raise CacheError(f"could not fetch bento {digest[:19]}… after {attempts} attempts: {last}")
+
+    # -- observed state -------------------------------------------------------------------------
+    def status(self, with_samples: bool = False) -> na.ServiceReport:
+        out = na.ServiceReport(generation=self.generation)
+        for name, st in sorted(self.services.items()):
+            svc = st.service
+            ready = sum(1 for r in svc.replicas if r.id in svc.router.backends
+                        and svc.router.backends[r.id].state == "ready")
+            stats = svc.router.stats()
+            s = na.ServiceStatus(service=name, version=st.version if st.state == "ready" else "",
+                                 endpoint=self.endpoint(st), ready_replicas=ready, state=st.state, error=st.error,
+                                 requests=stats["requests"], failures=stats["failures"])
+            if with_samples:
+                rows = svc.router.samples()
+                svc.router.reservoir.items.clear()  # each row is sent once
+                svc.router.reservoir.seen = 0
+                if rows:
+                    s.samples_json = json.dumps(rows, default=str)
+            out.services.append(s)
+        return out
+
+
+async def grpc_fetcher(stub, digest: str, offset: int):
+    """FetchBento over the node's mTLS channel, as an async iterator of chunks."""
+    call = stub.FetchBento(na.FetchBentoRequest(digest=digest, offset=offset))
+    async for chunk in call:
+        yield chunk.data
+
+
+def make_fetcher(stub) -> Callable[[str, int], Awaitable]:
+    return lambda digest, offset: grpc_fetcher(stub, digest, offset)

@@ -1,0 +1,211 @@
+"""Resource `stratum_service`: serve a model's current version as replicas on nodes.
+
+CreateService/UpdateService record the desired state and return at once; nodes fetch the bento
+and start `bentoml serve` replicas behind an endpoint.  Create and update wait (up to
+`timeouts`, default 10m) until every placement reports the model's serving version ready, so
+`endpoints` in state answer when apply ends.  Delete waits until the service is gone from every
+node: its replicas are stopped and its ports free when `terraform destroy` returns.
+
+The version served follows the model (retraining, `pinned_version`): a new version rolls the
+replicas one at a time, new ready before old stops.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import grpc
+from tf.iface import CreateContext, DeleteContext, ImportContext, PlanContext, ReadContext, Resource, State, UpdateContext
+from tf.schema import Attribute, Schema
+from tf.types import List, Map, Number, String, Unknown
+from tf.utils import Diagnostics
+
+from provider.client import ApiError
+from provider.common import client_of, get_for_import, name_taken, read_by_name, wholly_known
+from provider.nested import NestedAttribute, Nesting
+from stratum.durations import parse_duration
+from stratum.v1 import models_pb2 as m
+
+SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements")
+COMPUTED = ("endpoints", "placements", "version", "state")
+DEFAULT_TIMEOUT = "10m"
+POLL_S = 0.5
+
+
+def to_spec(values: State) -> m.ServiceSpec:
+    r = values.get("requirements") or {}
+    return m.ServiceSpec(
+        name=values["name"], model=values["model"] or "", replicas=int(values.get("replicas") or 0),
+        workers=int(values.get("workers") or 0),
+        requirements=m.Requirements(cpu=float(r.get("cpu") or 0), memory_mb=int(r.get("memory_mb") or 0),
+                                    tiers=list(r.get("tiers") or []), labels=dict(r.get("labels") or {}),
+                                    arch=r.get("arch") or ""))
+
+
+def _state(svc: m.Service, prior: Optional[State]) -> State:
+    prior = dict(prior or {})
+    spec = svc.spec
+    if not prior.get("name"):  # import
+        r = spec.requirements
+        prior.update(name=spec.name, model=spec.model, replicas=spec.replicas or None, workers=spec.workers or None,
+                     requirements={"cpu": r.cpu or None, "memory_mb": r.memory_mb or None, "tiers": list(r.tiers) or None,
+                                   "labels": dict(r.labels) or None, "arch": r.arch or None}
+                     if r != m.Requirements() else None, timeouts=None)
+    prior.update(
+        id=spec.name, version=svc.version or None, state=svc.state, endpoints=list(svc.endpoints),
+        placements=[{"node_id": p.node_id, "node_name": p.node_name, "replicas": p.replicas,
+                     "ready_replicas": p.ready_replicas, "endpoint": p.endpoint or None, "version": p.version or None}
+                    for p in svc.placements])
+    return prior
+
+
+def _timeout(values: State, op: str) -> float:
+    return parse_duration((values.get("timeouts") or {}).get(op) or DEFAULT_TIMEOUT)
+
+
+def wait_ready(client, name: str, timeout_s: float) -> tuple[Optional[m.Service], str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        svc = client.call("GetService", m.GetServiceRequest(name=name), action=f"waiting for service {name!r}")
+        if svc.state == "ready":
+            return svc, ""
+        if svc.state == "failed":
+            return svc, svc.message or "a node could not start it"
+        if time.monotonic() >= deadline:
+            return svc, f"not ready after {timeout_s:.0f}s: {svc.message or 'replicas still starting'}"
+        time.sleep(POLL_S)
+
+
+class ServiceResource(Resource):
+    def __init__(self, provider):
+        self.provider = provider
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "service"
+
+    @classmethod
+    def get_schema(cls) -> Schema:
+        return Schema(
+            version=0,
+            description="An ML service: replicas of a model's serving version on nodes that meet its requirements, behind an endpoint per node.",
+            attributes=[
+                Attribute("id", String(), computed=True, description="Same as `name`."),
+                Attribute("name", String(), required=True, requires_replace=True, description="Unique name. Changing it replaces the service."),
+                Attribute("model", String(), required=True, description="Name of the model to serve (`stratum_model.<x>.id`)."),
+                Attribute("replicas", Number(), optional=True, description="Replicas to run (default 1)."),
+                Attribute("workers", Number(), optional=True, description="Worker processes per replica (default 1)."),
+                NestedAttribute("requirements", [
+                    Attribute("cpu", Number(), optional=True, description="Cores per replica."),
+                    Attribute("memory_mb", Number(), optional=True, description="MiB per replica; default: the model's measured memory."),
+                    Attribute("tiers", List(String()), optional=True, description="Tiers it may run on: `edge`, `fog`, `cloud`."),
+                    Attribute("labels", Map(String()), optional=True, description="Labels a node must carry."),
+                    Attribute("arch", String(), optional=True, description="CPU architecture, e.g. `x86_64`."),
+                ], Nesting.SINGLE, optional=True, description="What a node must offer each replica."),
+                NestedAttribute("timeouts", [
+                    Attribute("create", String(), optional=True, description="Default `10m`."),
+                    Attribute("update", String(), optional=True, description="Default `10m`."),
+                    Attribute("delete", String(), optional=True, description="Default `10m`."),
+                ], Nesting.SINGLE, optional=True, description="How long apply and destroy wait for the nodes."),
+                Attribute("endpoints", List(String()), computed=True, description="Base URLs answering `POST <endpoint>/predict` with `{\"instances\": [...]}`."),
+                NestedAttribute("placements", [
+                    Attribute("node_id", String(), computed=True, description="Node id."),
+                    Attribute("node_name", String(), computed=True, description="Node name."),
+                    Attribute("replicas", Number(), computed=True, description="Replicas on that node."),
+                    Attribute("ready_replicas", Number(), computed=True, description="Of those, ready when last read."),
+                    Attribute("endpoint", String(), computed=True, description="The node's endpoint for the service."),
+                    Attribute("version", String(), computed=True, description="Model version the node serves."),
+                ], Nesting.LIST, computed=True, description="Where the replicas run."),
+                Attribute("version", String(), computed=True, description="Model version being served."),
+                Attribute("state", String(), computed=True, description="`ready`, `pending`, `failed` or `deleting`."),
+            ],
+        )
+
+    def plan(self, ctx: PlanContext, current: Optional[State], planned: State) -> Optional[State]:
+        diags = ctx.diagnostics
+        if current is None:
+            planned["id"] = planned["name"]
+        elif ctx.changed_fields & {"model", "replicas", "workers", "requirements"}:
+            for k in COMPUTED:
+                planned[k] = Unknown
+        elif not ctx.changed_fields & set(SPEC_FIELDS):
+            return planned
+        for op in ("create", "update", "delete"):
+            t = (planned.get("timeouts") or {}).get(op)
+            if isinstance(t, str):
+                try:
+                    parse_duration(t)
+                except ValueError as e:
+                    diags.add_error("Invalid timeout", str(e), path=["timeouts", op])
+        values = {k: planned.get(k) for k in SPEC_FIELDS}
+        client = getattr(self.provider, "client", None)
+        if client is not None and wholly_known(values):
+            try:
+                client.call("ValidateService", to_spec(values), action=f"checking service {values['name']!r}", attributes=SPEC_FIELDS)
+            except ApiError as e:
+                e.report(diags)
+        return planned
+
+    def _apply(self, diags: Diagnostics, planned: State, method: str, op: str) -> Optional[m.Service]:
+        client = client_of(self.provider, diags)
+        if client is None:
+            return None
+        name = planned["name"]
+        try:
+            client.call(method, to_spec(planned), action=f"{op[:-1]}ing service {name!r}", attributes=SPEC_FIELDS)
+            svc, why = wait_ready(client, name, _timeout(planned, op))
+        except ApiError as e:
+            if e.code == grpc.StatusCode.ALREADY_EXISTS:
+                name_taken(diags, "service", name, "another spec")
+            else:
+                e.report(diags)
+            return None
+        if why:
+            diags.add_error(f"Service {name!r} did not become ready", why)
+            if op == "create":  # nothing half-created: stop what did start
+                self._delete(diags, name, _timeout(planned, "delete"), report=False)
+            return None
+        return svc
+
+    def create(self, ctx: CreateContext, planned: State) -> Optional[State]:
+        svc = self._apply(ctx.diagnostics, planned, "CreateService", "create")
+        return None if svc is None else _state(svc, planned)
+
+    def update(self, ctx: UpdateContext, current: State, planned: State) -> Optional[State]:
+        svc = self._apply(ctx.diagnostics, planned, "UpdateService", "update")
+        return current if svc is None else _state(svc, planned)
+
+    def read(self, ctx: ReadContext, current: State) -> Optional[State]:
+        return read_by_name(self.provider, ctx.diagnostics, current, "GetService", m.GetServiceRequest, "service", _state)
+
+    def _delete(self, diags: Diagnostics, name: str, timeout_s: float, report: bool = True) -> bool:
+        client = client_of(self.provider, diags)
+        if client is None:
+            return False
+        deadline = time.monotonic() + timeout_s
+        try:
+            client.call("DeleteService", m.DeleteServiceRequest(name=name), action=f"deleting service {name!r}")
+            while time.monotonic() < deadline:
+                try:
+                    client.call("GetService", m.GetServiceRequest(name=name), action=f"waiting for service {name!r} to stop")
+                except ApiError as e:
+                    if e.code == grpc.StatusCode.NOT_FOUND:
+                        return True
+                    raise
+                time.sleep(POLL_S)
+        except ApiError as e:
+            if report:
+                e.report(diags)
+            return False
+        if report:
+            diags.add_error(f"Service {name!r} still running", f"nodes did not stop it within {timeout_s:.0f}s; run terraform destroy again")
+        return False
+
+    def delete(self, ctx: DeleteContext, current: State):
+        name = current.get("name") or current.get("id")
+        return None if self._delete(ctx.diagnostics, name, _timeout(current, "delete")) else current
+
+    def import_(self, ctx: ImportContext, id: str) -> Optional[State]:
+        svc = get_for_import(self.provider, ctx.diagnostics, id, "GetService", m.GetServiceRequest, "service")
+        return None if svc is None else _state(svc, None)

@@ -1,0 +1,202 @@
+"""The model lifecycle over the real API: dataset → training operation → bento → node replicas →
+predictions, a rolling update with a request loop running, drift-triggered retraining, and delete.
+Real control plane, real node daemon, real `bentoml serve` processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import psutil
+import pytest
+from google.protobuf import json_format
+
+from control_plane.ml import inference
+from tests.harness import ControlPlane, NodeDaemon, wait_for
+from stratum.v1 import datasets_pb2 as ds, models_pb2 as m
+
+pytestmark = pytest.mark.timeout(600)
+
+DATA = Path(__file__).resolve().parents[2] / "modules" / "examples" / "smart-traffic" / "data"
+FEATURES = ["intersection", "hour", "weekday", "weather", "temperature_c", "vehicles_per_min", "pedestrians_per_min"]
+
+
+def upload(c, data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+
+    def messages():
+        yield ds.UploadBlobRequest(header=ds.BlobHeader(sha256=sha, size=len(data)))
+        for i in range(0, len(data), 1 << 20):
+            yield ds.UploadBlobRequest(chunk=data[i:i + 1 << 20])
+
+    c.stub.UploadBlob(messages(), metadata=c.md, timeout=30)
+    return sha
+
+
+def model_spec(name: str, dataset: str, **kw) -> m.ModelSpec:
+    spec = m.ModelSpec(name=name, dataset=dataset, task="classification", target="congestion",
+                       candidates=["logistic_regression", "random_forest"],
+                       preprocessing=m.Preprocessing(impute="median", scale="standard", one_hot=["intersection", "weather"]),
+                       selection=m.Selection(metric="accuracy", cv_folds=3), seed=7, **kw)
+    spec.grids["random_forest"].update({"n_estimators": [20], "max_depth": [8]})
+    return spec
+
+
+def wait_trained(c, name: str, timeout: float = 240, old: str = "") -> m.Model:
+    def done():
+        model = c.GetModel(m.GetModelRequest(name=name))
+        if model.state == "failed":
+            raise AssertionError(f"training failed: {model.error}")
+        op = model.operation
+        return model if model.state == "ready" and op.state != "running" and (not old or op.id != old) else None
+
+    return wait_for(done, timeout, interval=0.5, what=f"model {name} trained")
+
+
+def wait_service(c, name: str, version: str, timeout: float = 180) -> m.Service:
+    def ready():
+        svc = c.GetService(m.GetServiceRequest(name=name))
+        if svc.state == "failed":
+            raise AssertionError(f"service failed: {svc.message}")
+        return svc if svc.state == "ready" and svc.version == version else None
+
+    return wait_for(ready, timeout, interval=0.5, what=f"service {name} ready on {version}")
+
+
+def predict(endpoint: str, rows: list[dict]) -> list:
+    req = urllib.request.Request(endpoint + "/predict", data=json.dumps({"instances": rows}).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return json.loads(r.read())["predictions"]
+
+
+def rows_of(frame: pd.DataFrame, n: int) -> list[dict]:
+    return json.loads(frame[FEATURES].head(n).to_json(orient="records"))
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cp = ControlPlane(str(tmp_path), extra=["--retrain-interval", "2s", "--training-workers", "2"]).start()
+    node = NodeDaemon(str(tmp_path), "edge-1", cp.endpoint, cp.join_token, tier="edge").start()
+    c = cp.client()
+    wait_for(lambda: c.nodes().get("edge-1") and c.nodes()["edge-1"].state == "ready", 30, what="node ready")
+    yield cp, node, c
+    c.close()
+    node.stop()
+    cp.stop()
+
+
+def test_train_serve_roll_drift_and_delete(cluster, tmp_path):
+    cp, node, c = cluster
+    # A SQL dataset, so a drift-triggered retraining sees new rows (the query runs again).
+    db = tmp_path / "traffic.db"
+    base = pd.read_csv(DATA / "traffic.csv")
+    drifted = pd.read_csv(DATA / "traffic-drifted.csv")
+    with sqlite3.connect(db) as con:
+        base.to_sql("traffic", con, index=False)
+    c.CreateDataset(ds.DatasetSpec(name="traffic", source=f"sqlite:///{db}", query="SELECT * FROM traffic", target="congestion"))
+
+    # Training is an operation: Create returns at once, progress shows, then a version.
+    created = c.CreateModel(model_spec("congestion", "traffic"))
+    assert created.state == "training" and created.operation.id.startswith("op-")
+    seen = set()
+    wait_for(lambda: seen.add(c.GetOperation(m.GetOperationRequest(id=created.operation.id)).message) or
+             c.GetModel(m.GetModelRequest(name="congestion")).state != "training", 240, interval=0.2, what="training")
+    model = wait_trained(c, "congestion")
+    v1 = model.serving
+    assert v1.best_algorithm == "random_forest" and [e.algorithm for e in v1.leaderboard] == ["random_forest", "logistic_regression"]
+    assert v1.bento_digest and v1.bento_size_bytes > 0 and v1.memory_mb > 50 and v1.load_time_s > 0
+    assert any("fold" in s for s in seen), seen  # progress was visible while it ran
+    # Create is idempotent on the name and spec.
+    assert c.CreateModel(model_spec("congestion", "traffic")).serving.version == v1.version
+
+    # The downloadable script reproduces the version's best score.
+    script = c.GetTrainingScript(m.GetTrainingScriptRequest(name="congestion"))
+    assert script.version == v1.version and "RandomForestClassifier" in script.source
+
+    # Serve it: the node fetches the bento over FetchBento and starts a real `bentoml serve`.
+    c.CreateService(m.ServiceSpec(name="congestion", model="congestion", replicas=1))
+    svc = wait_service(c, "congestion", v1.version)
+    endpoint = svc.endpoints[0]
+    local, meta = inference.load(str(Path(cp.data_dir) / "models" / "congestion" / v1.version))
+    sample = rows_of(base, 40)
+    assert predict(endpoint, sample) == inference.predict(local, meta, sample)
+
+    # A steady request loop while the model changes (new grid → new version → rolling update).
+    failures, answered, stop = [], [0], threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                predict(endpoint, sample[:5])
+                answered[0] += 1
+            except Exception as e:  # noqa: BLE001 - counted, asserted below
+                failures.append(repr(e))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        spec2 = model_spec("congestion", "traffic")
+        spec2.grids["random_forest"].update({"n_estimators": [30]})
+        old_op = c.GetModel(m.GetModelRequest(name="congestion")).operation.id
+        c.UpdateModel(spec2)
+        v2 = wait_trained(c, "congestion", old=old_op).serving
+        assert v2.version != v1.version
+        wait_service(c, "congestion", v2.version)
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join(30)
+    assert not failures and answered[0] > 20, (failures[:3], answered)
+    assert c.GetService(m.GetServiceRequest(name="congestion")).endpoints[0] == endpoint  # same URL after the roll
+
+    # Drift: requests now look like the drifted data; new rows arrive in the source table.
+    with sqlite3.connect(db) as con:
+        drifted.to_sql("traffic", con, index=False, if_exists="append")
+    spec3 = json_format.ParseDict(json_format.MessageToDict(spec2, preserving_proto_field_name=True), m.ModelSpec())
+    spec3.retrain.CopyFrom(m.Retrain(on_drift=True, min_samples=200))
+    c.UpdateModel(spec3)  # retrain settings apply without training
+    assert c.GetModel(m.GetModelRequest(name="congestion")).serving.version == v2.version
+    drift_rows = rows_of(drifted, 400)
+    for i in range(0, 400, 20):
+        predict(endpoint, drift_rows[i:i + 20])
+    v3 = wait_for(lambda: (lambda s: s if s.version not in (v1.version, v2.version) else None)(
+        c.GetModel(m.GetModelRequest(name="congestion")).serving), 240, interval=1, what="drift retraining")
+    assert v3.reason.startswith("drift:") and v3.dataset_digest != v2.dataset_digest
+    wait_service(c, "congestion", v3.version)
+
+    # Pin the old version: the service rolls back.
+    spec4 = m.ModelSpec()
+    spec4.CopyFrom(spec3)
+    spec4.pinned_version = v2.version
+    c.UpdateModel(spec4)
+    wait_service(c, "congestion", v2.version)
+
+    # Delete: replicas stop, the endpoint's port is freed.
+    port = int(endpoint.rsplit(":", 1)[1])
+    pids = [p.pid for p in psutil.Process(node.proc.pid).children(recursive=True)]
+    assert pids
+    c.DeleteService(m.DeleteServiceRequest(name="congestion"))
+    wait_for(lambda: _not_found(lambda: c.GetService(m.GetServiceRequest(name="congestion"))), 60, what="service gone")
+    wait_for(lambda: not any(psutil.pid_exists(p) for p in pids), 30, what="replica processes gone")
+    assert not any(conn.laddr.port == port for conn in psutil.net_connections("tcp") if conn.status == "LISTEN")
+    c.DeleteModel(m.DeleteModelRequest(name="congestion"))
+    assert _not_found(lambda: c.GetModel(m.GetModelRequest(name="congestion")))
+
+
+def _not_found(call) -> bool:
+    try:
+        call()
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            return True
+        raise
+    return False
