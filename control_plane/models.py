@@ -449,14 +449,14 @@ class Models:
             keep_old = (result["score"] or float("-inf")) < old_score
         self.store.put_model_version(name, result["version"], result)
         message = f"trained version {result['version']} ({result['best_algorithm']}, score {result['score']:.4g})"
-        if keep_old:
-            message += f"; kept {previous['version']}: it scores {old_score:.4g} on this data, the new one less"
-        elif old_score is not None:
-            message += f"; replaces {previous['version']}, which scores {old_score:.4g} on this data"
-        elif previous and previous["version"] == result["version"]:
+        if previous and previous["version"] == result["version"]:
             message = f"same inputs as version {result['version']}: nothing new to roll out"
+        elif keep_old:
+            message += f"; kept {previous['version']}: it scores {old_score:.4g} on this data, the new one less"
         else:
             doc["latest"] = result["version"]
+            if old_score is not None:
+                message += f"; replaces {previous['version']}, which scores {old_score:.4g} on this data"
         doc.update(state="ready", error=None)
         doc["trained_at"] = time.time()
         self.store.put_doc("models", name, doc)

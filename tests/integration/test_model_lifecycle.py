@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -200,3 +201,32 @@ def _not_found(call) -> bool:
             return True
         raise
     return False
+
+
+def test_a_corrupted_bento_fails_the_service_on_the_node_and_starts_nothing(cluster):
+    cp, node, c = cluster
+    from control_plane.packaging.store import ArtifactStore
+
+    blob = upload(c, (DATA / "traffic.csv").read_bytes())
+    c.CreateDataset(ds.DatasetSpec(name="traffic", source="file://traffic.csv", blob_sha256=blob, target="congestion"))
+    spec = model_spec("small", "traffic")
+    del spec.candidates[1:]
+    spec.grids.clear()
+    c.CreateModel(spec)
+    version = wait_trained(c, "small").serving
+    # The archive rots on the control plane's disk after it was stored (same size, other bytes).
+    path = ArtifactStore(cp.data_dir).path(version.bento_digest)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    c.CreateService(m.ServiceSpec(name="small", model="small"))
+    svc = wait_for(lambda: (lambda s: s if s.state == "failed" else None)(c.GetService(m.GetServiceRequest(name="small"))),
+                   120, interval=0.5, what="service failed on the node")
+    assert "DigestMismatch" in svc.message and "failed verification" in svc.message and version.bento_digest[:12] in svc.message
+    assert svc.placements[0].ready_replicas == 0 and not svc.endpoints[0].endswith(":0")
+    assert not [p for p in psutil.Process(node.proc.pid).children(recursive=True) if "bentoml" in " ".join(p.cmdline())]
+    assert not list((Path(node.data_dir) / "bentos" / "blobs").glob("*.bento"))  # nothing corrupt kept in the cache
+    c.DeleteService(m.DeleteServiceRequest(name="small"))
+    wait_for(lambda: _not_found(lambda: c.GetService(m.GetServiceRequest(name="small"))), 60, what="service gone")

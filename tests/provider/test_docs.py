@@ -50,12 +50,18 @@ def test_import_example_is_embedded():
 
 @pytest.mark.e2e
 def test_examples_validate(make_workspace):
-    ws = make_workspace()
-    for example in EXAMPLES.rglob("*.tf"):
-        shutil.copy(example, ws.dir / f"{example.parent.name}-{example.name}")
-    ws.tf("init", "-no-color", "-input=false")
-    ws.initialized = True
-    assert "The configuration is valid" in ws.tf("validate", "-no-color").stdout
+    """Each example is a complete configuration on its own (with the provider block), as a reader copies it."""
+    provider_tf = EXAMPLES / "provider" / "provider.tf"
+    folders = sorted({e.parent for e in EXAMPLES.rglob("*.tf")} - {provider_tf.parent})
+    assert len(folders) >= 6
+    for folder in folders:
+        ws = make_workspace(f"tf-{folder.name}")
+        shutil.copy(provider_tf, ws.dir / "provider.tf")
+        for example in folder.glob("*.tf"):
+            shutil.copy(example, ws.dir / example.name)
+        ws.tf("init", "-no-color", "-input=false")
+        ws.initialized = True
+        assert "The configuration is valid" in ws.tf("validate", "-no-color").stdout, folder
 
 
 @pytest.mark.e2e

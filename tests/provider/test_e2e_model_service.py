@@ -136,7 +136,8 @@ def test_bad_model_specs_fail_at_plan_and_create_nothing(ws, admin, model_args, 
     shutil.copy(EXAMPLE / "data" / "traffic.csv", ws.dir / "data" / "traffic.csv")
     dataset = 'resource "stratum_dataset" "traffic" {\n  name = "traffic"\n  source = "file://data/traffic.csv"\n  target = "congestion"\n}\n'
     run_steps(ws, [Step(ws.provider + dataset)])
-    model = f'resource "stratum_model" "m" {{\n  name = "m"\n  dataset = stratum_dataset.traffic.id\n  {model_args}\n}}\n'
+    model = (f'resource "stratum_model" "m" {{\n  name = "m"\n  dataset = stratum_dataset.traffic.id\n  {model_args}\n'
+             '  preprocessing = { impute = "median", one_hot = ["all"] }\n}\n')
     run_steps(ws, [Step(ws.provider + dataset + model, plan_only=True, expect_error=["Error", *expected])])
     with pytest.raises(grpc.RpcError) as e:
         admin.GetModel(m.GetModelRequest(name="m"))
