@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -20,7 +22,7 @@ import pytest
 from google.protobuf import json_format
 
 from control_plane.ml import inference
-from tests.harness import ControlPlane, NodeDaemon, wait_for
+from tests.harness import ControlPlane, NodeDaemon, stratum_argv, wait_for
 from stratum.v1 import datasets_pb2 as ds, models_pb2 as m
 
 pytestmark = pytest.mark.timeout(600)
@@ -203,7 +205,7 @@ def _not_found(call) -> bool:
     return False
 
 
-def test_a_corrupted_bento_fails_the_service_on_the_node_and_starts_nothing(cluster):
+def test_a_corrupted_bento_fails_the_service_on_the_node_and_starts_nothing(cluster, tmp_path):
     cp, node, c = cluster
     from control_plane.packaging.store import ArtifactStore
 
@@ -214,6 +216,19 @@ def test_a_corrupted_bento_fails_the_service_on_the_node_and_starts_nothing(clus
     spec.grids.clear()
     c.CreateModel(spec)
     version = wait_trained(c, "small").serving
+    # `stratum model script` downloads the version's training script; run outside Stratum it gets the same score.
+    script = tmp_path / "train_small.py"
+    out = subprocess.run([*stratum_argv("model", "--endpoint", cp.endpoint, "--data-dir", cp.data_dir, "script", "small",
+                                        "-o", str(script))], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and f"version {version.version}" in out.stderr, out.stderr
+    ran = subprocess.run([sys.executable, str(script), str(DATA / "traffic.csv"), "--out", str(tmp_path / "m.joblib")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout.strip().splitlines()[-1])["score"] == version.score
+    bad = subprocess.run([*stratum_argv("model", "--endpoint", cp.endpoint, "--data-dir", cp.data_dir, "script", "small",
+                                        "--version", "0123456789ab")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "has no version '0123456789ab'" in bad.stderr and version.version in bad.stderr
+
     # The archive rots on the control plane's disk after it was stored (same size, other bytes).
     path = ArtifactStore(cp.data_dir).path(version.bento_digest)
     os.chmod(path, 0o644)
@@ -230,3 +245,21 @@ def test_a_corrupted_bento_fails_the_service_on_the_node_and_starts_nothing(clus
     assert not list((Path(node.data_dir) / "bentos" / "blobs").glob("*.bento"))  # nothing corrupt kept in the cache
     c.DeleteService(m.DeleteServiceRequest(name="small"))
     wait_for(lambda: _not_found(lambda: c.GetService(m.GetServiceRequest(name="small"))), 60, what="service gone")
+
+
+def test_training_resumes_after_the_control_plane_is_killed(cluster):
+    cp, node, c = cluster
+    blob = upload(c, (DATA / "traffic.csv").read_bytes())
+    c.CreateDataset(ds.DatasetSpec(name="traffic", source="file://traffic.csv", blob_sha256=blob, target="congestion"))
+    spec = model_spec("resumed", "traffic")
+    spec.grids["random_forest"].update({"n_estimators": [40, 60, 80], "max_depth": [6, 10]})
+    op = c.CreateModel(spec).operation.id
+    wait_for(lambda: c.GetOperation(m.GetOperationRequest(id=op)).done >= 1, 120, interval=0.1, what="training under way")
+    cp.kill()  # SIGKILL: the training child dies with it or is orphaned; the store says "running"
+    c.close()
+    cp.start()
+    c = cp.client()
+    model = wait_trained(c, "resumed")
+    assert model.operation.id == op and model.operation.state == "succeeded" and model.serving.best_algorithm
+    assert list(model.versions) == [model.serving.version]  # trained once, recorded once
+    c.close()
