@@ -72,6 +72,7 @@ class Services:
         self._generation = int(time.time() * 1000)  # increases across restarts too
         self._sent: dict[str, str] = {}  # node id -> fingerprint of the last assignments sent
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deleting: set[str] | None = None  # services being deleted; None: not read from the store yet
 
     # -- desired state ------------------------------------------------------------------------
     def _doc(self, name: str) -> dict:
@@ -158,6 +159,8 @@ class Services:
             return
         doc["deleting"] = True
         self.store.put_doc("services", name, doc)
+        if self._deleting is not None:
+            self._deleting.add(name)
         event(log, "service deleting", service=name)
         self.push()
 
@@ -220,6 +223,9 @@ class Services:
         del buf[:-MAX_SAMPLES]
 
     def finish_deletes(self) -> None:
+        if self._deleting is not None and not self._deleting:
+            return  # nothing is being deleted: no need to read the services on every report
+        self._deleting = set()
         for doc in self.store.list_docs("services"):
             if not doc.get("deleting"):
                 continue
@@ -227,6 +233,8 @@ class Services:
             if not still:
                 self.store.delete_doc("services", doc["name"])
                 event(log, "service deleted", service=doc["name"])
+            else:
+                self._deleting.add(doc["name"])
 
     def _node_ready(self, node_id: str) -> bool:
         try:
@@ -254,18 +262,27 @@ class Services:
 
     # -- what nodes are told ------------------------------------------------------------------
     def assignments_for(self, node_id: str) -> na.Assignments:
-        out = na.Assignments(generation=self._generation)
+        return self._assignments([node_id])[node_id]
+
+    def _assignments(self, node_ids) -> dict[str, na.Assignments]:
+        """Assignments for these nodes, from one read of the services (a push reaches every session)."""
+        out = {n: na.Assignments(generation=self._generation) for n in node_ids}
+        serving: dict[str, dict | None] = {}
         for doc in self.store.list_docs("services"):
-            n = doc["placement"].get(node_id)
-            if not n or doc.get("deleting"):
+            if doc.get("deleting"):
                 continue
             spec = doc["spec"]
-            v = self.models.serving(spec["model"])
-            if v is None:
-                continue
-            out.services.append(na.ServiceAssignment(
-                service=doc["name"], version=v["version"], bento_digest=v["bento_digest"],
-                bento_size_bytes=v["bento_size_bytes"], replicas=n, workers=spec.get("workers") or 1))
+            for node_id, n in doc["placement"].items():
+                if node_id not in out or not n:
+                    continue
+                if spec["model"] not in serving:
+                    serving[spec["model"]] = self.models.serving(spec["model"])
+                v = serving[spec["model"]]
+                if v is None:
+                    continue
+                out[node_id].services.append(na.ServiceAssignment(
+                    service=doc["name"], version=v["version"], bento_digest=v["bento_digest"],
+                    bento_size_bytes=v["bento_size_bytes"], replicas=n, workers=spec.get("workers") or 1))
         return out
 
     def open_session(self, node_id: str) -> asyncio.Queue:
@@ -279,8 +296,8 @@ class Services:
         if self._sessions.get(node_id) is q:
             del self._sessions[node_id]
 
-    def push(self) -> None:
-        """Send every connected node its assignments if they changed since the last send.
+    def push(self, node_ids: list[str] | None = None) -> None:
+        """Send connected nodes (all, or these) their assignments if they changed since the last send.
         Callable from any thread: the sessions' queues belong to the event loop."""
         loop = self._loop
         try:
@@ -288,13 +305,17 @@ class Services:
         except RuntimeError:
             running = None
         if loop is not None and running is not loop:
-            loop.call_soon_threadsafe(self._push)
+            loop.call_soon_threadsafe(self._push, node_ids)
         else:
-            self._push()
+            self._push(node_ids)
 
-    def _push(self) -> None:
-        for node_id, q in list(self._sessions.items()):
-            a = self.assignments_for(node_id)
+    def _push(self, node_ids: list[str] | None = None) -> None:
+        targets = {n: q for n, q in self._sessions.items() if node_ids is None or n in node_ids}
+        if not targets:
+            return
+        assignments = self._assignments(targets)
+        for node_id, q in targets.items():
+            a = assignments[node_id]
             key = json.dumps([(s.service, s.bento_digest, s.replicas, s.workers) for s in a.services])
             if self._sent.get(node_id) == key:
                 continue

@@ -152,8 +152,8 @@ class Agent:
                 hb = na.Heartbeat(seq=seq, utilisation=await asyncio.to_thread(self.sampler.sample))
                 hb.sent_at.GetCurrentTime()
                 await _write(call, na.NodeMessage(heartbeat=hb))
-                if self.services is not None and seq % SAMPLES_EVERY == 0:
-                    self.report_due.set()
+                if self.services is not None and self.services.services and seq % SAMPLES_EVERY == 0:
+                    self.report_due.set()  # a node running nothing has nothing to report
                 # Sleep one interval, but wake for stop, for the reader failing (stream gone), or to report
                 # a change of what this node runs (one writer: this loop).
                 deadline = asyncio.get_running_loop().time() + interval

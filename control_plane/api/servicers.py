@@ -265,7 +265,7 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
         out = self.services.open_session(node_id)
         reader = asyncio.create_task(self._read(node_id, node.name, request_iterator, out))
         try:
-            self.services.push()
+            self.services.push([node_id])
             while True:
                 msg = await out.get()
                 if msg is None:
@@ -284,7 +284,6 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
                     hb = msg.heartbeat
                     if self.nodes.heartbeat(node_id, hb.utilisation, time.time()):
                         event(log, "node ready", node_id=node_id, name=name)
-                        self.services.push()
                     out.put_nowait(na.ControlMessage(heartbeat_ack=na.HeartbeatAck(seq=hb.seq)))
                 elif kind == "services":
                     await asyncio.to_thread(self.services.on_report, node_id, msg.services)
