@@ -9,35 +9,9 @@ ranking (bin packing, spread, affinity); the filters stay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from control_plane.placement.types import Demand, NodeView, Used
 
-
-@dataclass(frozen=True)
-class NodeView:
-    id: str
-    name: str
-    tier: str
-    labels: dict = field(default_factory=dict)
-    arch: str = ""
-    cpu: float = 0.0
-    memory_mb: int = 0
-    ready: bool = True
-
-
-@dataclass(frozen=True)
-class Demand:
-    """What one replica needs."""
-    cpu: float = 0.0
-    memory_mb: int = 0
-    tiers: tuple = ()
-    labels: tuple = ()  # (key, value) pairs
-    arch: str = ""
-
-
-@dataclass
-class Used:
-    cpu: float = 0.0
-    memory_mb: int = 0
+__all__ = ["Demand", "NodeView", "Used", "place", "why_not"]
 
 
 def why_not(node: NodeView, d: Demand, used: Used | None = None) -> str | None:
