@@ -23,7 +23,9 @@ from google.protobuf import json_format
 from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from control_plane.models import Models
 from control_plane.nodes import NodeRegistry
-from control_plane.placement.first_fit import Demand, NodeView, Used, place
+from control_plane.analysis import ServiceNeeds, analyse, check_plan as check_whole_plan
+from control_plane.placement.first_fit import Demand, NodeView, Used, place, why_not
+from control_plane.placement.types import Gpu
 from control_plane.store import Store
 from stratum.logs import event
 from stratum.validation import check_labels, check_name, check_tier
@@ -55,12 +57,29 @@ def validate_spec(spec: m.ServiceSpec) -> list[tuple[str, str]]:
     for i, tier in enumerate(r.tiers):
         problems += check_tier(tier, f"requirements.tiers[{i}]")
     problems += [(f"requirements.{f}", d) for f, d in check_labels(dict(r.labels))]
+    if r.gpu < 0:
+        problems.append(("requirements.gpu", "give a whole number of GPUs"))
+    if r.gpu_memory_mb < 0:
+        problems.append(("requirements.gpu_memory_mb", "give MiB as a positive whole number"))
+    if spec.slo.p95_latency_ms < 0:
+        problems.append(("slo.p95_latency_ms", "give milliseconds as a positive number"))
+    for i, tier in enumerate(spec.placement.prefer_tiers):
+        problems += check_tier(tier, f"placement.prefer_tiers[{i}]")
+    for i, other in enumerate(spec.placement.anti_affinity):
+        problems += check_name(other, f"placement.anti_affinity[{i}]")
     return problems
 
 
 def node_view(n) -> NodeView:
     c = n.capabilities
-    return NodeView(n.id, n.name, n.tier, dict(n.labels), c.arch, float(c.cpu_cores), int(c.memory_mb), n.state == "ready")
+    data = tuple(sorted(x.strip() for x in n.labels.get("data", "").split(",") if x.strip()))
+    return NodeView(n.id, n.name, n.tier, dict(n.labels), c.arch, float(c.cpu_cores), int(c.memory_mb), n.state == "ready",
+                    gpus=tuple(Gpu(g.model, int(g.memory_mb)) for g in c.gpus), zone=n.labels.get("zone", ""), datasets=data)
+
+
+def demand_of(r: m.Requirements, memory_mb: int) -> Demand:
+    return Demand(cpu=r.cpu, memory_mb=memory_mb, tiers=tuple(r.tiers), labels=tuple(sorted(r.labels.items())), arch=r.arch,
+                  gpus=r.gpu, gpu_model=r.gpu_model, gpu_memory_mb=r.gpu_memory_mb, zone=r.zone, data=r.data)
 
 
 class Services:
@@ -82,23 +101,31 @@ class Services:
         return doc
 
     def _demand(self, spec: m.ServiceSpec) -> Demand:
-        r = spec.requirements
-        memory = r.memory_mb
-        if not memory:
-            v = self.models.serving(spec.model)
-            memory = int(v.get("memory_mb") or 0) + 64 if v else DEFAULT_MEMORY_MB  # headroom over the measured RSS
-        return Demand(cpu=r.cpu, memory_mb=memory, tiers=tuple(r.tiers), labels=tuple(sorted(r.labels.items())), arch=r.arch)
+        return self._needs(spec).demand
 
-    def _used(self, exclude: str) -> dict[str, Used]:
+    def _needs(self, spec: m.ServiceSpec, model: str | None = None) -> ServiceNeeds:
+        """What one replica needs, with the model's measured memory and latency when it has a version."""
+        r = spec.requirements
+        v = self.models.serving(model or spec.model) if (model or spec.model) else None
+        measured = int(v.get("memory_mb") or 0) if v else 0
+        # Headroom over the measured RSS: a replica's memory grows a little with traffic.
+        memory = r.memory_mb or (measured + 64 if measured else DEFAULT_MEMORY_MB)
+        return ServiceNeeds(name=spec.name or "what-if", demand=demand_of(r, memory), replicas=spec.replicas or 1,
+                            model_memory_mb=measured, model_p95_ms=float(v.get("p95_ms") or 0) if v else 0.0,
+                            slo_p95_ms=spec.slo.p95_latency_ms, memory_explicit=bool(r.memory_mb))
+
+    def _used(self, exclude: str | set) -> dict[str, Used]:
+        exclude = {exclude} if isinstance(exclude, str) else exclude
         used: dict[str, Used] = {}
         for doc in self.store.list_docs("services"):
-            if doc["name"] == exclude or doc.get("deleting"):
+            if doc["name"] in exclude or doc.get("deleting"):
                 continue
             d = self._demand(json_format.ParseDict(doc["spec"], m.ServiceSpec()))
             for node_id, n in doc["placement"].items():
                 u = used.setdefault(node_id, Used())
                 u.cpu += d.cpu * n
                 u.memory_mb += d.memory_mb * n
+                u.gpus += d.gpus * n
         return used
 
     def _place(self, spec: m.ServiceSpec, keep: dict[str, int] | None = None) -> dict[str, int]:
@@ -121,6 +148,48 @@ class Services:
             problems.append(("model", f"model {spec.model!r} not found; create it first (stratum_model)"))
         if problems:
             raise InvalidArgument(problems)
+
+    def check_plan(self, spec: m.ServiceSpec, planned: list[m.ServiceSpec]) -> None:
+        """Plan time: the spec is well formed, some ready node meets every requirement, and the services
+        planned in the same run fit together (control_plane/analysis). Every problem as a violation."""
+        self.check(spec, need_model=False)
+        nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        others = [p for p in planned if p.name != spec.name]
+        used = self._used({spec.name, *(p.name for p in others)})
+        needs = self._needs(spec)
+        found = analyse(needs, nodes, used)
+        if not found:
+            together = check_whole_plan([needs, *(self._needs(p) for p in others)], nodes, used)
+            found = [v for v in together if v.service == spec.name] or together
+        if found:
+            raise InvalidArgument([(v.path, v.message if v.service in ("", spec.name) else f"{v.service}: {v.message}")
+                                   for v in found])
+
+    def what_if(self, q: m.PlacementQuery) -> m.PlacementAnswer:
+        """Where replicas with these requirements would go now, and why every other node was passed over."""
+        spec = m.ServiceSpec(name="what-if", model=q.model, replicas=q.replicas, requirements=q.requirements,
+                             placement=q.placement)
+        problems = validate_spec(m.ServiceSpec(name="what-if", model=q.model or "x", replicas=q.replicas,
+                                               requirements=q.requirements, placement=q.placement))
+        if problems:
+            raise InvalidArgument(problems)
+        if q.model and self.store.get_doc("models", q.model) is None:
+            raise InvalidArgument([("model", f"model {q.model!r} not found")])
+        nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        used = self._used(set())
+        needs = self._needs(spec)
+        out = m.PlacementAnswer(violations=[v.message for v in analyse(needs, nodes, used)])
+        placement, _ = place(nodes, needs.demand, needs.replicas, used)
+        if out.violations or sum(placement.values()) < needs.replicas:
+            placement = {}
+        names = {n.id: n.name for n in nodes}
+        for node_id, n in sorted(placement.items(), key=lambda kv: names[kv[0]]):
+            out.placements.append(m.PlannedPlacement(node_id=node_id, node_name=names[node_id], replicas=n))
+        for node in sorted(nodes, key=lambda n: n.name):
+            if node.id not in placement:
+                out.rejected.append(m.Rejection(node_name=node.name, reason=why_not(node, needs.demand, used.get(node.id))
+                                                or "not needed: the replicas fit on the nodes chosen"))
+        return out
 
     def create(self, spec: m.ServiceSpec) -> m.Service:
         existing = self.store.get_doc("services", spec.name)

@@ -87,6 +87,7 @@ def run(req: dict) -> dict:
         "bento_size_bytes": packaged.size_bytes,
         "load_time_s": packaged.load_time_s,
         "memory_mb": round((packaged.rss_bytes or 0) / 2**20),
+        "p95_ms": packaged.p95_ms,
         "timings": result.timings,
     }
 

@@ -18,7 +18,7 @@ from typing import Optional
 import grpc
 from tf.iface import CreateContext, DeleteContext, ImportContext, PlanContext, ReadContext, Resource, State, UpdateContext
 from tf.schema import Attribute, Schema
-from tf.types import List, Map, Number, String, Unknown
+from tf.types import Bool, List, Map, Number, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
@@ -27,20 +27,67 @@ from provider.nested import NestedAttribute, Nesting
 from stratum.durations import parse_duration
 from stratum.v1 import models_pb2 as m
 
-SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements")
+SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements", "slo", "placement")
 COMPUTED = ("endpoints", "placements", "version", "state")
 DEFAULT_TIMEOUT = "10m"
 POLL_S = 0.5
 
 
+def requirements_of(r: dict | None) -> m.Requirements:
+    r = r or {}
+    return m.Requirements(cpu=float(r.get("cpu") or 0), memory_mb=int(r.get("memory_mb") or 0),
+                          tiers=list(r.get("tiers") or []), labels=dict(r.get("labels") or {}), arch=r.get("arch") or "",
+                          gpu=int(r.get("gpu") or 0), gpu_model=r.get("gpu_model") or "",
+                          gpu_memory_mb=int(r.get("gpu_memory_mb") or 0), zone=r.get("zone") or "", data=r.get("data") or "")
+
+
+def preferences_of(p: dict | None) -> m.PlacementPreferences:
+    p = p or {}
+    return m.PlacementPreferences(pack=bool(p.get("pack")), prefer_tiers=list(p.get("prefer_tiers") or []),
+                                  affinity=dict(p.get("affinity") or {}), anti_affinity=list(p.get("anti_affinity") or []))
+
+
 def to_spec(values: State) -> m.ServiceSpec:
-    r = values.get("requirements") or {}
     return m.ServiceSpec(
         name=values["name"], model=values["model"] or "", replicas=int(values.get("replicas") or 0),
-        workers=int(values.get("workers") or 0),
-        requirements=m.Requirements(cpu=float(r.get("cpu") or 0), memory_mb=int(r.get("memory_mb") or 0),
-                                    tiers=list(r.get("tiers") or []), labels=dict(r.get("labels") or {}),
-                                    arch=r.get("arch") or ""))
+        workers=int(values.get("workers") or 0), requirements=requirements_of(values.get("requirements")),
+        slo=m.Slo(p95_latency_ms=float((values.get("slo") or {}).get("p95_latency_ms") or 0)),
+        placement=preferences_of(values.get("placement")))
+
+
+def requirements_state(r: m.Requirements) -> Optional[dict]:
+    if r == m.Requirements():
+        return None
+    return {"cpu": r.cpu or None, "memory_mb": r.memory_mb or None, "tiers": list(r.tiers) or None,
+            "labels": dict(r.labels) or None, "arch": r.arch or None, "gpu": r.gpu or None, "gpu_model": r.gpu_model or None,
+            "gpu_memory_mb": r.gpu_memory_mb or None, "zone": r.zone or None, "data": r.data or None}
+
+
+def preferences_state(p: m.PlacementPreferences) -> Optional[dict]:
+    if p == m.PlacementPreferences():
+        return None
+    return {"pack": p.pack or None, "prefer_tiers": list(p.prefer_tiers) or None, "affinity": dict(p.affinity) or None,
+            "anti_affinity": list(p.anti_affinity) or None}
+
+
+REQUIREMENT_ATTRIBUTES = [
+    Attribute("cpu", Number(), optional=True, description="Cores per replica."),
+    Attribute("memory_mb", Number(), optional=True, description="MiB per replica; default: the model's measured memory."),
+    Attribute("tiers", List(String()), optional=True, description="Tiers it may run on: `edge`, `fog`, `cloud`."),
+    Attribute("labels", Map(String()), optional=True, description="Labels a node must carry."),
+    Attribute("arch", String(), optional=True, description="CPU architecture, e.g. `x86_64`."),
+    Attribute("gpu", Number(), optional=True, description="GPUs per replica."),
+    Attribute("gpu_model", String(), optional=True, description="Text the GPU model must contain, e.g. `A100`."),
+    Attribute("gpu_memory_mb", Number(), optional=True, description="Memory each GPU must have, MiB."),
+    Attribute("zone", String(), optional=True, description="The node's `zone` label must be this."),
+    Attribute("data", String(), optional=True, description="A dataset that must be local to the node (its `data` label lists them)."),
+]
+PREFERENCE_ATTRIBUTES = [
+    Attribute("pack", Bool(), optional=True, description="Allow several replicas on one node even when others fit (default: spread)."),
+    Attribute("prefer_tiers", List(String()), optional=True, description="Tiers in order of preference."),
+    Attribute("affinity", Map(String()), optional=True, description="Node labels preferred, not required."),
+    Attribute("anti_affinity", List(String()), optional=True, description="Services whose nodes to avoid."),
+]
 
 
 def _state(svc: m.Service, prior: Optional[State]) -> State:
@@ -49,9 +96,8 @@ def _state(svc: m.Service, prior: Optional[State]) -> State:
     if not prior.get("name"):  # import
         r = spec.requirements
         prior.update(name=spec.name, model=spec.model, replicas=spec.replicas or None, workers=spec.workers or None,
-                     requirements={"cpu": r.cpu or None, "memory_mb": r.memory_mb or None, "tiers": list(r.tiers) or None,
-                                   "labels": dict(r.labels) or None, "arch": r.arch or None}
-                     if r != m.Requirements() else None, timeouts=None)
+                     requirements=requirements_state(r), placement=preferences_state(spec.placement),
+                     slo={"p95_latency_ms": spec.slo.p95_latency_ms} if spec.slo.p95_latency_ms else None, timeouts=None)
     prior.update(
         id=spec.name, version=svc.version or None, state=svc.state, endpoints=list(svc.endpoints),
         placements=[{"node_id": p.node_id, "node_name": p.node_name, "replicas": p.replicas,
@@ -96,13 +142,13 @@ class ServiceResource(Resource):
                 Attribute("model", String(), required=True, description="Name of the model to serve (`stratum_model.<x>.id`)."),
                 Attribute("replicas", Number(), optional=True, description="Replicas to run (default 1)."),
                 Attribute("workers", Number(), optional=True, description="Worker processes per replica (default 1)."),
-                NestedAttribute("requirements", [
-                    Attribute("cpu", Number(), optional=True, description="Cores per replica."),
-                    Attribute("memory_mb", Number(), optional=True, description="MiB per replica; default: the model's measured memory."),
-                    Attribute("tiers", List(String()), optional=True, description="Tiers it may run on: `edge`, `fog`, `cloud`."),
-                    Attribute("labels", Map(String()), optional=True, description="Labels a node must carry."),
-                    Attribute("arch", String(), optional=True, description="CPU architecture, e.g. `x86_64`."),
-                ], Nesting.SINGLE, optional=True, description="What a node must offer each replica."),
+                NestedAttribute("requirements", REQUIREMENT_ATTRIBUTES, Nesting.SINGLE, optional=True,
+                                description="What a node must offer each replica; checked at plan time against ready nodes."),
+                NestedAttribute("slo", [
+                    Attribute("p95_latency_ms", Number(), optional=True, description="95th percentile latency objective of `/predict`, ms."),
+                ], Nesting.SINGLE, optional=True, description="Latency objective; a model measured slower fails at plan time."),
+                NestedAttribute("placement", PREFERENCE_ATTRIBUTES, Nesting.SINGLE, optional=True,
+                                description="Spread and placement preferences."),
                 NestedAttribute("timeouts", [
                     Attribute("create", String(), optional=True, description="Default `10m`."),
                     Attribute("update", String(), optional=True, description="Default `10m`."),
@@ -126,7 +172,7 @@ class ServiceResource(Resource):
         diags = ctx.diagnostics
         if current is None:
             planned["id"] = planned["name"]
-        elif ctx.changed_fields & {"model", "replicas", "workers", "requirements"}:
+        elif ctx.changed_fields & {"model", "replicas", "workers", "requirements", "placement"}:
             for k in COMPUTED:
                 planned[k] = Unknown
         elif not ctx.changed_fields & set(SPEC_FIELDS):
@@ -141,8 +187,17 @@ class ServiceResource(Resource):
         values = {k: planned.get(k) for k in SPEC_FIELDS}
         client = getattr(self.provider, "client", None)
         if client is not None and wholly_known(values):
+            # Services planned earlier in this run need room too: the last one planned sees them all,
+            # so services that each fit but together do not fail the plan (this provider process
+            # lives for one terraform command). Terraform plans resources in parallel threads, so
+            # each registers before its check: the last to register is checked with all the others.
+            spec = to_spec(values)
+            in_run = self.provider.__dict__.setdefault("planned_services", {})
+            in_run[spec.name] = spec
+            others = [s for name, s in list(in_run.items()) if name != spec.name]
             try:
-                client.call("ValidateService", to_spec(values), action=f"checking service {values['name']!r}", attributes=SPEC_FIELDS)
+                client.call("ValidateService", m.ValidateServiceRequest(service=spec, planned=others),
+                            action=f"checking service {values['name']!r}", attributes=SPEC_FIELDS)
             except ApiError as e:
                 e.report(diags)
         return planned

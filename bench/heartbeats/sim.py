@@ -221,6 +221,8 @@ class SimNode:
                 ref = log.start(due, t0)
                 await self.call.write(msg)
                 ack = await self.call.read()
+                while ack is not grpc.aio.EOF and ack.WhichOneof("body") == "assignments":
+                    ack = await self.call.read()  # what to run (nothing, for a simulated node): not an answer
                 t1 = time.monotonic()
                 if ack is grpc.aio.EOF or ack.WhichOneof("body") != "heartbeat_ack" or ack.heartbeat_ack.seq != self.seq:
                     raise RuntimeError(f"unexpected answer to heartbeat {self.seq}: {ack!r}")

@@ -204,8 +204,12 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def ValidateService(self, request, context):
-        await asyncio.to_thread(self.services.check, request, need_model=False)
+        await asyncio.to_thread(self.services.check_plan, request.service, list(request.planned))
         return cp.ValidateResponse()
+
+    @rpc
+    async def PlaceWhatIf(self, request, context):
+        return await asyncio.to_thread(self.services.what_if, request)
 
     @rpc
     async def CreateService(self, request, context):

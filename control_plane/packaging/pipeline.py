@@ -27,6 +27,7 @@ class PackagedVersion:
     artifact_sha256: str
     load_time_s: float | None
     rss_bytes: int | None
+    p95_ms: float | None = None  # of POST /predict, one request at a time, measured right after start
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,4 +47,5 @@ def package_model_version(artifact_dir: str | os.PathLike, name: str, version: s
             **({"profile": prof.to_dict()} if prof else {})}
     store.put_metadata(digest, meta)
     return PackagedVersion(digest=digest, tag=art.tag, size_bytes=art.size_bytes, artifact_sha256=art.artifact_sha256,
-                           load_time_s=prof.load_time_s if prof else None, rss_bytes=prof.rss_bytes if prof else None)
+                           load_time_s=prof.load_time_s if prof else None, rss_bytes=prof.rss_bytes if prof else None,
+                           p95_ms=prof.p95_ms if prof else None)

@@ -30,6 +30,7 @@ class BentoProfile:
     requests: int
     p50_ms: float | None
     workers: int
+    p95_ms: float | None = None
 
     @property
     def rss_mib(self) -> int:
@@ -51,7 +52,7 @@ def example_instances(metadata: dict) -> list[dict]:
 
 
 def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os.PathLike, *,
-                  instances: list[dict] | None = None, requests: int = 20, workers: int = 1,
+                  instances: list[dict] | None = None, requests: int = 40, workers: int = 1,
                   ready_timeout: float = 120.0) -> BentoProfile:
     """Serve `bento` (a tag in bentoml_home) once, send `requests` POST /predict (GET /healthz when no
     instances are given), read the RSS of its process tree, stop it."""
@@ -78,7 +79,8 @@ def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os
     finally:
         runner.stop(replica)
     return BentoProfile(load_time_s=round(load_time, 3), rss_bytes=rss, requests=requests,
-                        p50_ms=round(statistics.median(latencies), 3) if latencies else None, workers=workers)
+                        p50_ms=round(statistics.median(latencies), 3) if latencies else None, workers=workers,
+                        p95_ms=round(sorted(latencies)[int(0.95 * (len(latencies) - 1))], 3) if latencies else None)
 
 
 def profile_artifact(artifact_dir: str | os.PathLike, bento: str, bentoml_home: str | os.PathLike,

@@ -26,6 +26,16 @@ def why_not(node: NodeView, d: Demand, used: Used | None = None) -> str | None:
             return f"{node.name} lacks label {k}={v}"
     if d.arch and node.arch != d.arch:
         return f"{node.name} is {node.arch or 'of unknown arch'}, not {d.arch}"
+    if d.zone and node.zone != d.zone:
+        return f"{node.name} is in zone {node.zone or '(none)'}, not {d.zone}"
+    if d.data and d.data not in node.datasets:
+        return f"{node.name} does not hold dataset {d.data}"
+    if d.gpus or d.gpu_model or d.gpu_memory_mb:
+        fitting = [g for g in node.gpus[used.gpus:] if d.gpu_model.lower() in g.model.lower()
+                   and g.memory_mb >= d.gpu_memory_mb]
+        if len(fitting) < max(d.gpus, 1):
+            return (f"{node.name} has {len(fitting)} free GPU(s) matching "
+                    f"{d.gpu_model or 'any model'}{f' with {d.gpu_memory_mb} MiB' if d.gpu_memory_mb else ''}, needs {max(d.gpus, 1)}")
     if d.cpu and node.cpu - used.cpu < d.cpu - 1e-9:
         return f"{node.name} has {node.cpu - used.cpu:g} of {node.cpu:g} cores free, needs {d.cpu:g}"
     if d.memory_mb and node.memory_mb - used.memory_mb < d.memory_mb:
@@ -38,7 +48,8 @@ def place(nodes: list[NodeView], d: Demand, replicas: int, used: dict[str, Used]
     reasons each node was passed over when some replica found no room.  `used` is what other
     services already hold per node (not modified)."""
     order = sorted(nodes, key=lambda n: n.name)
-    held = {n.id: Used(used.get(n.id, Used()).cpu, used.get(n.id, Used()).memory_mb) for n in order}
+    held = {n.id: Used(used.get(n.id, Used()).cpu, used.get(n.id, Used()).memory_mb, used.get(n.id, Used()).gpus)
+            for n in order}
     out: dict[str, int] = {}
     for _ in range(replicas):
         for n in order:
@@ -46,6 +57,7 @@ def place(nodes: list[NodeView], d: Demand, replicas: int, used: dict[str, Used]
                 out[n.id] = out.get(n.id, 0) + 1
                 held[n.id].cpu += d.cpu
                 held[n.id].memory_mb += d.memory_mb
+                held[n.id].gpus += d.gpus
                 break
         else:
             return out, [why_not(n, d, held[n.id]) or "" for n in order] or ["no node has enrolled"]

@@ -159,8 +159,13 @@ class ControlPlaneStub(object):
                 _registered_method=True)
         self.ValidateService = channel.unary_unary(
                 '/stratum.v1.ControlPlane/ValidateService',
-                request_serializer=stratum_dot_v1_dot_models__pb2.ServiceSpec.SerializeToString,
+                request_serializer=stratum_dot_v1_dot_models__pb2.ValidateServiceRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+                _registered_method=True)
+        self.PlaceWhatIf = channel.unary_unary(
+                '/stratum.v1.ControlPlane/PlaceWhatIf',
+                request_serializer=stratum_dot_v1_dot_models__pb2.PlacementQuery.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.PlacementAnswer.FromString,
                 _registered_method=True)
         self.CreateService = channel.unary_unary(
                 '/stratum.v1.ControlPlane/CreateService',
@@ -373,8 +378,17 @@ class ControlPlaneServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ValidateService(self, request, context):
-        """Checks a service spec (model exists, requirements well formed, some
-        ready node fits) without creating anything.
+        """Checks a service spec without creating anything: the model exists, the
+        requirements are well formed, some ready node (or cloud pool size) meets
+        every requirement, and all `planned` services together fit their
+        eligible nodes. INVALID_ARGUMENT names every unmet requirement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlaceWhatIf(self, request, context):
+        """Where would replicas with these requirements go, and why not elsewhere.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -536,8 +550,13 @@ def add_ControlPlaneServicer_to_server(servicer, server):
             ),
             'ValidateService': grpc.unary_unary_rpc_method_handler(
                     servicer.ValidateService,
-                    request_deserializer=stratum_dot_v1_dot_models__pb2.ServiceSpec.FromString,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.ValidateServiceRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.SerializeToString,
+            ),
+            'PlaceWhatIf': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceWhatIf,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.PlacementQuery.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.PlacementAnswer.SerializeToString,
             ),
             'CreateService': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateService,
@@ -1233,8 +1252,35 @@ class ControlPlane(object):
             request,
             target,
             '/stratum.v1.ControlPlane/ValidateService',
-            stratum_dot_v1_dot_models__pb2.ServiceSpec.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.ValidateServiceRequest.SerializeToString,
             stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceWhatIf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/PlaceWhatIf',
+            stratum_dot_v1_dot_models__pb2.PlacementQuery.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.PlacementAnswer.FromString,
             options,
             channel_credentials,
             insecure,

@@ -117,7 +117,7 @@ class Operation(_message.Message):
     def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[str] = ..., state: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "artifact_digest", "best_algorithm", "score", "leaderboard", "dataset_digest", "bento_digest", "bento_tag", "bento_size_bytes", "load_time_s", "memory_mb", "reason", "created_at")
+    __slots__ = ("version", "artifact_digest", "best_algorithm", "score", "leaderboard", "dataset_digest", "bento_digest", "bento_tag", "bento_size_bytes", "load_time_s", "memory_mb", "reason", "created_at", "p95_ms")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     BEST_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class ModelVersion(_message.Message):
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
     version: str
     artifact_digest: str
     best_algorithm: str
@@ -144,7 +145,8 @@ class ModelVersion(_message.Message):
     memory_mb: int
     reason: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, version: _Optional[str] = ..., artifact_digest: _Optional[str] = ..., best_algorithm: _Optional[str] = ..., score: _Optional[float] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., dataset_digest: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_tag: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., load_time_s: _Optional[float] = ..., memory_mb: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    p95_ms: float
+    def __init__(self, version: _Optional[str] = ..., artifact_digest: _Optional[str] = ..., best_algorithm: _Optional[str] = ..., score: _Optional[float] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., dataset_digest: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_tag: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., load_time_s: _Optional[float] = ..., memory_mb: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., p95_ms: _Optional[float] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("spec", "state", "serving", "latest_version", "versions", "operation", "error")
@@ -219,7 +221,7 @@ class TrainingScript(_message.Message):
     def __init__(self, filename: _Optional[str] = ..., source: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Requirements(_message.Message):
-    __slots__ = ("cpu", "memory_mb", "tiers", "labels", "arch")
+    __slots__ = ("cpu", "memory_mb", "tiers", "labels", "arch", "gpu", "gpu_model", "gpu_memory_mb", "zone", "data")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -232,26 +234,113 @@ class Requirements(_message.Message):
     TIERS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     cpu: float
     memory_mb: int
     tiers: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
     arch: str
-    def __init__(self, cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., tiers: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., arch: _Optional[str] = ...) -> None: ...
+    gpu: int
+    gpu_model: str
+    gpu_memory_mb: int
+    zone: str
+    data: str
+    def __init__(self, cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., tiers: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., arch: _Optional[str] = ..., gpu: _Optional[int] = ..., gpu_model: _Optional[str] = ..., gpu_memory_mb: _Optional[int] = ..., zone: _Optional[str] = ..., data: _Optional[str] = ...) -> None: ...
+
+class Slo(_message.Message):
+    __slots__ = ("p95_latency_ms",)
+    P95_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    p95_latency_ms: float
+    def __init__(self, p95_latency_ms: _Optional[float] = ...) -> None: ...
+
+class PlacementPreferences(_message.Message):
+    __slots__ = ("pack", "prefer_tiers", "affinity", "anti_affinity")
+    class AffinityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PACK_FIELD_NUMBER: _ClassVar[int]
+    PREFER_TIERS_FIELD_NUMBER: _ClassVar[int]
+    AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    ANTI_AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    pack: bool
+    prefer_tiers: _containers.RepeatedScalarFieldContainer[str]
+    affinity: _containers.ScalarMap[str, str]
+    anti_affinity: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pack: bool = ..., prefer_tiers: _Optional[_Iterable[str]] = ..., affinity: _Optional[_Mapping[str, str]] = ..., anti_affinity: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "model", "replicas", "workers", "requirements")
+    __slots__ = ("name", "model", "replicas", "workers", "requirements", "slo", "placement")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    SLO_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     replicas: int
     workers: int
     requirements: Requirements
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ...) -> None: ...
+    slo: Slo
+    placement: PlacementPreferences
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ..., slo: _Optional[_Union[Slo, _Mapping]] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ...) -> None: ...
+
+class ValidateServiceRequest(_message.Message):
+    __slots__ = ("service", "planned")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
+    service: ServiceSpec
+    planned: _containers.RepeatedCompositeFieldContainer[ServiceSpec]
+    def __init__(self, service: _Optional[_Union[ServiceSpec, _Mapping]] = ..., planned: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ...) -> None: ...
+
+class PlacementQuery(_message.Message):
+    __slots__ = ("requirements", "replicas", "placement", "model")
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    requirements: Requirements
+    replicas: int
+    placement: PlacementPreferences
+    model: str
+    def __init__(self, requirements: _Optional[_Union[Requirements, _Mapping]] = ..., replicas: _Optional[int] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class PlannedPlacement(_message.Message):
+    __slots__ = ("node_id", "node_name", "replicas")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    node_name: str
+    replicas: int
+    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class Rejection(_message.Message):
+    __slots__ = ("node_name", "reason")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    reason: str
+    def __init__(self, node_name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PlacementAnswer(_message.Message):
+    __slots__ = ("placements", "rejected", "violations")
+    PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    placements: _containers.RepeatedCompositeFieldContainer[PlannedPlacement]
+    rejected: _containers.RepeatedCompositeFieldContainer[Rejection]
+    violations: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, placements: _Optional[_Iterable[_Union[PlannedPlacement, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ..., violations: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("node_id", "node_name", "replicas", "ready_replicas", "endpoint", "version", "error")

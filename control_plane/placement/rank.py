@@ -1,0 +1,392 @@
+"""Ranking placement (Nomad style): feasibility filters, then the best-ranked node for each replica.
+
+Pure functions over plain values (types.py), deterministic: nodes are sorted by name (then id)
+first, so the order they are given in never matters and ties go to the first name.
+
+Filters: `first_fit.why_not` (ready, tier, labels, arch, cpu, memory) plus what it does not check
+(`why_not_here`): GPUs (count, model, memory), a required zone, a required dataset.
+
+Rank: each node that can take one more replica gets a score tuple, compared in this order, so a
+criterion only decides between nodes that tie on every criterion above it:
+
+  1. enrolled nodes before cloud pool templates (a VM costs money), then the cheapest pool;
+  2. spread: fewest replicas of this service already there (a node going down takes one replica);
+  3. anti-affinity: holds none of the services named in `Preferences.anti_affinity`;
+  4. tier: earlier in `Preferences.prefer_tiers`;
+  5. data locality: the node holds the dataset `Preferences.data`;
+  6. affinity: most `Preferences.affinity` (label, value) pairs matched;
+  7. zone: in `Preferences.zone`;
+  8. bin packing, best fit: the node left fullest, keeping its cpu and memory shares in step
+     (`_Fleet.packing`);
+  9. node name.
+
+    placement, reasons = place_service("web", Demand(cpu=0.5, memory_mb=256), 2, nodes, used={})
+    placements, reasons = place_all({"web": (Demand(cpu=0.5), 2, Preferences())}, nodes)
+    placements = rebalance(services, nodes, placements)     # after a node went down or joined
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from control_plane.placement.first_fit import why_not
+from control_plane.placement.types import Demand, NodeView, Used
+
+__all__ = ["Preferences", "place_service", "place_all", "rebalance", "why_not_here"]
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """Soft wishes: they order the nodes that pass the filters, never make a node infeasible."""
+    spread: bool = True  # replicas of one service on distinct nodes when possible
+    prefer_tiers: tuple = ()  # earlier is better
+    affinity: tuple = ()  # (label key, value) pairs preferred
+    anti_affinity: tuple = ()  # service names whose nodes to avoid
+    data: str = ""  # dataset name: nodes holding it (NodeView.datasets) first
+    zone: str = ""  # nodes in this zone first
+
+
+def _zone(n: NodeView) -> str:
+    return n.zone or n.labels.get("zone", "")
+
+
+def _gpus_free(n: NodeView, d: Demand, used: Used) -> int:
+    # Used counts GPUs, not which ones: assume the taken ones were matching ones (never over-promise).
+    match = sum(d.gpu_model.lower() in g.model.lower() and g.memory_mb >= d.gpu_memory_mb for g in n.gpus)
+    return min(match, len(n.gpus) - int(used.gpus))
+
+
+def why_not_here(node: NodeView, d: Demand, used: Used | None = None) -> str | None:
+    """first_fit.why_not, then the requirements it does not check: zone, dataset, GPUs."""
+    used = used or Used()
+    reason = why_not(node, d, used)
+    if reason:
+        return reason
+    if d.zone and _zone(node) != d.zone:
+        return f"{node.name} is in zone {_zone(node) or '(none)'}, not {d.zone}"
+    if d.data and d.data not in node.datasets:
+        return f"{node.name} does not hold dataset {d.data}"
+    if d.gpus and (free := _gpus_free(node, d, used)) < d.gpus:
+        kind = " ".join(filter(None, [d.gpu_model, f"{d.gpu_memory_mb} MiB" if d.gpu_memory_mb else ""]))
+        return f"{node.name} has {free} {kind + ' ' if kind else ''}GPU(s) free, needs {d.gpus}"
+    return None
+
+
+class _Fleet:
+    """The nodes as arrays in name order (index order is the tie-break order) and what is used on
+    each, so ranking one replica over 10,000 nodes is a few vector operations."""
+
+    def __init__(self, nodes: list[NodeView], used: dict[str, Used]):
+        self.nodes = sorted(nodes, key=lambda n: (n.name, n.id))
+        self.index = {n.id: i for i, n in enumerate(self.nodes)}
+        self.cpu = np.array([n.cpu for n in self.nodes], float)
+        self.mem = np.array([n.memory_mb for n in self.nodes], float)
+        self.ngpu = np.array([len(n.gpus) for n in self.nodes], float)
+        self.ready = np.array([n.ready for n in self.nodes], bool)
+        self.pool = np.array([bool(n.pool) for n in self.nodes], bool)
+        self.price = np.array([n.price_per_hour for n in self.nodes], float)
+        self.used = np.zeros((3, len(self.nodes)))  # cpu, memory, gpus
+        for node_id, u in used.items():
+            if node_id in self.index:
+                self.used[:, self.index[node_id]] += (u.cpu, u.memory_mb, u.gpus)
+        self._masks: dict = {}
+        r = self.ready
+        self.mean = tuple(max(float(a[r].mean()), 1e-9) if r.any() else 1.0 for a in (self.cpu, self.mem))
+
+    def size(self, d: Demand) -> float:
+        """The share of an average ready node one replica takes (GPUs count whole)."""
+        return d.cpu / self.mean[0] + d.memory_mb / self.mean[1] + d.gpus
+
+    def mask(self, key, test, dtype=bool) -> np.ndarray:
+        """test(node) for every node, computed once per key (few distinct tiers, labels, datasets)."""
+        if key not in self._masks:
+            self._masks[key] = np.array([test(n) for n in self.nodes], dtype=dtype)
+        return self._masks[key]
+
+    def any_of(self, kind, values, attr) -> np.ndarray:
+        return np.logical_or.reduce([self.mask((kind, v), lambda n: attr(n) == v) for v in values])
+
+    def label(self, k, v) -> np.ndarray:
+        return self.mask(("label", k, v), lambda n: n.labels.get(k) == v)
+
+    def dataset(self, name) -> np.ndarray:
+        return self.mask(("data", name), lambda n: name in n.datasets)
+
+    def gpu_match(self, d: Demand) -> np.ndarray:
+        return self.mask(("gpus", d.gpu_model, d.gpu_memory_mb), lambda n: _gpus_free(n, d, Used()), int)
+
+    def eligible(self, d: Demand) -> np.ndarray:
+        """Indices of the nodes that pass every filter but capacity (which changes as replicas land)."""
+        m = self.ready.copy()
+        if d.tiers:
+            m &= self.any_of("tier", d.tiers, lambda n: n.tier)
+        for k, v in d.labels:
+            m &= self.label(k, v)
+        if d.arch:
+            m &= self.any_of("arch", (d.arch,), lambda n: n.arch)
+        if d.zone:
+            m &= self.any_of("zone", (d.zone,), _zone)
+        if d.data:
+            m &= self.dataset(d.data)
+        if d.gpus:
+            m &= self.gpu_match(d) >= d.gpus
+        return np.flatnonzero(m)
+
+    def room(self, d: Demand, i: np.ndarray) -> np.ndarray:
+        """Which of the nodes i can take one more replica now: the same tests as why_not_here."""
+        ok = np.ones(len(i), bool)
+        if d.cpu:
+            ok &= self.cpu[i] - self.used[0, i] >= d.cpu - 1e-9
+        if d.memory_mb:
+            ok &= self.mem[i] - self.used[1, i] >= d.memory_mb
+        if d.gpus:
+            ok &= np.minimum(self.gpu_match(d)[i], self.ngpu[i] - self.used[2, i]) >= d.gpus
+        return ok
+
+    def packing(self, d: Demand, i: np.ndarray) -> np.ndarray:
+        """Best fit on nodes i, higher is better: the mean share of cpu and memory capacity used once a
+        replica lands, less twice the growth of the gap between the two shares. Without that term a
+        memory-heavy replica fills a node's memory and strands its cores (and vice versa)."""
+        cap = np.maximum(np.stack([self.cpu[i], self.mem[i]]), 1e-9)
+        before = self.used[:2, i] / cap
+        after = before + np.array([[d.cpu], [d.memory_mb]]) / cap
+        gap = lambda s: np.abs(s[0] - s[1])
+        return after.mean(axis=0) - 2 * (gap(after) - gap(before))
+
+    def preference(self, i: np.ndarray, p: Preferences, avoid: np.ndarray) -> np.ndarray:
+        """The static part of the score tuple (criteria 3-7) for nodes i, as one integer per node:
+        a mixed-radix number, so comparing integers compares the tuples."""
+        rank = np.zeros(len(i), np.int64)
+        for j, t in enumerate(p.prefer_tiers):  # first listed tier gets the highest rank
+            rank[self.any_of("tier", (t,), lambda n: n.tier)[i] & (rank == 0)] = len(p.prefer_tiers) - j
+        terms = [(~avoid[i], 2), (rank, len(p.prefer_tiers) + 1),
+                 (self.dataset(p.data)[i] if p.data else 0, 2),
+                 (sum((self.label(k, v)[i] for k, v in p.affinity), np.zeros(len(i), np.int64)), len(p.affinity) + 1),
+                 (self.any_of("zone", (p.zone,), _zone)[i] if p.zone else 0, 2)]
+        key = np.zeros(len(i), np.int64)
+        for value, base in terms:
+            key = key * base + value
+        return key
+
+    def holding(self, placements: dict[str, dict[str, int]], names) -> np.ndarray:
+        """Mask of the nodes holding a replica of any of the named services."""
+        m = np.zeros(len(self.nodes), bool)
+        for s in names:
+            for node_id, k in placements.get(s, {}).items():
+                if k > 0 and node_id in self.index:
+                    m[self.index[node_id]] = True
+        return m
+
+    def choose(self, d: Demand, elig: np.ndarray, pref: np.ndarray, count: np.ndarray | None) -> int | None:
+        """The best-ranked node of elig (pref aligned with it) with room for one replica, or None.
+        count: this service's replicas per node, when spreading."""
+        p = np.flatnonzero(self.room(d, elig))
+        if p.size == 0:
+            return None
+        enrolled = ~self.pool[elig[p]]
+        if enrolled.any():
+            p = p[enrolled]
+        else:  # only cloud pool templates have room: the cheapest
+            price = self.price[elig[p]]
+            p = p[price == price.min()]
+        if count is not None:  # spread, then the preferences: each keeps the nodes tying on its best value
+            p = p[count[elig[p]] == count[elig[p]].min()]
+        p = p[pref[p] == pref[p].max()]
+        return int(elig[p[np.argmax(self.packing(d, elig[p]))]])  # argmax: first of equals, i.e. by name
+
+    def add(self, i: int, d: Demand, k: int = 1) -> None:
+        self.used[:, i] += (k * d.cpu, k * d.memory_mb, k * d.gpus)
+
+    def why_not(self, i: int, d: Demand) -> str | None:
+        u = self.used[:, i]
+        return why_not_here(self.nodes[i], d, Used(float(u[0]), float(u[1]), int(round(u[2]))))
+
+    def reasons(self, d: Demand) -> list[str]:
+        """Why each node (in name order) cannot take one more replica."""
+        return [self.why_not(i, d) or "" for i in range(len(self.nodes))] or ["no node has enrolled"]
+
+    def counts(self, placement: dict[str, int]) -> np.ndarray:
+        count = np.zeros(len(self.nodes), np.int64)
+        for n, k in placement.items():
+            if n in self.index:
+                count[self.index[n]] = k
+        return count
+
+    def place(self, d: Demand, replicas: int, p: Preferences, current: dict[str, int], avoid: np.ndarray) -> dict[str, int]:
+        """Place one service on top of what is used (adding its replicas to it), as many replicas as fit."""
+        count = np.zeros(len(self.nodes), np.int64)
+
+        def take(i):
+            count[i] += 1
+            self.add(i, d)
+
+        # Keep current replicas where they still fit: a move costs a restart. One per node per round,
+        # so when scaling down the kept ones stay spread.
+        left = {self.index[n]: k for n, k in current.items() if n in self.index and k > 0}
+        while left and count.sum() < replicas:
+            for i in sorted(left):
+                if count.sum() < replicas and left[i] and self.why_not(i, d) is None:
+                    take(i)
+                    left[i] -= 1
+                else:
+                    left[i] = 0
+            left = {i: k for i, k in left.items() if k}
+
+        elig = self.eligible(d)
+        pref = self.preference(elig, p, avoid)
+        while count.sum() < replicas and (i := self.choose(d, elig, pref, count if p.spread else None)) is not None:
+            take(i)
+        return {self.nodes[i].id: int(count[i]) for i in np.flatnonzero(count)}
+
+
+def place_service(name: str, demand: Demand, replicas: int, nodes: list[NodeView], used: dict[str, Used],
+                  prefs: Preferences = Preferences(), *, current: dict[str, int] | None = None,
+                  others: dict[str, dict[str, int]] | None = None) -> tuple[dict[str, int], list[str]]:
+    """Replicas per node id for one service, and the reason each node was passed over (in name
+    order) when not all replicas fit ([] when they did).
+
+    used: what other services hold per node id (not this one's current replicas; not modified).
+    current: this service's placement now; replicas stay on nodes that are ready and still fit.
+    others: other services' placements, for anti-affinity."""
+    fleet = _Fleet(nodes, used)
+    avoid = fleet.holding({s: pl for s, pl in (others or {}).items() if s != name}, prefs.anti_affinity)
+    placement = fleet.place(demand, replicas, prefs, current or {}, avoid)
+    return placement, fleet.reasons(demand) if sum(placement.values()) < replicas else []
+
+
+Services = dict  # service name -> (Demand, replicas, Preferences)
+
+
+def _largest_first(services: Services, fleet: _Fleet) -> list[str]:
+    """First-fit decreasing order, size measured against the capacity a service may use: big
+    replicas, and replicas only a few nodes can take, go first while there is room for them."""
+    total = fleet.cpu[fleet.ready].sum(), fleet.mem[fleet.ready].sum()
+
+    def key(s):
+        d, replicas, _ = services[s]
+        e = fleet.eligible(d)
+        share = sum(a[e].sum() / t for a, t in ((fleet.cpu, total[0]), (fleet.mem, total[1])) if t) / 2
+        return -fleet.size(d) / max(share, 1e-9), -replicas, s
+    return sorted(services, key=key)
+
+
+def _avoid(fleet: _Fleet, services: Services, placements: dict, name: str) -> np.ndarray:
+    # Anti-affinity both ways: nodes of the services this one names, and of those naming this one.
+    names = set(services[name][2].anti_affinity) | {s for s in placements if name in services[s][2].anti_affinity}
+    return fleet.holding(placements, sorted(names - {name}))
+
+
+def place_all(services: Services, nodes: list[NodeView], used: dict[str, Used] | None = None
+              ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    """Place many services from scratch, largest replicas first, then make room for replicas that
+    found none by moving one replica of another service each (`_make_room`). Returns placements
+    per service, and the reasons for each service not fully placed."""
+    fleet = _Fleet(nodes, used or {})
+    out: dict[str, dict[str, int]] = {}
+    order = _largest_first(services, fleet)
+    for s in order:
+        d, replicas, prefs = services[s]
+        out[s] = fleet.place(d, replicas, prefs, {}, _avoid(fleet, services, out, s))
+    short = [s for s in order if sum(out[s].values()) < services[s][1]]
+    if short:
+        on: dict[int, dict[str, int]] = {}  # node index -> replicas per service, for finding what to move
+        for s, pl in out.items():
+            for n, k in pl.items():
+                on.setdefault(fleet.index[n], {})[s] = k
+        for s in short:
+            while sum(out[s].values()) < services[s][1] and _make_room(fleet, services, out, on, s):
+                pass
+    reasons = {s: fleet.reasons(services[s][0]) for s in short if sum(out[s].values()) < services[s][1]}
+    return out, reasons
+
+
+def _make_room(fleet: _Fleet, services: Services, out: dict, on: dict, s: str, tries: int = 256) -> bool:
+    """One more replica of s where no node has room: on one of the first `tries` nodes in s's rank
+    order, move one replica of another service to a node with room for it, if that leaves room for
+    s. The moved replica never joins a node holding one of its own service when that one spreads."""
+    d, _, p = services[s]
+    elig = fleet.eligible(d)
+    count = fleet.counts(out[s])
+    pref = fleet.preference(elig, p, _avoid(fleet, services, out, s))
+    rank = np.lexsort((elig, -pref, count[elig] if p.spread else 0 * elig, fleet.pool[elig]))
+    for i in elig[rank[:tries]]:
+        for v in sorted(set(on.get(i, {})) - {s}, key=lambda v: (fleet.size(services[v][0]), v)):
+            dv, _, pv = services[v]
+            fleet.add(i, dv, -1)
+            if fleet.room(d, np.array([i]))[0]:
+                cv = fleet.counts(out[v])
+                e = fleet.eligible(dv)
+                e = e[(e != i) & ((cv[e] == 0) if pv.spread else True)]
+                j = fleet.choose(dv, e, fleet.preference(e, pv, _avoid(fleet, services, out, v)), cv if pv.spread else None)
+                if j is not None:
+                    fleet.add(j, dv)
+                    fleet.add(i, d)
+                    for svc, frm, to in ((v, i, j), (s, None, i)):
+                        pl = out[svc]
+                        if frm is not None:
+                            pl[fleet.nodes[frm].id] -= 1
+                            on[frm][svc] -= 1
+                        pl[fleet.nodes[to].id] = pl.get(fleet.nodes[to].id, 0) + 1
+                        on.setdefault(to, {})[svc] = on.get(to, {}).get(svc, 0) + 1
+                    out[v] = {n: k for n, k in out[v].items() if k}
+                    on[i] = {x: k for x, k in on[i].items() if k}
+                    return True
+            fleet.add(i, dv)
+    return False
+
+
+def rebalance(services: Services, nodes: list[NodeView], placements: dict[str, dict[str, int]],
+              *, max_moves: int = 16) -> dict[str, dict[str, int]]:
+    """The placements to run next, for the services given.
+
+    1. Replicas on nodes that are down, gone or no longer fit move to other nodes; every other
+       replica stays. Missing replicas (a scale-up, or none fitted before) are placed.
+    2. At most max_moves improvements, and at most one per service per call, so a service's other
+       replicas keep answering while one moves: a replica on a cloud pool VM moves to an enrolled
+       node with room; a replica sharing a node with another of its service moves to a node holding
+       none (e.g. a node that joined). Call again to continue.
+    Placements of services not in `services` are dropped. Never over capacity; deterministic."""
+    fleet = _Fleet(nodes, {})
+    out = {s: {n: k for n, k in placements.get(s, {}).items() if k > 0 and n in fleet.index} for s in services}
+    for s, pl in out.items():
+        for n, k in pl.items():
+            fleet.add(fleet.index[n], services[s][0], k)
+    order = _largest_first(services, fleet)
+    for s in order:
+        d, replicas, prefs = services[s]
+        for n, k in out[s].items():
+            fleet.add(fleet.index[n], d, -k)
+        out[s] = fleet.place(d, replicas, prefs, out[s], _avoid(fleet, services, out, s))
+
+    moves = 0
+    for s in order:
+        if moves >= max_moves:
+            break
+        d, _, prefs = services[s]
+        count = fleet.counts(out[s])
+        # Pool VMs first (dearest first), then the nodes holding the most replicas of this service.
+        sources = sorted(np.flatnonzero(count), key=lambda i: (not fleet.pool[i], -fleet.price[i], -count[i], i))
+        for src in sources:
+            if fleet.pool[src]:
+                allow = ~fleet.pool
+            elif prefs.spread and count[src] >= 2:
+                allow = (count == 0) & ~fleet.pool
+            else:
+                continue
+            fleet.add(src, d, -1)
+            elig = fleet.eligible(d)
+            elig = elig[allow[elig]]
+            dst = fleet.choose(d, elig, fleet.preference(elig, prefs, _avoid(fleet, services, out, s)),
+                               count if prefs.spread else None)
+            if dst is None:
+                fleet.add(src, d)
+                continue
+            fleet.add(dst, d)
+            count[src] -= 1
+            count[dst] += 1
+            out[s] = {fleet.nodes[i].id: int(count[i]) for i in np.flatnonzero(count)}
+            moves += 1
+            break
+    return out

@@ -1,0 +1,48 @@
+"""Correct-by-construction plans: an unsatisfiable stratum_service fails at `terraform plan`,
+with the analysis' message, and nothing is created (real terraform, control plane and node)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stratum.v1 import models_pb2 as m
+from tests.harness import wait_for
+from tests.provider.tfharness import Step, run_steps
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def edge_node(control_plane, start_node, admin):
+    start_node("edge-1", tier="edge", labels={"zone": "north"})
+    wait_for(lambda: admin.nodes().get("edge-1") and admin.nodes()["edge-1"].state == "ready", 30, what="node ready")
+    return admin.nodes()["edge-1"]
+
+
+def service(name: str, **requirements) -> str:
+    req = ", ".join(f"{k} = {v!r}".replace("'", '"') for k, v in requirements.items())
+    return f'resource "stratum_service" "{name}" {{\n  name = "{name}"\n  model = "m"\n  requirements = {{ {req} }}\n}}\n'
+
+
+def test_an_impossible_requirement_fails_at_plan_naming_the_closest_node(ws, admin, edge_node):
+    memory = edge_node.capabilities.memory_mb
+    cfg = ws.provider + service("big", memory_mb=memory * 4, tiers=["edge"]) + service("gpu", gpu=1, zone="south")
+    run_steps(ws, [Step(cfg, plan_only=True, expect_error=[
+        f"requirements.memory_mb = {memory * 4}: largest edge node is edge-1 with {memory} MiB",
+        'with stratum_service.big',
+        "requirements.gpu = 1", "requirements.zone", 'with stratum_service.gpu',
+    ])])
+    with pytest.raises(Exception):
+        admin.GetService(m.GetServiceRequest(name="big"))
+
+
+def test_services_that_each_fit_but_not_together_fail_at_plan(ws, edge_node):
+    each = edge_node.capabilities.memory_mb // 9  # ten of these need 10/9 of the node
+    cfg = ws.provider + "".join(service(f"s{i}", memory_mb=each) for i in range(10))
+    ws.write(ws.provider + service("s0", memory_mb=each))
+    assert ws.plan().rc == 2
+    ws.write(cfg)
+    res = ws.plan(check=False)
+    assert res.rc == 1, res.output
+    assert "found no room" in res.output and "short by" in res.output and "edge-1" in res.output, res.output
+    assert "Traceback" not in res.output
