@@ -3,8 +3,8 @@
 Pure functions over plain values (types.py), deterministic: nodes are sorted by name (then id)
 first, so the order they are given in never matters and ties go to the first name.
 
-Filters: `first_fit.why_not` (ready, tier, labels, arch, cpu, memory) plus what it does not check
-(`why_not_here`): GPUs (count, model, memory), a required zone, a required dataset.
+Filters: exactly `first_fit.why_not` (ready, tier, labels, arch, zone, dataset, GPUs, cpu, memory),
+evaluated as vector operations over the whole fleet; the reasons it gives are what callers see.
 
 Rank: each node that can take one more replica gets a score tuple, compared in this order, so a
 criterion only decides between nodes that tie on every criterion above it:
@@ -34,7 +34,7 @@ import numpy as np
 from control_plane.placement.first_fit import why_not
 from control_plane.placement.types import Demand, NodeView, Used
 
-__all__ = ["Preferences", "place_service", "place_all", "rebalance", "why_not_here"]
+__all__ = ["Preferences", "place_service", "place_all", "rebalance"]
 
 
 @dataclass(frozen=True)
@@ -48,32 +48,6 @@ class Preferences:
     zone: str = ""  # nodes in this zone first
 
 
-def _zone(n: NodeView) -> str:
-    return n.zone or n.labels.get("zone", "")
-
-
-def _gpus_free(n: NodeView, d: Demand, used: Used) -> int:
-    # Used counts GPUs, not which ones: assume the taken ones were matching ones (never over-promise).
-    match = sum(d.gpu_model.lower() in g.model.lower() and g.memory_mb >= d.gpu_memory_mb for g in n.gpus)
-    return min(match, len(n.gpus) - int(used.gpus))
-
-
-def why_not_here(node: NodeView, d: Demand, used: Used | None = None) -> str | None:
-    """first_fit.why_not, then the requirements it does not check: zone, dataset, GPUs."""
-    used = used or Used()
-    reason = why_not(node, d, used)
-    if reason:
-        return reason
-    if d.zone and _zone(node) != d.zone:
-        return f"{node.name} is in zone {_zone(node) or '(none)'}, not {d.zone}"
-    if d.data and d.data not in node.datasets:
-        return f"{node.name} does not hold dataset {d.data}"
-    if d.gpus and (free := _gpus_free(node, d, used)) < d.gpus:
-        kind = " ".join(filter(None, [d.gpu_model, f"{d.gpu_memory_mb} MiB" if d.gpu_memory_mb else ""]))
-        return f"{node.name} has {free} {kind + ' ' if kind else ''}GPU(s) free, needs {d.gpus}"
-    return None
-
-
 class _Fleet:
     """The nodes as arrays in name order (index order is the tie-break order) and what is used on
     each, so ranking one replica over 10,000 nodes is a few vector operations."""
@@ -83,7 +57,6 @@ class _Fleet:
         self.index = {n.id: i for i, n in enumerate(self.nodes)}
         self.cpu = np.array([n.cpu for n in self.nodes], float)
         self.mem = np.array([n.memory_mb for n in self.nodes], float)
-        self.ngpu = np.array([len(n.gpus) for n in self.nodes], float)
         self.ready = np.array([n.ready for n in self.nodes], bool)
         self.pool = np.array([bool(n.pool) for n in self.nodes], bool)
         self.price = np.array([n.price_per_hour for n in self.nodes], float)
@@ -114,8 +87,17 @@ class _Fleet:
     def dataset(self, name) -> np.ndarray:
         return self.mask(("data", name), lambda n: name in n.datasets)
 
-    def gpu_match(self, d: Demand) -> np.ndarray:
-        return self.mask(("gpus", d.gpu_model, d.gpu_memory_mb), lambda n: _gpus_free(n, d, Used()), int)
+    def gpu_table(self, d: Demand) -> np.ndarray:
+        """[node, taken]: GPUs matching d among node.gpus[taken:], as why_not counts them (GPUs are
+        handed out in the node's order)."""
+        key = ("gpus", d.gpu_model.lower(), d.gpu_memory_mb)
+        if key not in self._masks:
+            table = np.zeros((len(self.nodes), max((len(n.gpus) for n in self.nodes), default=0) + 1), int)
+            for j, n in enumerate(self.nodes):
+                ok = [key[1] in g.model.lower() and g.memory_mb >= key[2] for g in n.gpus]
+                table[j, :len(ok)] = np.cumsum(ok[::-1])[::-1]
+            self._masks[key] = table
+        return self._masks[key]
 
     def eligible(self, d: Demand) -> np.ndarray:
         """Indices of the nodes that pass every filter but capacity (which changes as replicas land)."""
@@ -127,33 +109,39 @@ class _Fleet:
         if d.arch:
             m &= self.any_of("arch", (d.arch,), lambda n: n.arch)
         if d.zone:
-            m &= self.any_of("zone", (d.zone,), _zone)
+            m &= self.any_of("zone", (d.zone,), lambda n: n.zone)
         if d.data:
             m &= self.dataset(d.data)
-        if d.gpus:
-            m &= self.gpu_match(d) >= d.gpus
+        if d.gpus or d.gpu_model or d.gpu_memory_mb:
+            m &= self.gpu_table(d)[:, 0] >= max(d.gpus, 1)
         return np.flatnonzero(m)
 
     def room(self, d: Demand, i: np.ndarray) -> np.ndarray:
-        """Which of the nodes i can take one more replica now: the same tests as why_not_here."""
+        """Which of the nodes i can take one more replica now: the same tests as why_not."""
         ok = np.ones(len(i), bool)
+        if d.gpus or d.gpu_model or d.gpu_memory_mb:
+            table = self.gpu_table(d)
+            ok &= table[i, np.minimum(self.used[2, i].astype(int), table.shape[1] - 1)] >= max(d.gpus, 1)
         if d.cpu:
             ok &= self.cpu[i] - self.used[0, i] >= d.cpu - 1e-9
         if d.memory_mb:
             ok &= self.mem[i] - self.used[1, i] >= d.memory_mb
-        if d.gpus:
-            ok &= np.minimum(self.gpu_match(d)[i], self.ngpu[i] - self.used[2, i]) >= d.gpus
         return ok
 
     def packing(self, d: Demand, i: np.ndarray) -> np.ndarray:
-        """Best fit on nodes i, higher is better: the mean share of cpu and memory capacity used once a
-        replica lands, less twice the growth of the gap between the two shares. Without that term a
-        memory-heavy replica fills a node's memory and strands its cores (and vice versa)."""
-        cap = np.maximum(np.stack([self.cpu[i], self.mem[i]]), 1e-9)
-        before = self.used[:2, i] / cap
-        after = before + np.array([[d.cpu], [d.memory_mb]]) / cap
-        gap = lambda s: np.abs(s[0] - s[1])
-        return after.mean(axis=0) - 2 * (gap(after) - gap(before))
+        """Best fit on nodes i, higher is better: the mean share of capacity used once a replica
+        lands, over the resources it needs; needing cpu and memory, less twice the growth of the gap
+        between the two shares: a memory-heavy replica must not fill a node's memory and strand its
+        cores (or the reverse)."""
+        need = [(k, v, np.maximum(cap[i], 1e-9)) for k, v, cap in ((0, d.cpu, self.cpu), (1, d.memory_mb, self.mem)) if v]
+        if not need:
+            return np.zeros(len(i))
+        before = np.stack([self.used[k, i] / cap for k, _, cap in need])
+        after = before + np.stack([v / cap for _, v, cap in need])
+        score = after.mean(axis=0)
+        if len(need) == 2:
+            score -= 2 * (np.abs(after[0] - after[1]) - np.abs(before[0] - before[1]))
+        return score
 
     def preference(self, i: np.ndarray, p: Preferences, avoid: np.ndarray) -> np.ndarray:
         """The static part of the score tuple (criteria 3-7) for nodes i, as one integer per node:
@@ -164,7 +152,7 @@ class _Fleet:
         terms = [(~avoid[i], 2), (rank, len(p.prefer_tiers) + 1),
                  (self.dataset(p.data)[i] if p.data else 0, 2),
                  (sum((self.label(k, v)[i] for k, v in p.affinity), np.zeros(len(i), np.int64)), len(p.affinity) + 1),
-                 (self.any_of("zone", (p.zone,), _zone)[i] if p.zone else 0, 2)]
+                 (self.any_of("zone", (p.zone,), lambda n: n.zone)[i] if p.zone else 0, 2)]
         key = np.zeros(len(i), np.int64)
         for value, base in terms:
             key = key * base + value
@@ -200,8 +188,8 @@ class _Fleet:
         self.used[:, i] += (k * d.cpu, k * d.memory_mb, k * d.gpus)
 
     def why_not(self, i: int, d: Demand) -> str | None:
-        u = self.used[:, i]
-        return why_not_here(self.nodes[i], d, Used(float(u[0]), float(u[1]), int(round(u[2]))))
+        cpu, mem, gpus = (float(x) for x in self.used[:, i])
+        return why_not(self.nodes[i], d, Used(cpu, int(mem) if mem.is_integer() else mem, int(round(gpus))))
 
     def reasons(self, d: Demand) -> list[str]:
         """Why each node (in name order) cannot take one more replica."""
