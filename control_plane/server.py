@@ -148,10 +148,9 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, servi
                 for node_id, state in changes:
                     if state == "down":
                         event(log, "node down", node_id=node_id, state=state)
-                if changes:  # replicas of down nodes move; deletions waiting on them finish
-                    await asyncio.to_thread(services.replace_lost)
+                if changes:  # replicas of down nodes move, joined nodes take some; deletions waiting on them finish
+                    await asyncio.to_thread(services.rebalance)
                     await asyncio.to_thread(services.finish_deletes)
-                    services.push()
             if time.monotonic() - last_flush >= cfg.flush_interval:
                 last_flush = time.monotonic()
                 await asyncio.to_thread(nodes.flush_heartbeats)

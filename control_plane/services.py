@@ -24,7 +24,8 @@ from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from control_plane.models import Models
 from control_plane.nodes import NodeRegistry
 from control_plane.analysis import ServiceNeeds, analyse, check_plan as check_whole_plan
-from control_plane.placement.first_fit import Demand, NodeView, Used, place, why_not
+from control_plane.placement.first_fit import Demand, NodeView, Used, why_not
+from control_plane.placement.rank import Preferences, place_service, rebalance
 from control_plane.placement.types import Gpu
 from control_plane.store import Store
 from stratum.logs import event
@@ -75,6 +76,12 @@ def node_view(n) -> NodeView:
     data = tuple(sorted(x.strip() for x in n.labels.get("data", "").split(",") if x.strip()))
     return NodeView(n.id, n.name, n.tier, dict(n.labels), c.arch, float(c.cpu_cores), int(c.memory_mb), n.state == "ready",
                     gpus=tuple(Gpu(g.model, int(g.memory_mb)) for g in c.gpus), zone=n.labels.get("zone", ""), datasets=data)
+
+
+def preferences_of(spec: m.ServiceSpec) -> Preferences:
+    p, r = spec.placement, spec.requirements
+    return Preferences(spread=not p.pack, prefer_tiers=tuple(p.prefer_tiers), affinity=tuple(sorted(p.affinity.items())),
+                       anti_affinity=tuple(p.anti_affinity), data=r.data, zone=r.zone)
 
 
 def demand_of(r: m.Requirements, memory_mb: int) -> Demand:
@@ -128,14 +135,18 @@ class Services:
                 u.gpus += d.gpus * n
         return used
 
+    def _others(self, exclude: str) -> dict[str, dict[str, int]]:
+        return {d["name"]: d["placement"] for d in self.store.list_docs("services")
+                if d["name"] != exclude and not d.get("deleting")}
+
     def _place(self, spec: m.ServiceSpec, keep: dict[str, int] | None = None) -> dict[str, int]:
+        """Rank placement (control_plane/placement/rank.py); replicas already placed stay where they
+        still fit (moving one is not free), so only those of down nodes, or new ones, move."""
         nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
         replicas = spec.replicas or 1
         demand = self._demand(spec)
-        if keep and sum(keep.values()) == replicas and all(
-                any(n.id == k and n.ready for n in nodes) for k in keep):
-            return keep  # still where it was: moving replicas is not free
-        placement, reasons = place(nodes, demand, replicas, self._used(spec.name))
+        placement, reasons = place_service(spec.name, demand, replicas, nodes, self._used(spec.name), preferences_of(spec),
+                                           current=keep, others=self._others(spec.name))
         if reasons:
             raise FailedPrecondition(
                 f"no room for {replicas} replica(s) of {spec.name!r} needing {demand.cpu:g} cores and {demand.memory_mb} MiB "
@@ -179,7 +190,8 @@ class Services:
         used = self._used(set())
         needs = self._needs(spec)
         out = m.PlacementAnswer(violations=[v.message for v in analyse(needs, nodes, used)])
-        placement, _ = place(nodes, needs.demand, needs.replicas, used)
+        placement, _ = place_service("what-if", needs.demand, needs.replicas, nodes, used, preferences_of(spec),
+                                     others=self._others(""))
         if out.violations or sum(placement.values()) < needs.replicas:
             placement = {}
         names = {n.id: n.name for n in nodes}
@@ -215,7 +227,7 @@ class Services:
             raise NotFound(f"service {spec.name!r} is being deleted")
         self.check(spec, need_model=True)
         old = json_format.ParseDict(doc["spec"], m.ServiceSpec())
-        keep = doc["placement"] if old.requirements == spec.requirements else None
+        keep = doc["placement"] if (old.requirements, old.placement) == (spec.requirements, spec.placement) else None
         doc.update(spec=spec_json(spec), placement=self._place(spec, keep))
         self.store.put_doc("services", spec.name, doc)
         event(log, "service updated", service=spec.name, placement=doc["placement"])
@@ -311,23 +323,23 @@ class Services:
         except NotFound:
             return False
 
-    def replace_lost(self) -> None:
-        """Move the replicas of nodes that went down to other nodes that fit."""
-        for doc in self.store.list_docs("services"):
-            if doc.get("deleting"):
-                continue
-            if all(self._node_ready(n) for n in doc["placement"]):
-                continue
-            spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
-            try:
-                placement = self._place(spec)
-            except FailedPrecondition as e:
-                event(log, "cannot move service off a down node", level=logging.WARNING, service=doc["name"], error=str(e))
-                continue
-            doc["placement"] = placement
-            self.store.put_doc("services", doc["name"], doc)
-            event(log, "service moved", service=doc["name"], placement=placement)
-            self.push()
+    def rebalance(self) -> None:
+        """After nodes went down or joined: move the replicas of down nodes to nodes that fit, and make
+        a bounded number of moves that improve spread (control_plane/placement/rank.py: rebalance)."""
+        docs = [d for d in self.store.list_docs("services") if not d.get("deleting")]
+        if not docs:
+            return
+        nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        specs = {d["name"]: json_format.ParseDict(d["spec"], m.ServiceSpec()) for d in docs}
+        services = {name: (self._demand(spec), spec.replicas or 1, preferences_of(spec)) for name, spec in specs.items()}
+        new = rebalance(services, nodes, {d["name"]: d["placement"] for d in docs})
+        for d in docs:
+            placement = {k: v for k, v in new.get(d["name"], {}).items() if v}
+            if placement != d["placement"]:
+                d["placement"] = placement
+                self.store.put_doc("services", d["name"], d)
+                event(log, "service moved", service=d["name"], placement=placement)
+        self.push()
 
     # -- what nodes are told ------------------------------------------------------------------
     def assignments_for(self, node_id: str) -> na.Assignments:

@@ -120,8 +120,9 @@ class StratumProvider(Provider):
     def get_data_sources(self) -> list[Type[DataSource]]:
         from provider.data_source_node import NodeDataSource
         from provider.data_source_nodes import NodesDataSource
+        from provider.data_source_placement import PlacementDataSource
 
-        return [NodesDataSource, NodeDataSource]
+        return [NodesDataSource, NodeDataSource, PlacementDataSource]
 
     def get_resources(self) -> list[Type[Resource]]:
         from provider.resource_dataset import DatasetResource

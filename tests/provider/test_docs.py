@@ -10,6 +10,7 @@ import pytest
 
 from provider.data_source_node import NodeDataSource
 from provider.data_source_nodes import NodesDataSource
+from provider.data_source_placement import PlacementDataSource
 from provider.nested import NestedAttribute
 from provider.provider import provider_schema
 from provider.resource_join_token import JoinTokenResource
@@ -23,6 +24,7 @@ PAGES = [
     ("resources/join_token.md", JoinTokenResource.get_schema(), "resources/stratum_join_token/resource.tf"),
     ("data-sources/nodes.md", NodesDataSource.get_schema(), "data-sources/stratum_nodes/data-source.tf"),
     ("data-sources/node.md", NodeDataSource.get_schema(), "data-sources/stratum_node/data-source.tf"),
+    ("data-sources/placement.md", PlacementDataSource.get_schema(), "data-sources/stratum_placement/data-source.tf"),
 ]
 
 

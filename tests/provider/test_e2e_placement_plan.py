@@ -46,3 +46,31 @@ def test_services_that_each_fit_but_not_together_fail_at_plan(ws, edge_node):
     assert res.rc == 1, res.output
     assert "found no room" in res.output and "short by" in res.output and "edge-1" in res.output, res.output
     assert "Traceback" not in res.output
+
+
+def test_what_if_placement_data_source(ws, control_plane, start_node, admin, edge_node):
+    start_node("fog-1", tier="fog", labels={"zone": "south"})
+    wait_for(lambda: admin.nodes().get("fog-1") and admin.nodes()["fog-1"].state == "ready", 30, what="fog node ready")
+    cfg = ws.provider + '''
+data "stratum_placement" "edge" {
+  requirements = { memory_mb = 256, tiers = ["edge"] }
+  replicas     = 2
+  placement    = { pack = true }
+}
+data "stratum_placement" "gpu" {
+  requirements = { gpu = 1 }
+}
+output "edge" { value = data.stratum_placement.edge }
+output "gpu" { value = data.stratum_placement.gpu }
+'''
+
+    def check(ws):
+        edge, gpu = ws.outputs()["edge"], ws.outputs()["gpu"]
+        assert edge["fits"] is True and edge["violations"] == []
+        assert edge["placements"] == [{"node_id": admin.nodes()["edge-1"].id, "node_name": "edge-1", "replicas": 2}]
+        assert edge["rejected"] == [{"node_name": "fog-1", "reason": "fog-1 is fog, not edge"}]
+        assert gpu["fits"] is False and gpu["placements"] == []
+        assert any(v.startswith("requirements.gpu = 1") for v in gpu["violations"]), gpu["violations"]
+        assert {r["node_name"] for r in gpu["rejected"]} == {"edge-1", "fog-1"}
+
+    run_steps(ws, [Step(cfg, check=check)])
