@@ -56,7 +56,8 @@ def test_replicas_move_off_a_lost_node_and_the_service_keeps_answering(tmp_path,
         failures, answered, stop = [], [0], threading.Event()
 
         def loop():
-            # A client holding every endpoint of the service: one answering is enough.
+            # A client holding every endpoint of the service: one answering is enough, and one that
+            # failed goes to the back of its list (as an HTTP client with several upstreams does).
             while not stop.is_set():
                 for e in list(endpoints):
                     try:
@@ -64,7 +65,9 @@ def test_replicas_move_off_a_lost_node_and_the_service_keeps_answering(tmp_path,
                         answered[0] += 1
                         break
                     except Exception:  # noqa: BLE001 - try the next endpoint
-                        continue
+                        if e in endpoints:
+                            endpoints.remove(e)
+                            endpoints.append(e)
                 else:
                     failures.append(time.monotonic())
                 time.sleep(0.05)

@@ -34,7 +34,7 @@ def test_schema_needs_no_control_plane(make_workspace):
     assert nodes["nested_type"]["attributes"]["addresses"]["type"] == ["list", "string"]
     token = schema["resource_schemas"]["stratum_join_token"]["block"]["attributes"]
     assert token["token"]["sensitive"] and token["name"]["required"]
-    assert set(schema["data_source_schemas"]) == {"stratum_nodes", "stratum_node"}
+    assert set(schema["data_source_schemas"]) == {"stratum_nodes", "stratum_node", "stratum_placement"}
 
 
 def test_validate_needs_no_control_plane(make_workspace):
