@@ -122,3 +122,16 @@ def name_taken(diags: Diagnostics, what: str, name: str, differs: str) -> None:
         f"A {what} named {name!r} already exists with {differs}. Import it (terraform import <address> {name}) or choose another name.",
         path=["name"],
     )
+
+
+def check_timeouts(diags: Diagnostics, planned: dict, operations: tuple[str, ...]) -> None:
+    """Plan-time check of a `timeouts = { create = "30m", ... }` attribute: each a duration."""
+    from stratum.durations import parse_duration
+
+    for op in operations:
+        t = (planned.get("timeouts") or {}).get(op)
+        if isinstance(t, str):
+            try:
+                parse_duration(t)
+            except ValueError as e:
+                diags.add_error("Invalid timeout", str(e), path=["timeouts", op])

@@ -22,7 +22,7 @@ from tf.types import Bool, List, Map, Number, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
-from provider.common import client_of, get_for_import, name_taken, read_by_name, wholly_known
+from provider.common import check_timeouts, client_of, get_for_import, name_taken, read_by_name, wholly_known
 from provider.nested import NestedAttribute, Nesting
 from stratum.durations import parse_duration
 from stratum.v1 import models_pb2 as m
@@ -177,13 +177,7 @@ class ServiceResource(Resource):
                 planned[k] = Unknown
         elif not ctx.changed_fields & set(SPEC_FIELDS):
             return planned
-        for op in ("create", "update", "delete"):
-            t = (planned.get("timeouts") or {}).get(op)
-            if isinstance(t, str):
-                try:
-                    parse_duration(t)
-                except ValueError as e:
-                    diags.add_error("Invalid timeout", str(e), path=["timeouts", op])
+        check_timeouts(diags, planned, ("create", "update", "delete"))
         values = {k: planned.get(k) for k in SPEC_FIELDS}
         client = getattr(self.provider, "client", None)
         if client is not None and wholly_known(values):

@@ -130,7 +130,9 @@ def test_smart_traffic_apply_predict_roll_and_destroy(ws, control_plane, node):
     ('task = "classification"\n  candidates = ["random_forest"]\n  selection = { metric = "rmse" }', ["selection.metric", "rmse"]),
     ('task = "classification"\n  candidates = ["random_forest"]\n  grids = { random_forest = jsonencode({ n_trees = [1] }) }',
      ['grids["random_forest"]', "n_trees"]),
-], ids=["missing-target-column", "non-numeric-regression-target", "unknown-algorithm", "metric-task-mismatch", "bad-grid"])
+    ('task = "classification"\n  candidates = ["random_forest"]\n  timeouts = { create = "soon" }', ["Invalid timeout", "soon"]),
+], ids=["missing-target-column", "non-numeric-regression-target", "unknown-algorithm", "metric-task-mismatch", "bad-grid",
+        "bad-timeout"])
 def test_bad_model_specs_fail_at_plan_and_create_nothing(ws, admin, model_args, expected):
     (ws.dir / "data").mkdir(parents=True)
     shutil.copy(EXAMPLE / "data" / "traffic.csv", ws.dir / "data" / "traffic.csv")
