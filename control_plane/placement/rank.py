@@ -67,6 +67,12 @@ class _Fleet:
         self._masks: dict = {}
         r = self.ready
         self.mean = tuple(max(float(a[r].mean()), 1e-9) if r.any() else 1.0 for a in (self.cpu, self.mem))
+        self.total = tuple(max(float(a[r].sum()), 1e-9) for a in (self.cpu, self.mem))
+
+    def weight(self, d: Demand) -> float:
+        """What one placed replica is worth when not everything fits: its cpu and memory as shares
+        of the ready fleet's (the objective bench/placement compares with the optimum)."""
+        return d.cpu / self.total[0] + d.memory_mb / self.total[1]
 
     def size(self, d: Demand) -> float:
         """The share of an average ready node one replica takes (GPUs count whole)."""
@@ -269,8 +275,9 @@ def _avoid(fleet: _Fleet, services: Services, placements: dict, name: str) -> np
 def place_all(services: Services, nodes: list[NodeView], used: dict[str, Used] | None = None
               ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
     """Place many services from scratch, largest replicas first, then make room for replicas that
-    found none by moving one replica of another service each (`_make_room`). Returns placements
-    per service, and the reasons for each service not fully placed."""
+    found none by moving one replica of another service each (`_make_room`), then choose which
+    replicas to leave out so more demand is placed (`_repair`). Returns placements per service,
+    and the reasons for each service not fully placed."""
     fleet = _Fleet(nodes, used or {})
     out: dict[str, dict[str, int]] = {}
     order = _largest_first(services, fleet)
@@ -286,7 +293,9 @@ def place_all(services: Services, nodes: list[NodeView], used: dict[str, Used] |
         for s in short:
             while sum(out[s].values()) < services[s][1] and _make_room(fleet, services, out, on, s):
                 pass
-    reasons = {s: fleet.reasons(services[s][0]) for s in short if sum(out[s].values()) < services[s][1]}
+        _repair(fleet, services, out, on)
+    # every service, not only `short`: _repair may leave out a replica of one that was fully placed
+    reasons = {s: fleet.reasons(services[s][0]) for s in order if sum(out[s].values()) < services[s][1]}
     return out, reasons
 
 
@@ -323,6 +332,104 @@ def _make_room(fleet: _Fleet, services: Services, out: dict, on: dict, s: str, t
                     return True
             fleet.add(i, dv)
     return False
+
+
+def _repair(fleet: _Fleet, services: Services, out: dict, on: dict, rounds: int = 8, tries: int = 256,
+            held_max: int = 8) -> None:
+    """Local search once replicas are still left out. Largest first may fill one resource and leave
+    the other idle, where a different choice of what to leave out fills both. On one node at a time:
+    take out up to two placed replicas, fill the node with left-out replicas (heaviest first), put
+    the ones taken out elsewhere if they fit; keep the best such change when it places more weight
+    (`_Fleet.weight`). Every kept change strictly adds weight, so it ends. Bounded: `rounds` passes
+    over at most `tries` nodes, taking out only the `held_max` heaviest replicas of a node."""
+    missing = {s: r - sum(out[s].values()) for s, (_, r, _) in services.items()}
+    weight = {s: fleet.weight(services[s][0]) for s in services}
+    masks: dict[str, np.ndarray] = {}
+
+    def ok(s: str) -> np.ndarray:  # nodes passing s's filters, capacity aside
+        if s not in masks:
+            masks[s] = np.zeros(len(fleet.nodes), bool)
+            masks[s][fleet.eligible(services[s][0])] = True
+        return masks[s]
+
+    def elsewhere(v: str, i: int) -> int | None:  # where v's replica taken off node i would go
+        dv, _, pv = services[v]
+        e = np.flatnonzero(ok(v))
+        e = e[e != i]
+        cv = fleet.counts(out[v])
+        return fleet.choose(dv, e, fleet.preference(e, pv, _avoid(fleet, services, out, v)), cv if pv.spread else None)
+
+    def try_move(i: int, taken: tuple, left: list, ok_i: np.ndarray, need: np.ndarray) -> tuple[float, list]:
+        """Take `taken` off node i, fill it from `left` (ok_i: their filters on i; need: their cpu
+        and memory), re-place `taken`; undo. Returns (gain in weight, steps)."""
+        steps: list = [(v, i, None) for v in taken]  # (service, from node or None, to node or None)
+        for v in taken:
+            fleet.add(i, services[v][0], -1)
+        free = [fleet.cpu[i] - fleet.used[0, i] + 1e-9, fleet.mem[i] - fleet.used[1, i]]
+        for x in np.flatnonzero(ok_i & (need <= np.array(free)[:, None]).all(axis=0)):
+            s, d = left[x], services[left[x]][0]
+            for _ in range(missing[s] if s not in taken else 0):
+                # cpu and memory as plain numbers first (cheap), then the same test as why_not (GPUs)
+                if d.cpu > free[0] or d.memory_mb > free[1] or not fleet.room(d, np.array([i]))[0]:
+                    break
+                fleet.add(i, d)
+                free[0] -= d.cpu
+                free[1] -= d.memory_mb
+                steps.append((s, None, i))
+        gain = sum(weight[s] for s, frm, _ in steps if frm is None) - sum(weight[v] for v in taken)
+        if len(steps) > len(taken):  # something was added: worth looking for room for what was taken
+            for k, v in enumerate(taken):
+                if (j := elsewhere(v, i)) is not None:
+                    fleet.add(j, services[v][0])
+                    steps[k] = (v, i, j)
+                    gain += weight[v]
+        for s, frm, to in reversed(steps):
+            if to is not None:
+                fleet.add(to, services[s][0], -1)
+            if frm is not None:
+                fleet.add(frm, services[s][0])
+        return gain, steps
+
+    for _ in range(rounds):
+        # Left out now, heaviest first. One that a change below leaves out waits for the next round.
+        left = sorted((s for s, k in missing.items() if k > 0), key=lambda s: (-weight[s], s))
+        if not left:
+            return
+        oks = np.stack([ok(s) for s in left])
+        need = np.array([[services[s][0].cpu, services[s][0].memory_mb] for s in left], float).T
+        cand = np.flatnonzero(oks.any(axis=0))[:tries]
+        improved = False
+        for i in cand:
+            i = int(i)
+            ok_i = oks[:, i] & np.array([missing[s] > 0 for s in left])
+            if not ok_i.any():
+                continue
+            held = sorted((v for v, k in on.get(i, {}).items() for _ in range(min(k, 2))),
+                          key=lambda v: (-weight[v], v))[:held_max]
+            sets = sorted({()} | {(v,) for v in held} | {(a, b) for x, a in enumerate(held) for b in held[x + 1:]})
+            best = (1e-9, None)
+            for taken in sets:
+                gain, steps = try_move(i, taken, left, ok_i, need)
+                if gain > best[0]:
+                    best = (gain, steps)
+            if best[1] is None:
+                continue
+            improved = True
+            for s, frm, to in best[1]:  # apply: fleet, placements, node contents, what is missing
+                for node, k in ((frm, -1), (to, 1)):
+                    if node is None:
+                        continue
+                    fleet.add(node, services[s][0], k)
+                    nid = fleet.nodes[node].id
+                    out[s][nid] = out[s].get(nid, 0) + k
+                    on.setdefault(node, {})[s] = on.get(node, {}).get(s, 0) + k
+                    if not out[s][nid]:
+                        del out[s][nid]
+                    if not on[node][s]:
+                        del on[node][s]
+                missing[s] += (frm is not None) - (to is not None)
+        if not improved:
+            return
 
 
 def rebalance(services: Services, nodes: list[NodeView], placements: dict[str, dict[str, int]],

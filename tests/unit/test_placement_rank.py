@@ -146,6 +146,18 @@ def test_place_all_makes_room_by_moving_one_replica():
     assert place_all(services, nodes) == ({"c": {"n2": 1}, "a": {"n1": 1}, "b": {"n0": 1}}, {})
 
 
+def test_place_all_repair_leaves_out_what_packs_worst():
+    # Largest first puts "a" (3 cores, 3 GiB) on the only node: 1 core and 1 GiB stay idle and neither
+    # "b" (2 cores, 2 GiB) fits. Leaving "a" out for two "b" fills the node: more demand placed.
+    nodes = [node(1)]
+    services = {"a": (Demand(cpu=3, memory_mb=3072), 1, NO_SPREAD), "b": (Demand(cpu=2, memory_mb=2048), 2, NO_SPREAD)}
+    assert place_all(services, nodes) == ({"a": {}, "b": {"n1": 2}}, {"a": ["node-1 has 0 of 4 cores free, needs 3"]})
+    # ... only when that places more: a bigger "a" (4 cores, 4 GiB) stays, and "b" is left out
+    services["a"] = (Demand(cpu=4, memory_mb=4096), 1, NO_SPREAD)
+    placements, reasons = place_all(services, nodes)
+    assert placements == {"a": {"n1": 1}, "b": {}} and set(reasons) == {"b"}
+
+
 SERVICES = {"web": (Demand(cpu=1, memory_mb=512), 2, Preferences()), "api": (Demand(cpu=1, memory_mb=512), 3, Preferences())}
 
 
