@@ -132,7 +132,7 @@ class Services:
                 u = used.setdefault(node_id, Used())
                 u.cpu += d.cpu * n
                 u.memory_mb += d.memory_mb * n
-                u.gpus += d.gpus * n
+                u.gpus += d.gpus_held * n
         return used
 
     def _others(self, exclude: str) -> dict[str, dict[str, int]]:

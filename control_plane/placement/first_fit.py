@@ -57,7 +57,7 @@ def place(nodes: list[NodeView], d: Demand, replicas: int, used: dict[str, Used]
                 out[n.id] = out.get(n.id, 0) + 1
                 held[n.id].cpu += d.cpu
                 held[n.id].memory_mb += d.memory_mb
-                held[n.id].gpus += d.gpus
+                held[n.id].gpus += d.gpus_held
                 break
         else:
             return out, [why_not(n, d, held[n.id]) or "" for n in order] or ["no node has enrolled"]

@@ -76,7 +76,7 @@ class _Fleet:
 
     def size(self, d: Demand) -> float:
         """The share of an average ready node one replica takes (GPUs count whole)."""
-        return d.cpu / self.mean[0] + d.memory_mb / self.mean[1] + d.gpus
+        return d.cpu / self.mean[0] + d.memory_mb / self.mean[1] + d.gpus_held
 
     def mask(self, key, test, dtype=bool) -> np.ndarray:
         """test(node) for every node, computed once per key (few distinct tiers, labels, datasets)."""
@@ -191,7 +191,7 @@ class _Fleet:
         return int(elig[p[np.argmax(self.packing(d, elig[p]))]])  # argmax: first of equals, i.e. by name
 
     def add(self, i: int, d: Demand, k: int = 1) -> None:
-        self.used[:, i] += (k * d.cpu, k * d.memory_mb, k * d.gpus)
+        self.used[:, i] += (k * d.cpu, k * d.memory_mb, k * d.gpus_held)
 
     def why_not(self, i: int, d: Demand) -> str | None:
         cpu, mem, gpus = (float(x) for x in self.used[:, i])

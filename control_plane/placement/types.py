@@ -48,6 +48,11 @@ class Demand:
     zone: str = ""
     data: str = ""  # dataset name whose locality is required ("" for none)
 
+    @property
+    def gpus_held(self) -> int:
+        """GPUs a replica takes: asking for a GPU model or GPU memory implies at least one."""
+        return self.gpus or (1 if self.gpu_model or self.gpu_memory_mb else 0)
+
 
 @dataclass
 class Used:
