@@ -437,6 +437,12 @@ class ServiceRouter:
         self._health_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._downstreams: set = set()
+        # Scale to zero: with on_empty set, a request that finds no replica at all waits (up to
+        # request_timeout) while on_empty() starts one, instead of a 503; add_backend releases it.
+        self.on_empty = None
+        self._parked: list = []
+        self._waking = False
+        self.last_request = time.monotonic()
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -480,6 +486,12 @@ class ServiceRouter:
         b = Backend(backend_id, host, port)
         self.backends[backend_id] = b
         self._order.append(b)
+        if self._parked:  # requests that waited for a replica to start
+            parked, self._parked = self._parked, []
+            for ex in parked:
+                if not ex.done:
+                    self._loop.call_soon(self._dispatch, ex)
+        self._waking = False
         return b
 
     def remove_backend(self, backend_id: str) -> None:
@@ -545,13 +557,22 @@ class ServiceRouter:
 
     # -- request path -------------------------------------------------------------------------
     def _dispatch(self, ex: _Exchange) -> None:
-        if not ex.tried:
+        if not ex.tried and ex.timer is None:  # first dispatch (a parked request has its timer already)
             self.requests += 1
+            self.last_request = time.monotonic()
             if ex.path == b"/predict" and ex.method == b"POST" and ex.body:
                 slot = self.reservoir.slot()
                 if slot is not None:
                     self._loop.call_soon(self._sample, slot, ex.body)
         b = self._pick(ex.tried)
+        if b is None and self.on_empty is not None and not self._order and not ex.tried:
+            if ex.timer is None:
+                ex.timer = self._loop.call_later(self.request_timeout, self._timeout, ex)
+            self._parked.append(ex)
+            if not self._waking:
+                self._waking = True
+                self.on_empty()
+            return
         if b is None:
             self.failures += 1
             if ex.tried:

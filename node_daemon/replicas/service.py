@@ -47,6 +47,7 @@ class LocalService:
         self.workers = 1
         self._seq = itertools.count(1)
         self._lock = asyncio.Lock()
+        self.on_demand_replicas = 1  # replicas started by the first request in on-demand mode
 
     @property
     def endpoint(self) -> str:
@@ -115,7 +116,32 @@ class LocalService:
                 await self._retire(old)
             self.bento, self.workers = ref, workers
 
+    def scale_to_zero(self, idle_s: float, check_s: float = 1.0) -> None:
+        """On-demand mode: no replica while idle. The first request starts one (it waits in the router
+        meanwhile); after `idle_s` without requests the replicas are drained and stopped."""
+        self.router.on_empty = lambda: asyncio.get_running_loop().create_task(self._wake())
+        self._idle_task = asyncio.get_running_loop().create_task(self._stop_when_idle(idle_s, check_s))
+
+    async def _wake(self) -> None:
+        try:
+            await self.scale(max(1, self.on_demand_replicas))
+        except Exception as e:  # noqa: BLE001 - parked requests time out with 504; the next request retries
+            log.warning("service %s could not start an on-demand replica: %s", self.service_id, e)
+            self.router._waking = False
+
+    async def _stop_when_idle(self, idle_s: float, check_s: float) -> None:
+        import time
+
+        while True:
+            await asyncio.sleep(check_s)
+            idle = time.monotonic() - self.router.last_request
+            if self.replicas and idle >= idle_s and not any(b.outstanding for b in self.router.backends.values()):
+                log.info("service %s idle for %.0fs: stopping its replicas", self.service_id, idle)
+                await self.scale(0)
+
     async def destroy(self) -> None:
+        if getattr(self, "_idle_task", None) is not None:
+            self._idle_task.cancel()
         async with self._lock:
             replicas, self.replicas = self.replicas, []
             await self.router.stop()

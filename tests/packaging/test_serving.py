@@ -181,3 +181,36 @@ def test_a_restarted_node_reaps_replicas_left_by_its_previous_run(node, pk_root)
     time.sleep(0.2)
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
     assert not list((pk_root / "node" / "run-reap").glob("*.pid"))
+
+
+def test_an_on_demand_service_starts_on_the_first_request_and_stops_when_idle(node, built, artifact, loop_thread):
+    cache, runner = node
+    svc = LocalService("on-demand", runner, cache=cache, drain_timeout=10)
+    loop_thread.run(svc.start())
+    loop_thread.run(svc.deploy(BentoRef(digest=built[0].sha256), replicas=0))
+
+    async def on_demand():
+        svc.scale_to_zero(idle_s=2.0, check_s=0.2)
+
+    loop_thread.run(on_demand())
+    assert svc.replicas == [] and not bentoml_processes()
+    # The first request waits while a replica starts (a cold start), then gets the model's answer.
+    t0 = time.monotonic()
+    status, body = post(svc.endpoint, {"instances": SAMPLE}, timeout=120)
+    cold = time.monotonic() - t0
+    assert status == 200 and body["predictions"] == local_predictions(artifact, SAMPLE)
+    assert len(svc.replicas) == 1 and bentoml_processes()
+    status, _ = post(svc.endpoint, {"instances": SAMPLE})  # warm now
+    assert status == 200
+    # Idle for longer than idle_s: the replica is drained and stopped, its processes gone.
+    pids = [p for r in svc.replicas for p in r.pids()]
+    deadline = time.monotonic() + 30  # a replica leaves the list when its drain starts; its processes end after
+    while (svc.replicas or any(psutil.pid_exists(p) for p in pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert svc.replicas == [] and not any(psutil.pid_exists(p) for p in pids)
+    # And again on the next request.
+    status, body = post(svc.endpoint, {"instances": SAMPLE}, timeout=120)
+    assert status == 200 and body["predictions"] == local_predictions(artifact, SAMPLE)
+    assert svc.router.stats()["failures"] == 0 and cold > 0.2  # it did wait for a start
+    loop_thread.run(svc.destroy())
+    assert not bentoml_processes()
