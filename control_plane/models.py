@@ -27,7 +27,7 @@ from google.protobuf import json_format
 
 from control_plane.datasets import Datasets
 from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from control_plane.ml import catalogue, script as ml_script
+from control_plane.ml import script as ml_script
 from control_plane.ml.train import check_spec, validate as validate_table
 from control_plane.store import Store
 from stratum.durations import parse_duration
@@ -127,6 +127,11 @@ def validate_spec(spec: m.ModelSpec) -> list[tuple[str, str]]:
     return problems
 
 
+def _serving_version(doc: dict) -> str | None:
+    """The pinned version, else the latest (None before the first training)."""
+    return doc["spec"].get("pinned_version") or doc.get("latest")
+
+
 def _version_proto(v: dict) -> m.ModelVersion:
     out = m.ModelVersion(
         version=v["version"], artifact_digest=v["artifact_digest"], best_algorithm=v["best_algorithm"],
@@ -174,9 +179,7 @@ class Models:
     def serving(self, name: str) -> dict | None:
         """The version a model's services should run (pinned, else latest), or None before the first."""
         doc = self.store.get_doc("models", name)
-        if doc is None:
-            return None
-        want = doc["spec"].get("pinned_version") or doc.get("latest")
+        want = doc and _serving_version(doc)
         return self.version(name, want) if want else None
 
     def get(self, name: str) -> m.Model:
@@ -185,7 +188,7 @@ class Models:
                       error=doc.get("error") or "")
         versions = self.store.model_versions(name)
         out.versions.extend(v["version"] for v in versions)
-        want = doc["spec"].get("pinned_version") or doc.get("latest")
+        want = _serving_version(doc)
         for v in versions:
             if v["version"] == want:
                 out.serving.CopyFrom(_version_proto(v))
@@ -203,14 +206,15 @@ class Models:
 
     def training_script(self, name: str, version: str = "") -> m.TrainingScript:
         doc = self._doc(name)
-        version = version or doc["spec"].get("pinned_version") or doc.get("latest") or ""
+        version = version or _serving_version(doc) or ""
         v = self.version(name, version) if version else None
         if v is None:
             known = ", ".join(x["version"] for x in self.store.model_versions(name)) or "none yet"
             raise NotFound(f"model {name!r} has no version {version!r} (versions: {known})")
         with open(os.path.join(v["files_dir"], "metadata.json")) as f:
             metadata = json.load(f)
-        ds_spec = json.loads(self.datasets.get(doc["spec"]["dataset"]).spec) if self.store.get_dataset(doc["spec"]["dataset"]) else {}
+        row = self.store.get_dataset(doc["spec"]["dataset"])
+        ds_spec = json.loads(row.spec) if row else {}
         source = ds_spec.get("source", "")
         dataset_file = os.path.basename(source[len("file://"):]) if source.startswith("file://") else "data.csv"
         return m.TrainingScript(filename=f"train_{name}_{version}.py", version=version,
@@ -467,6 +471,3 @@ class Models:
               score=result["score"], bento=result["bento_digest"][:19], kept_old=keep_old)
         self.on_new_version(name)
 
-
-def algorithms() -> list[str]:
-    return sorted(catalogue.ALGORITHMS)

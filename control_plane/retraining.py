@@ -8,6 +8,7 @@ out only a version that scores no worse than the one serving (control_plane/mode
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -78,8 +79,6 @@ class RetrainLoop:
         return out
 
     async def tick(self) -> None:
-        import asyncio
-
         for name, reason in await asyncio.to_thread(self.check):
             event(log, "retraining", model=name, reason=reason)
             self.services.samples.pop(name, None)  # judged against the next version's data from now on

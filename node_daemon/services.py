@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Callable
 
 from node_daemon.replicas.cache import BentoCache, CacheError
 from node_daemon.replicas.runner import ReplicaError, ReplicaRunner
@@ -183,9 +183,7 @@ class ServiceManager:
                                  endpoint=self.endpoint(st), ready_replicas=ready, state=st.state, error=st.error,
                                  requests=stats["requests"], failures=stats["failures"])
             if with_samples:
-                rows = svc.router.samples()
-                svc.router.reservoir.items.clear()  # each row is sent once
-                svc.router.reservoir.seen = 0
+                rows = svc.router.take_samples()
                 if rows:
                     s.samples_json = json.dumps(rows, default=str)
             out.services.append(s)
@@ -198,6 +196,3 @@ async def grpc_fetcher(stub, digest: str, offset: int):
     async for chunk in call:
         yield chunk.data
 
-
-def make_fetcher(stub) -> Callable[[str, int], Awaitable]:
-    return lambda digest, offset: grpc_fetcher(stub, digest, offset)

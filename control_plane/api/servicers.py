@@ -213,9 +213,7 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def CreateService(self, request, context):
-        out = await asyncio.to_thread(self.services.create, request)
-        self.services.push()
-        return out
+        return await asyncio.to_thread(self.services.create, request)  # it tells the nodes (Services.push)
 
     @rpc
     async def GetService(self, request, context):
@@ -223,14 +221,11 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def UpdateService(self, request, context):
-        out = await asyncio.to_thread(self.services.update, request)
-        self.services.push()
-        return out
+        return await asyncio.to_thread(self.services.update, request)
 
     @rpc
     async def DeleteService(self, request, context):
         await asyncio.to_thread(self.services.delete, request.name)
-        self.services.push()
         return m.DeleteServiceResponse()
 
 

@@ -555,6 +555,12 @@ class ServiceRouter:
         """Input rows sampled from POST /predict (for drift detection); at most `sample_size`."""
         return list(self.reservoir.items)
 
+    def take_samples(self) -> list[dict]:
+        """The samples, and a fresh reservoir: each row is handed out once."""
+        rows = self.samples()
+        self.reservoir = Reservoir(self.reservoir.size, self.reservoir.rng)
+        return rows
+
     # -- request path -------------------------------------------------------------------------
     def _dispatch(self, ex: _Exchange) -> None:
         if not ex.tried and ex.timer is None:  # first dispatch (a parked request has its timer already)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 
 from node_daemon.replicas.cache import BentoCache
@@ -130,8 +131,6 @@ class LocalService:
             self.router._waking = False
 
     async def _stop_when_idle(self, idle_s: float, check_s: float) -> None:
-        import time
-
         while True:
             await asyncio.sleep(check_s)
             idle = time.monotonic() - self.router.last_request
