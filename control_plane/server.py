@@ -39,6 +39,10 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    # gRPC sets SO_REUSEPORT by default: a port already taken (by another process, or by the other
+    # listener of this one) would then silently share connections, TLS clients landing on the mTLS
+    # listener at random. Taken must mean "cannot listen".
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -73,10 +77,15 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     chain = dd.server_cert_pem + dd.ca_cert_pem  # the CA in the chain lets new nodes discover it (see pki.fetch_ca)
     tls = grpc.ssl_server_credentials([(dd.server_key_pem, chain)])
     mtls = grpc.ssl_server_credentials([(dd.server_key_pem, chain)], root_certificates=dd.ca_cert_pem, require_client_auth=True)
-    public_port = server.add_secure_port(cfg.listen, tls)
-    node_port = server.add_secure_port(cfg.node_listen, mtls)
-    if not public_port or not node_port:
-        raise OSError(f"cannot listen on {cfg.listen if not public_port else cfg.node_listen}")
+    ports = []
+    for address, creds in ((cfg.listen, tls), (cfg.node_listen, mtls)):
+        try:
+            ports.append(server.add_secure_port(address, creds))
+        except RuntimeError:  # grpc's "Failed to bind": the port is taken
+            ports.append(0)
+        if not ports[-1]:
+            raise OSError(f"cannot listen on {address}: the address is in use or not available")
+    public_port, node_port = ports
     cfg.ports.update(public=public_port, node=node_port)
     node_host = cfg.node_listen.rpartition(":")[0]
 

@@ -106,6 +106,8 @@ class ControlPlane(Process):
         self.host = host
         self.port = port or free_port()
         self.node_port = node_port or free_port()
+        while self.node_port == self.port:  # free_port can hand out the same number twice
+            self.node_port = free_port()
         argv = stratum_argv("control-plane", "--data-dir", self.data_dir, "--listen", f"{host}:{self.port}",
                             "--node-listen", f"{host}:{self.node_port}", "--heartbeat-interval", heartbeat_interval,
                             "--node-timeout", node_timeout, *(["--store", store] if store else []), *(extra or []))

@@ -212,3 +212,20 @@ def test_health_and_reflection_let_other_tools_discover_the_api(control_plane):
         assert {"stratum.v1.ControlPlane", "stratum.v1.NodeAgent", "grpc.health.v1.Health"} <= set(db.get_services())
         svc = db.FindFileContainingSymbol("stratum.v1.ControlPlane").service[0]
         assert {"ListNodes", "CreateJoinToken", "ValidateJoinToken"} <= {m.name for m in svc.method}
+
+
+def test_a_taken_listen_port_is_an_error_not_a_shared_port(tmp_path):
+    """gRPC's default SO_REUSEPORT would let a second listener share the port (clients split at random)."""
+    import socket
+    import subprocess
+
+    from tests.harness import stratum_argv
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(stratum_argv("control-plane", "--data-dir", str(tmp_path / "cp"), "--listen", f"127.0.0.1:{port}",
+                                        "--node-listen", "127.0.0.1:0"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: the address is in use" in r.stderr
