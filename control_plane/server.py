@@ -69,7 +69,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     artifacts = ArtifactStore(dd.path)
     datasets = Datasets(cfg.store, artifacts)
     models = Models(cfg.store, datasets, dd.path, workers=cfg.training_workers)
-    services = Services(cfg.store, models, nodes)
+    services = Services(cfg.store, models, nodes, artifacts)
     models.on_new_version = lambda name: services.push()
     retrain = RetrainLoop(models, services, artifacts)
 

@@ -25,10 +25,12 @@ from control_plane.models import Models
 from control_plane.nodes import NodeRegistry
 from control_plane.analysis import ServiceNeeds, analyse, check_plan as check_whole_plan
 from control_plane.placement.first_fit import Demand, NodeView, Used, why_not
+from control_plane.placement.forms import Plan, routing_plan
 from control_plane.placement.rank import Preferences, place_service, rebalance
 from control_plane.placement.types import Gpu
 from control_plane.store import Store
 from stratum.logs import event
+from stratum.request_placement import ood_bounds
 from stratum.validation import check_labels, check_name, check_tier
 from stratum.v1 import control_plane_pb2 as cp, models_pb2 as m, node_agent_pb2 as na
 
@@ -68,6 +70,17 @@ def validate_spec(spec: m.ServiceSpec) -> list[tuple[str, str]]:
         problems += check_tier(tier, f"placement.prefer_tiers[{i}]")
     for i, other in enumerate(spec.placement.anti_affinity):
         problems += check_name(other, f"placement.anti_affinity[{i}]")
+    rt = spec.routing
+    if rt.mode not in ("", "local", "straightline"):
+        problems.append(("routing.mode", f"{rt.mode!r} is not a routing mode; use \"local\" or \"straightline\""))
+    if not 0 <= rt.on_demand_replicas <= 16:
+        problems.append(("routing.on_demand_replicas", "give 0 to 16 on-demand replicas per node"))
+    if rt.on_demand_replicas and rt.mode != "straightline":
+        problems.append(("routing.on_demand_replicas", "on-demand replicas serve only with mode = \"straightline\""))
+    if rt.idle_stop_s < 0:
+        problems.append(("routing.idle_stop", "give a positive duration, e.g. \"5m\""))
+    if not 0 <= rt.ood_share_max <= 1:
+        problems.append(("routing.ood_share_max", "give a share from 0 to 1, e.g. 0.25"))
     return problems
 
 
@@ -90,8 +103,10 @@ def demand_of(r: m.Requirements, memory_mb: int) -> Demand:
 
 
 class Services:
-    def __init__(self, store: Store, models: Models, nodes: NodeRegistry):
+    def __init__(self, store: Store, models: Models, nodes: NodeRegistry, artifacts=None):
         self.store, self.models, self.nodes = store, models, nodes
+        self.artifacts = artifacts  # ArtifactStore: drift references, for the routers' out-of-distribution check
+        self._bounds: dict[str, str] = {}  # reference digest -> input bounds JSON
         self.reports: dict[str, dict[str, na.ServiceStatus]] = {}  # node id -> service -> last status
         self.samples: dict[str, list[dict]] = {}  # model name -> sampled request inputs since its last version
         self._sessions: dict[str, asyncio.Queue] = {}  # node id -> its session's outbound queue
@@ -284,7 +299,10 @@ class Services:
         return out
 
     def on_report(self, node_id: str, report: na.ServiceReport) -> None:
+        before = {name: st.endpoint for name, st in self.reports.get(node_id, {}).items()}
         self.reports[node_id] = {s.service: s for s in report.services}
+        if any(before.get(s.service) != s.endpoint for s in report.services if s.endpoint):
+            self.push()  # a new endpoint: the other nodes' routers get it as a peer (straightline routing)
         for s in report.services:
             if s.samples_json:
                 self._add_samples(s.service, s.samples_json)
@@ -348,6 +366,7 @@ class Services:
         """Assignments for these nodes, from one read of the services (a push reaches every session)."""
         out = {n: na.Assignments(generation=self._generation) for n in node_ids}
         serving: dict[str, dict | None] = {}
+        nodes = None
         for doc in self.store.list_docs("services"):
             if doc.get("deleting"):
                 continue
@@ -360,10 +379,46 @@ class Services:
                 v = serving[spec["model"]]
                 if v is None:
                     continue
-                out[node_id].services.append(na.ServiceAssignment(
-                    service=doc["name"], version=v["version"], bento_digest=v["bento_digest"],
-                    bento_size_bytes=v["bento_size_bytes"], replicas=n, workers=spec.get("workers") or 1))
+                a = na.ServiceAssignment(service=doc["name"], version=v["version"], bento_digest=v["bento_digest"],
+                                         bento_size_bytes=v["bento_size_bytes"], replicas=n, workers=spec.get("workers") or 1)
+                routing = spec.get("routing") or {}
+                if routing.get("mode") == "straightline":
+                    if nodes is None:
+                        nodes = {x.id: x for x in self.nodes.list(cp.ListNodesRequest())}
+                    a.routing.CopyFrom(self._routing(node_id, doc, v, nodes))
+                out[node_id].services.append(a)
         return out
+
+    def _routing(self, node_id: str, doc: dict, version: dict, nodes: dict) -> na.RoutingPlan:
+        name = doc["name"]
+        endpoints = {n: st.endpoint for n, rep in self.reports.items() if (st := rep.get(name)) is not None and st.endpoint}
+        plan: Plan = routing_plan(node_id, doc["placement"], version, doc["spec"].get("routing") or {},
+                                  float((doc["spec"].get("slo") or {}).get("p95_latency_ms") or 0.0),
+                                  endpoints=endpoints, names={i: x.name for i, x in nodes.items()},
+                                  tiers={i: x.tier for i, x in nodes.items()},
+                                  ready={i for i, x in nodes.items() if x.state == "ready"})
+        out = na.RoutingPlan(mode=plan.mode, slo_p95_ms=plan.slo_p95_ms, on_demand_replicas=plan.on_demand_replicas,
+                             idle_stop_s=plan.idle_stop_s, ood_share_max=plan.ood_share_max,
+                             input_bounds_json=self._input_bounds(version.get("reference_digest")))
+        for f in plan.forms:
+            out.forms.append(na.FormProfile(form=f.form, p95_ms=f.p95_ms, cold_start_s=f.cold_start_s,
+                                            max_input_bytes=f.max_input_bytes, capacity_rps=f.capacity_rps,
+                                            cost_per_hour=f.cost_per_hour))
+        for p in plan.peers:
+            out.peers.append(na.Peer(node_name=p.node_name, endpoint=p.endpoint, tier=p.tier))
+        return out
+
+    def _input_bounds(self, digest: str | None) -> str:
+        if not digest or self.artifacts is None:
+            return ""
+        if digest not in self._bounds:
+            try:
+                with self.artifacts.open(digest) as f:
+                    self._bounds[digest] = json.dumps(ood_bounds(json.loads(f.read())), sort_keys=True)
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("no input bounds from reference %s: %s", digest[:19], e)
+                return ""
+        return self._bounds[digest]
 
     def open_session(self, node_id: str) -> asyncio.Queue:
         self._loop = asyncio.get_running_loop()
@@ -396,7 +451,8 @@ class Services:
         assignments = self._assignments(targets)
         for node_id, q in targets.items():
             a = assignments[node_id]
-            key = json.dumps([(s.service, s.bento_digest, s.replicas, s.workers) for s in a.services])
+            key = json.dumps([(s.service, s.bento_digest, s.replicas, s.workers, s.routing.SerializeToString().hex())
+                              for s in a.services])
             if self._sent.get(node_id) == key:
                 continue
             self._generation += 1

@@ -88,6 +88,8 @@ def run(req: dict) -> dict:
         "load_time_s": packaged.load_time_s,
         "memory_mb": round((packaged.rss_bytes or 0) / 2**20),
         "p95_ms": packaged.p95_ms,
+        "capacity_rps": packaged.capacity_rps,
+        "ms_per_kib": packaged.ms_per_kib,
         "timings": result.timings,
     }
 

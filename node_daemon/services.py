@@ -22,6 +22,7 @@ from node_daemon.replicas.cache import BentoCache, CacheError
 from node_daemon.replicas.runner import ReplicaError, ReplicaRunner
 from node_daemon.replicas.service import BentoRef, LocalService
 from stratum.logs import event
+from stratum.request_placement import FormProfile, InputCheck, Placer, Profiles
 from stratum.v1 import node_agent_pb2 as na
 
 log = logging.getLogger("stratum.node.services")
@@ -133,6 +134,7 @@ class ServiceManager:
                 event(log, "rolling service", service=a.service, to_version=a.version)
             await svc.deploy(ref, replicas=a.replicas, workers=workers)
         st.version = a.version
+        route(svc, a.routing)
 
     async def _download(self, digest: str, size: int, attempts: int = 5) -> None:
         """Fetch with resume: each attempt continues from the bytes the cache already holds."""
@@ -188,6 +190,28 @@ class ServiceManager:
                     s.samples_json = json.dumps(rows, default=str)
             out.services.append(s)
         return out
+
+
+def route(svc: LocalService, plan: na.RoutingPlan) -> None:
+    """Set the service's request placement from its RoutingPlan: the forms' profiles, peers as the
+    always_on form, the on-demand pool. Stream statistics survive a plan that changes nothing."""
+    forms = tuple(FormProfile(f.form, f.p95_ms, f.cold_start_s, f.max_input_bytes, f.capacity_rps, f.cost_per_hour)
+                  for f in plan.forms)
+    if plan.mode != "straightline" or not forms:
+        svc.router.placer = svc.router.input_check = None
+        svc.set_peers({})
+        svc.on_demand(0)
+        return
+    profiles = Profiles(forms, idle_stop_s=plan.idle_stop_s or 300.0, ood_share_max=plan.ood_share_max)
+    old = svc.router.placer
+    if old is None or (old.profiles, old.slo_p95_ms) != (profiles, plan.slo_p95_ms):
+        svc.router.placer = Placer(profiles, plan.slo_p95_ms)
+        event(log, "request placement", service=svc.service_id, forms=[f.form for f in forms],
+              peers=[p.node_name for p in plan.peers])
+    bounds = json.loads(plan.input_bounds_json) if plan.input_bounds_json else {}
+    svc.router.input_check = InputCheck(bounds) if bounds else None
+    svc.set_peers({f"peer-{p.node_name}": p.endpoint for p in plan.peers})
+    svc.on_demand(plan.on_demand_replicas, plan.idle_stop_s or 300.0)
 
 
 async def grpc_fetcher(stub, digest: str, offset: int):

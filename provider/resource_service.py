@@ -24,10 +24,10 @@ from tf.utils import Diagnostics
 from provider.client import ApiError
 from provider.common import check_timeouts, client_of, get_for_import, name_taken, read_by_name, wholly_known
 from provider.nested import NestedAttribute, Nesting
-from stratum.durations import parse_duration
+from stratum.durations import format_duration, parse_duration
 from stratum.v1 import models_pb2 as m
 
-SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements", "slo", "placement")
+SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing")
 COMPUTED = ("endpoints", "placements", "version", "state")
 DEFAULT_TIMEOUT = "10m"
 POLL_S = 0.5
@@ -47,12 +47,38 @@ def preferences_of(p: dict | None) -> m.PlacementPreferences:
                                   affinity=dict(p.get("affinity") or {}), anti_affinity=list(p.get("anti_affinity") or []))
 
 
+def routing_of(r: dict | None) -> m.Routing:
+    r = r or {}
+    try:
+        idle = parse_duration(r["idle_stop"]) if r.get("idle_stop") else 0.0
+    except ValueError:
+        idle = -1.0  # the plan reported it (check_routing); the server names it too
+    return m.Routing(mode=r.get("mode") or "", on_demand_replicas=int(r.get("on_demand_replicas") or 0), idle_stop_s=idle,
+                     ood_share_max=float(r.get("ood_share_max") or 0))
+
+
+def routing_state(r: m.Routing) -> Optional[dict]:
+    if r == m.Routing():
+        return None
+    return {"mode": r.mode or None, "on_demand_replicas": r.on_demand_replicas or None,
+            "idle_stop": format_duration(r.idle_stop_s) if r.idle_stop_s else None, "ood_share_max": r.ood_share_max or None}
+
+
+def check_routing(diags: Diagnostics, planned: State) -> None:
+    idle = (planned.get("routing") or {}).get("idle_stop")
+    if isinstance(idle, str):
+        try:
+            parse_duration(idle)
+        except ValueError as e:
+            diags.add_error("Invalid routing.idle_stop", str(e), path=["routing", "idle_stop"])
+
+
 def to_spec(values: State) -> m.ServiceSpec:
     return m.ServiceSpec(
         name=values["name"], model=values["model"] or "", replicas=int(values.get("replicas") or 0),
         workers=int(values.get("workers") or 0), requirements=requirements_of(values.get("requirements")),
         slo=m.Slo(p95_latency_ms=float((values.get("slo") or {}).get("p95_latency_ms") or 0)),
-        placement=preferences_of(values.get("placement")))
+        placement=preferences_of(values.get("placement")), routing=routing_of(values.get("routing")))
 
 
 def requirements_state(r: m.Requirements) -> Optional[dict]:
@@ -90,6 +116,19 @@ PREFERENCE_ATTRIBUTES = [
 ]
 
 
+ROUTING_ATTRIBUTES = [
+    Attribute("mode", String(), optional=True,
+              description="`local` (default): each request to a replica on the node it reaches. `straightline`: per "
+                          "request stream, by rate, input size and out-of-distribution share, to a local replica, "
+                          "a replica on another node, or an on-demand replica."),
+    Attribute("on_demand_replicas", Number(), optional=True,
+              description="On-demand replicas a node may start for rare streams (scale to zero); default 0."),
+    Attribute("idle_stop", String(), optional=True, description="An on-demand replica stops after this long idle; default `5m`."),
+    Attribute("ood_share_max", Number(), optional=True,
+              description="Share of out-of-distribution inputs above which a stream goes to another node's replica; default 0.25."),
+]
+
+
 def _state(svc: m.Service, prior: Optional[State]) -> State:
     prior = dict(prior or {})
     spec = svc.spec
@@ -97,7 +136,8 @@ def _state(svc: m.Service, prior: Optional[State]) -> State:
         r = spec.requirements
         prior.update(name=spec.name, model=spec.model, replicas=spec.replicas or None, workers=spec.workers or None,
                      requirements=requirements_state(r), placement=preferences_state(spec.placement),
-                     slo={"p95_latency_ms": spec.slo.p95_latency_ms} if spec.slo.p95_latency_ms else None, timeouts=None)
+                     slo={"p95_latency_ms": spec.slo.p95_latency_ms} if spec.slo.p95_latency_ms else None,
+                     routing=routing_state(spec.routing), timeouts=None)
     prior.update(
         id=spec.name, version=svc.version or None, state=svc.state, endpoints=list(svc.endpoints),
         placements=[{"node_id": p.node_id, "node_name": p.node_name, "replicas": p.replicas,
@@ -149,6 +189,9 @@ class ServiceResource(Resource):
                 ], Nesting.SINGLE, optional=True, description="Latency objective; a model measured slower fails at plan time."),
                 NestedAttribute("placement", PREFERENCE_ATTRIBUTES, Nesting.SINGLE, optional=True,
                                 description="Spread and placement preferences."),
+                NestedAttribute("routing", ROUTING_ATTRIBUTES, Nesting.SINGLE, optional=True,
+                                description="How each node's endpoint sends requests to the service's forms "
+                                            "(request placement after StraightLine)."),
                 NestedAttribute("timeouts", [
                     Attribute("create", String(), optional=True, description="Default `10m`."),
                     Attribute("update", String(), optional=True, description="Default `10m`."),
@@ -178,6 +221,7 @@ class ServiceResource(Resource):
         elif not ctx.changed_fields & set(SPEC_FIELDS):
             return planned
         check_timeouts(diags, planned, ("create", "update", "delete"))
+        check_routing(diags, planned)
         values = {k: planned.get(k) for k in SPEC_FIELDS}
         client = getattr(self.provider, "client", None)
         if client is not None and wholly_known(values):

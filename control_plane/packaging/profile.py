@@ -3,6 +3,9 @@
     profile = profile_bento("congestion:v3", bentoml_home, run_dir, instances=[{...}])
     profile.load_time_s    # `bentoml serve` spawn -> first 200 from GET /healthz
     profile.rss_bytes      # resident memory of the whole process tree after `requests` predictions
+    profile.p95_ms         # one small request at a time
+    profile.capacity_rps   # small requests from `concurrency` clients at once: what one replica sustains
+    profile.ms_per_kib     # extra service time per KiB of request body, from a batch of `batch_rows` rows
 
 It runs the bento with the node daemon's own ReplicaRunner (node_daemon/replicas/runner.py),
 so the numbers are what a node will see for one replica with `workers` workers; the placement
@@ -17,6 +20,7 @@ import statistics
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +35,8 @@ class BentoProfile:
     p50_ms: float | None
     workers: int
     p95_ms: float | None = None
+    capacity_rps: float | None = None
+    ms_per_kib: float | None = None
 
     @property
     def rss_mib(self) -> int:
@@ -51,36 +57,52 @@ def example_instances(metadata: dict) -> list[dict]:
     return [row] if row else []
 
 
+def _post(url: str, body: bytes | None) -> float:
+    """One request; its latency in ms."""
+    t0 = time.perf_counter()
+    if body is not None:
+        req = urllib.request.Request(url + "/predict", data=body, headers={"Content-Type": "application/json"},
+                                     method="POST")
+    else:
+        req = urllib.request.Request(url + "/healthz")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:  # a 400 still exercised the model path
+        exc.read()
+    return (time.perf_counter() - t0) * 1000
+
+
 def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os.PathLike, *,
                   instances: list[dict] | None = None, requests: int = 40, workers: int = 1,
-                  ready_timeout: float = 120.0) -> BentoProfile:
+                  ready_timeout: float = 120.0, concurrency: int = 4, batch_rows: int = 512) -> BentoProfile:
     """Serve `bento` (a tag in bentoml_home) once, send `requests` POST /predict (GET /healthz when no
-    instances are given), read the RSS of its process tree, stop it."""
+    instances are given), then `requests` more from `concurrency` clients at once, then a few batches
+    of `batch_rows` rows; read the RSS of its process tree, stop it. These are the thresholds request
+    placement works from (stratum/request_placement.py)."""
     runner = ReplicaRunner(bentoml_home, run_dir)
     replica = runner.start(bento, workers=workers, ready_timeout=ready_timeout)
     try:
         load_time = replica.load_time_s or 0.0
-        latencies = []
         body = json.dumps({"instances": instances}).encode() if instances else None
-        for _ in range(requests):
+        latencies = [_post(replica.url, body) for _ in range(requests)]
+        capacity = ms_per_kib = None
+        if body is not None:
             t0 = time.perf_counter()
-            if body is not None:
-                req = urllib.request.Request(replica.url + "/predict", data=body,
-                                             headers={"Content-Type": "application/json"}, method="POST")
-            else:
-                req = urllib.request.Request(replica.url + "/healthz")
-            try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    resp.read()
-            except urllib.error.HTTPError as exc:  # a 400 still exercised the model path
-                exc.read()
-            latencies.append((time.perf_counter() - t0) * 1000)
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(lambda _: _post(replica.url, body), range(requests)))
+            capacity = round(requests / (time.perf_counter() - t0), 1)
+            big = json.dumps({"instances": (instances * batch_rows)[:batch_rows]}).encode()
+            big_ms = statistics.median(_post(replica.url, big) for _ in range(5))
+            extra = max(big_ms - statistics.median(latencies), 0.0)
+            ms_per_kib = round(extra / max((len(big) - len(body)) / 1024, 1e-9), 4)
         rss = replica.rss_bytes()
     finally:
         runner.stop(replica)
     return BentoProfile(load_time_s=round(load_time, 3), rss_bytes=rss, requests=requests,
                         p50_ms=round(statistics.median(latencies), 3) if latencies else None, workers=workers,
-                        p95_ms=round(sorted(latencies)[int(0.95 * (len(latencies) - 1))], 3) if latencies else None)
+                        p95_ms=round(sorted(latencies)[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
+                        capacity_rps=capacity, ms_per_kib=ms_per_kib)
 
 
 def profile_artifact(artifact_dir: str | os.PathLike, bento: str, bentoml_home: str | os.PathLike,

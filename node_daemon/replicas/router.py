@@ -95,9 +95,10 @@ def _parse_chunked(buf: bytearray, pos: int) -> tuple[int, bytes] | None:
 class _Exchange:
     """One client request on its way through the router."""
     __slots__ = ("down", "method", "path", "wire", "body", "idempotent", "tried", "backend", "t0", "timer", "upstream",
-                 "close_after", "done")
+                 "close_after", "done", "stream", "forwarded", "forms", "form", "parked")
 
-    def __init__(self, down, method: bytes, path: bytes, wire: bytes, body: bytes, close_after: bool):
+    def __init__(self, down, method: bytes, path: bytes, wire: bytes, body: bytes, close_after: bool,
+                 stream: bytes = b"", forwarded: bool = False):
         self.down, self.method, self.path, self.wire, self.body = down, method, path, wire, body
         self.idempotent = method in (b"GET", b"HEAD", b"OPTIONS") or (method == b"POST" and path == b"/predict")
         self.tried: list = []
@@ -105,6 +106,10 @@ class _Exchange:
         self.t0 = 0.0
         self.close_after = close_after
         self.done = False
+        self.stream, self.forwarded = stream, forwarded  # request placement: stream key; from another router
+        self.forms = None  # forms to try, best first (request placement), or None: any local replica
+        self.form = ""  # the form that answered
+        self.parked = False  # has waited for an on-demand start once (a failed start is not retried for it)
 
 
 class _Downstream(asyncio.Protocol):
@@ -161,13 +166,20 @@ class _Downstream(asyncio.Protocol):
             raise _BadRequest(400, "malformed request line") from None
         length = 0
         chunked = expect = False
-        conn = b""
+        conn = stream = b""
+        forwarded = False
         kept = []
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep:
                 raise _BadRequest(400, "malformed header line")
             lname = name.strip().lower()
+            if lname.startswith(b"x-stratum-"):
+                if lname == b"x-stratum-stream":
+                    stream = value.strip()[:200]
+                elif lname == b"x-stratum-forwarded":
+                    forwarded = True
+                    continue  # added again, once, when this request is forwarded
             if lname in HOP_BY_HOP:
                 value = value.strip()
                 if lname == b"content-length":
@@ -210,7 +222,7 @@ class _Downstream(asyncio.Protocol):
         del buf[:consumed]
         head = b"\r\n".join([method + b" " + target + b" HTTP/1.1", *kept, b"content-length: %d" % len(body)])
         path = target.split(b"?", 1)[0]
-        return _Exchange(self, method, path, head + b"\r\n\r\n" + body, body, close_after)
+        return _Exchange(self, method, path, head + b"\r\n\r\n" + body, body, close_after, stream, forwarded)
 
     def respond(self, data: bytes, close: bool) -> None:
         if self.closed:
@@ -359,6 +371,9 @@ class Backend:
     host: str
     port: int
     state: str = "ready"  # ready | down | draining
+    form: str = "edge"  # request placement: edge (a local replica) | always_on (another node's router) | on_demand
+    remote: bool = False  # another node's service router: requests sent there carry x-stratum-forwarded
+    last_used: float = field(default_factory=time.monotonic)
     outstanding: int = 0
     requests: int = 0
     errors: int = 0
@@ -390,7 +405,7 @@ class Backend:
 
     def describe(self) -> dict:
         return {"id": self.id, "url": self.base, "state": self.state, "outstanding": self.outstanding,
-                "requests": self.requests, "errors": self.errors, "connections": len(self.conns),
+                "form": self.form, "requests": self.requests, "errors": self.errors, "connections": len(self.conns),
                 "mean_latency_ms": round(self.latency_s_total / self.requests * 1000, 3) if self.requests else None}
 
 
@@ -437,12 +452,19 @@ class ServiceRouter:
         self._health_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._downstreams: set = set()
-        # Scale to zero: with on_empty set, a request that finds no replica at all waits (up to
-        # request_timeout) while on_empty() starts one, instead of a 503; add_backend releases it.
-        self.on_empty = None
-        self._parked: list = []
-        self._waking = False
+        # Scale from zero: a form with a waker (wakers[form] = callable) is started on demand. A request
+        # that wants it and finds none of its replicas waits (up to request_timeout) in _parked while
+        # the waker starts one, instead of a 503; add_backend of that form releases it.
+        self.wakers: dict = {}
+        self._parked: dict[str, list] = {}
+        self._waking: set = set()
         self.last_request = time.monotonic()
+        # Request placement (stratum/request_placement.py): with a Placer, each POST /predict goes to
+        # the form its stream is placed on; without one, to any local replica.
+        self.placer = None
+        self.input_check = None  # InputCheck: flags out-of-distribution requests for the placer
+        self.form_requests: dict[str, int] = {}
+        self._remotes = 0  # backends that are other nodes' routers
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -479,24 +501,30 @@ class ServiceRouter:
         self._server = self._health_task = None
 
     # -- backends -----------------------------------------------------------------------------
-    def add_backend(self, backend_id: str, host: str, port: int) -> Backend:
+    def add_backend(self, backend_id: str, host: str, port: int, form: str = "edge", remote: bool = False) -> Backend:
         old = self.backends.get(backend_id)
         if old is not None:
             self.remove_backend(backend_id)
-        b = Backend(backend_id, host, port)
+        b = Backend(backend_id, host, port, form=form, remote=remote)
+        self._remotes += remote
         self.backends[backend_id] = b
         self._order.append(b)
-        if self._parked:  # requests that waited for a replica to start
-            parked, self._parked = self._parked, []
-            for ex in parked:
-                if not ex.done:
-                    self._loop.call_soon(self._dispatch, ex)
-        self._waking = False
+        self.woken(form)
         return b
+
+    def woken(self, form: str) -> None:
+        """A waker of `form` is done (a replica added, or the start failed): dispatch the requests that
+        waited for it; with no replica of that form they go on to the next form or get their error."""
+        self._waking.discard(form)
+        parked = self._parked.pop(form, None)
+        for ex in parked or ():
+            if not ex.done:
+                self._loop.call_soon(self._dispatch, ex)
 
     def remove_backend(self, backend_id: str) -> None:
         b = self.backends.pop(backend_id, None)
         if b is not None:
+            self._remotes -= b.remote
             self._order = [x for x in self._order if x is not b]
             b.close_idle()
 
@@ -521,8 +549,12 @@ class ServiceRouter:
     def ready_backends(self) -> list[Backend]:
         return [b for b in self._order if b.state == "ready"]
 
-    def _pick(self, exclude: list) -> Backend | None:
+    def _pick(self, exclude: list, form: str | None = None, local: bool = False) -> Backend | None:
+        """The ready backend with the fewest requests in flight: any (form None), or of one form;
+        `local` leaves out other nodes' routers."""
         order = self._order
+        if form is not None or local:
+            order = [b for b in order if (form is None or b.form == form) and not (local and b.remote)]
         n = len(order)
         if n == 0:
             return None
@@ -547,9 +579,12 @@ class ServiceRouter:
         return best
 
     def stats(self) -> dict:
-        return {"service_id": self.service_id, "url": self.url, "requests": self.requests, "failures": self.failures,
-                "retries": self.retries, "samples": len(self.reservoir.items), "sampled_from": self.reservoir.seen,
-                "backends": [b.describe() for b in self._order]}
+        out = {"service_id": self.service_id, "url": self.url, "requests": self.requests, "failures": self.failures,
+               "retries": self.retries, "samples": len(self.reservoir.items), "sampled_from": self.reservoir.seen,
+               "backends": [b.describe() for b in self._order], "forms": dict(self.form_requests)}
+        if self.placer is not None:
+            out["streams"] = {k: f"{d.form}: {d.reason}" for k, d in self.placer.decisions().items()}
+        return out
 
     def samples(self) -> list[dict]:
         """Input rows sampled from POST /predict (for drift detection); at most `sample_size`."""
@@ -566,19 +601,30 @@ class ServiceRouter:
         if not ex.tried and ex.timer is None:  # first dispatch (a parked request has its timer already)
             self.requests += 1
             self.last_request = time.monotonic()
-            if ex.path == b"/predict" and ex.method == b"POST" and ex.body:
+            predict = ex.path == b"/predict" and ex.method == b"POST"
+            if predict and ex.body:
                 slot = self.reservoir.slot()
                 if slot is not None:
                     self._loop.call_soon(self._sample, slot, ex.body)
-        b = self._pick(ex.tried)
-        if b is None and self.on_empty is not None and not self._order and not ex.tried:
-            if ex.timer is None:
-                ex.timer = self._loop.call_later(self.request_timeout, self._timeout, ex)
-            self._parked.append(ex)
-            if not self._waking:
-                self._waking = True
-                self.on_empty()
-            return
+            if self.placer is not None and predict and not ex.forwarded:
+                self._place(ex)
+        if ex.forms is None:
+            # Not placed (no placer, not a prediction, or already forwarded by another router):
+            # any local replica; parked for the on-demand form when the node has none running.
+            b = self._pick(ex.tried, local=self._remotes > 0)
+            if b is None and not ex.tried and not ex.parked and "on_demand" in self.wakers and not any(
+                    not x.remote and x.state != "draining" for x in self._order):
+                self._park(ex, "on_demand")
+                return
+        else:
+            b = None
+            for form in ex.forms:
+                b = self._pick(ex.tried, form)
+                if b is not None:
+                    break
+                if form in self.wakers and not ex.tried and not ex.parked and not any(x.form == form for x in self._order):
+                    self._park(ex, form)
+                    return
         if b is None:
             self.failures += 1
             if ex.tried:
@@ -587,8 +633,14 @@ class ServiceRouter:
             else:
                 self._answer(ex, _json_response(503, "no ready replica for this service", ex.close_after), ex.close_after)
             return
+        if b.remote and not ex.forwarded:  # the other router serves it locally, never forwards it again
+            i = ex.wire.find(b"\r\n")
+            ex.wire = ex.wire[:i + 2] + b"x-stratum-forwarded: 1\r\n" + ex.wire[i + 2:]
+            ex.forwarded = True
+        ex.form = b.form
         ex.backend = b
         b.outstanding += 1
+        b.last_used = self.last_request
         ex.t0 = time.perf_counter()
         if ex.timer is None:
             ex.timer = self._loop.call_later(self.request_timeout, self._timeout, ex)
@@ -602,6 +654,24 @@ class ServiceRouter:
             b.conns.discard(conn)
             conn.transport.close()
         self._loop.create_task(self._connect_and_send(b, ex))
+
+    def _place(self, ex: _Exchange) -> None:
+        if ex.stream:
+            key = ex.stream.decode("latin-1")
+        else:  # the client's address: one stream per client host
+            peer = ex.down.transport.get_extra_info("peername") if ex.down.transport else None
+            key = peer[0] if peer else ""
+        ood = self.input_check.is_ood(ex.body) if self.input_check else False
+        ex.forms = self.placer.forms(key, self.last_request, len(ex.body), ood)
+
+    def _park(self, ex: _Exchange, form: str) -> None:
+        if ex.timer is None:
+            ex.timer = self._loop.call_later(self.request_timeout, self._timeout, ex)
+        ex.parked = True
+        self._parked.setdefault(form, []).append(ex)
+        if form not in self._waking:
+            self._waking.add(form)
+            self.wakers[form]()
 
     async def _connect_and_send(self, b: Backend, ex: _Exchange) -> None:
         try:
@@ -635,6 +705,10 @@ class ServiceRouter:
         b.requests += 1
         b.latency_s_total += time.perf_counter() - ex.t0
         close = ex.close_after or _says_close(data)
+        self.form_requests[b.form] = self.form_requests.get(b.form, 0) + 1
+        if ex.forms is not None:  # placed: say where it went (after the status line)
+            i = data.find(b"\r\n")
+            data = data[:i + 2] + b"x-stratum-form: " + b.form.encode() + b"\r\n" + data[i + 2:]
         self._answer(ex, data, close)
 
     def _failed(self, ex: _Exchange, conn: _Upstream | None, exc: BaseException, *, reused: bool, got_bytes: bool) -> None:

@@ -21,6 +21,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from node_daemon.replicas.cache import BentoCache
 from node_daemon.replicas.router import ServiceRouter
@@ -48,7 +49,13 @@ class LocalService:
         self.workers = 1
         self._seq = itertools.count(1)
         self._lock = asyncio.Lock()
-        self.on_demand_replicas = 1  # replicas started by the first request in on-demand mode
+        # On-demand pool (form "on_demand"): replicas started by a request that finds none and
+        # stopped after idle_stop_s without requests; see on_demand().
+        self.pool: list[Replica] = []
+        self.pool_max = 0
+        self.idle_stop_s = 300.0
+        self._idle_task: asyncio.Task | None = None
+        self._peers: dict[str, str] = {}  # backend id -> URL of another node's router for this service
 
     @property
     def endpoint(self) -> str:
@@ -70,7 +77,7 @@ class LocalService:
         if self.cache is not None and ref.digest:
             self.cache.release(ref.digest)
 
-    async def _start_one(self, ref: BentoRef, workers: int) -> Replica:
+    async def _start_one(self, ref: BentoRef, workers: int, form: str = "edge") -> Replica:
         tag = await self._resolve(ref)
         try:
             replica = await self.runner.astart(tag, workers=workers, replica_id=f"{self.service_id}-{next(self._seq)}")
@@ -78,7 +85,7 @@ class LocalService:
             self._unpin(ref)
             raise
         replica.extra["ref"] = ref
-        self.router.add_backend(replica.id, replica.host, replica.port)
+        self.router.add_backend(replica.id, replica.host, replica.port, form=form)
         return replica
 
     async def _retire(self, replica: Replica) -> None:
@@ -116,33 +123,64 @@ class LocalService:
                 self.replicas.remove(old)
                 await self._retire(old)
             self.bento, self.workers = ref, workers
+            for r in self.pool:  # on-demand replicas of the old model: the next request starts a new one
+                await self._retire(r)
+            self.pool = []
 
-    def scale_to_zero(self, idle_s: float, check_s: float = 1.0) -> None:
-        """On-demand mode: no replica while idle. The first request starts one (it waits in the router
-        meanwhile); after `idle_s` without requests the replicas are drained and stopped."""
-        self.router.on_empty = lambda: asyncio.get_running_loop().create_task(self._wake())
-        self._idle_task = asyncio.get_running_loop().create_task(self._stop_when_idle(idle_s, check_s))
+    def on_demand(self, max_replicas: int = 1, idle_s: float = 300.0, check_s: float = 1.0) -> None:
+        """Keep an on-demand pool of up to `max_replicas` replicas (0: none): a request routed to the
+        on-demand form that finds no replica waits in the router while one starts (a cold start);
+        after `idle_s` without requests the pool's replicas are drained and stopped. With no warm
+        replicas (deploy(..., replicas=0)) every request of the service is served this way: scale to zero."""
+        self.pool_max, self.idle_stop_s = max_replicas, idle_s
+        if max_replicas > 0:
+            self.router.wakers["on_demand"] = lambda: asyncio.get_running_loop().create_task(self._wake())
+            if self._idle_task is None:
+                self._idle_task = asyncio.get_running_loop().create_task(self._stop_when_idle(check_s))
+        else:
+            self.router.wakers.pop("on_demand", None)
 
     async def _wake(self) -> None:
         try:
-            await self.scale(max(1, self.on_demand_replicas))
-        except Exception as e:  # noqa: BLE001 - parked requests time out with 504; the next request retries
+            async with self._lock:
+                if self.bento is None:
+                    raise RuntimeError("no bento deployed")
+                if len(self.pool) < self.pool_max:
+                    self.pool.append(await self._start_one(self.bento, self.workers, form="on_demand"))
+        except Exception as e:  # noqa: BLE001 - waiting requests go on to the next form or get a 503
             log.warning("service %s could not start an on-demand replica: %s", self.service_id, e)
-            self.router._waking = False
+        finally:
+            self.router.woken("on_demand")
 
-    async def _stop_when_idle(self, idle_s: float, check_s: float) -> None:
+    async def _stop_when_idle(self, check_s: float) -> None:
         while True:
             await asyncio.sleep(check_s)
-            idle = time.monotonic() - self.router.last_request
-            if self.replicas and idle >= idle_s and not any(b.outstanding for b in self.router.backends.values()):
-                log.info("service %s idle for %.0fs: stopping its replicas", self.service_id, idle)
-                await self.scale(0)
+            now = time.monotonic()
+            for r in list(self.pool):
+                b = self.router.backends.get(r.id)
+                if b is None or (now - b.last_used >= self.idle_stop_s and not b.outstanding):
+                    log.info("service %s: on-demand replica %s idle for %.0fs, stopping it", self.service_id, r.id,
+                             now - b.last_used if b else 0)
+                    async with self._lock:
+                        if r in self.pool:
+                            self.pool.remove(r)
+                            await self._retire(r)
+
+    def set_peers(self, peers: dict[str, str]) -> None:
+        """Other nodes' routers for this service (backend id -> base URL), as the always_on form."""
+        for bid in [b for b in self._peers if b not in peers]:
+            self.router.remove_backend(bid)
+        for bid, url in peers.items():
+            if self._peers.get(bid) != url:
+                u = urlsplit(url)
+                self.router.add_backend(bid, u.hostname, u.port or 80, form="always_on", remote=True)
+        self._peers = dict(peers)
 
     async def destroy(self) -> None:
-        if getattr(self, "_idle_task", None) is not None:
+        if self._idle_task is not None:
             self._idle_task.cancel()
         async with self._lock:
-            replicas, self.replicas = self.replicas, []
+            replicas, self.replicas, self.pool = self.replicas + self.pool, [], []
             await self.router.stop()
             await asyncio.gather(*(self._stop_quietly(r) for r in replicas))
 
@@ -154,4 +192,5 @@ class LocalService:
 
     def describe(self) -> dict:
         return {"service_id": self.service_id, "endpoint": self.endpoint, "bento": self.bento.__dict__ if self.bento else None,
-                "workers": self.workers, "replicas": [r.describe() for r in self.replicas], "router": self.router.stats()}
+                "workers": self.workers, "replicas": [r.describe() for r in self.replicas],
+                "on_demand": [r.describe() for r in self.pool], "router": self.router.stats()}

@@ -117,7 +117,7 @@ class Operation(_message.Message):
     def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[str] = ..., state: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "artifact_digest", "best_algorithm", "score", "leaderboard", "dataset_digest", "bento_digest", "bento_tag", "bento_size_bytes", "load_time_s", "memory_mb", "reason", "created_at", "p95_ms")
+    __slots__ = ("version", "artifact_digest", "best_algorithm", "score", "leaderboard", "dataset_digest", "bento_digest", "bento_tag", "bento_size_bytes", "load_time_s", "memory_mb", "reason", "created_at", "p95_ms", "capacity_rps", "ms_per_kib")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     BEST_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,8 @@ class ModelVersion(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     P95_MS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_RPS_FIELD_NUMBER: _ClassVar[int]
+    MS_PER_KIB_FIELD_NUMBER: _ClassVar[int]
     version: str
     artifact_digest: str
     best_algorithm: str
@@ -146,7 +148,9 @@ class ModelVersion(_message.Message):
     reason: str
     created_at: _timestamp_pb2.Timestamp
     p95_ms: float
-    def __init__(self, version: _Optional[str] = ..., artifact_digest: _Optional[str] = ..., best_algorithm: _Optional[str] = ..., score: _Optional[float] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., dataset_digest: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_tag: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., load_time_s: _Optional[float] = ..., memory_mb: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., p95_ms: _Optional[float] = ...) -> None: ...
+    capacity_rps: float
+    ms_per_kib: float
+    def __init__(self, version: _Optional[str] = ..., artifact_digest: _Optional[str] = ..., best_algorithm: _Optional[str] = ..., score: _Optional[float] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., dataset_digest: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_tag: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., load_time_s: _Optional[float] = ..., memory_mb: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., p95_ms: _Optional[float] = ..., capacity_rps: _Optional[float] = ..., ms_per_kib: _Optional[float] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("spec", "state", "serving", "latest_version", "versions", "operation", "error")
@@ -276,8 +280,20 @@ class PlacementPreferences(_message.Message):
     anti_affinity: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, pack: bool = ..., prefer_tiers: _Optional[_Iterable[str]] = ..., affinity: _Optional[_Mapping[str, str]] = ..., anti_affinity: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Routing(_message.Message):
+    __slots__ = ("mode", "on_demand_replicas", "idle_stop_s", "ood_share_max")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ON_DEMAND_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_STOP_S_FIELD_NUMBER: _ClassVar[int]
+    OOD_SHARE_MAX_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    on_demand_replicas: int
+    idle_stop_s: float
+    ood_share_max: float
+    def __init__(self, mode: _Optional[str] = ..., on_demand_replicas: _Optional[int] = ..., idle_stop_s: _Optional[float] = ..., ood_share_max: _Optional[float] = ...) -> None: ...
+
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "model", "replicas", "workers", "requirements", "slo", "placement")
+    __slots__ = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +301,7 @@ class ServiceSpec(_message.Message):
     REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
     SLO_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     replicas: int
@@ -292,7 +309,8 @@ class ServiceSpec(_message.Message):
     requirements: Requirements
     slo: Slo
     placement: PlacementPreferences
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ..., slo: _Optional[_Union[Slo, _Mapping]] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ...) -> None: ...
+    routing: Routing
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ..., slo: _Optional[_Union[Slo, _Mapping]] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ...) -> None: ...
 
 class ValidateServiceRequest(_message.Message):
     __slots__ = ("service", "planned")

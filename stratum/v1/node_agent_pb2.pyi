@@ -121,20 +121,68 @@ class Assignments(_message.Message):
     def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceAssignment, _Mapping]]] = ...) -> None: ...
 
 class ServiceAssignment(_message.Message):
-    __slots__ = ("service", "version", "bento_digest", "bento_size_bytes", "replicas", "workers")
+    __slots__ = ("service", "version", "bento_digest", "bento_size_bytes", "replicas", "workers", "routing")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BENTO_DIGEST_FIELD_NUMBER: _ClassVar[int]
     BENTO_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
     service: str
     version: str
     bento_digest: str
     bento_size_bytes: int
     replicas: int
     workers: int
-    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ...) -> None: ...
+    routing: RoutingPlan
+    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., routing: _Optional[_Union[RoutingPlan, _Mapping]] = ...) -> None: ...
+
+class RoutingPlan(_message.Message):
+    __slots__ = ("mode", "slo_p95_ms", "on_demand_replicas", "idle_stop_s", "ood_share_max", "forms", "peers", "input_bounds_json")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SLO_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    ON_DEMAND_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_STOP_S_FIELD_NUMBER: _ClassVar[int]
+    OOD_SHARE_MAX_FIELD_NUMBER: _ClassVar[int]
+    FORMS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_BOUNDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    slo_p95_ms: float
+    on_demand_replicas: int
+    idle_stop_s: float
+    ood_share_max: float
+    forms: _containers.RepeatedCompositeFieldContainer[FormProfile]
+    peers: _containers.RepeatedCompositeFieldContainer[Peer]
+    input_bounds_json: str
+    def __init__(self, mode: _Optional[str] = ..., slo_p95_ms: _Optional[float] = ..., on_demand_replicas: _Optional[int] = ..., idle_stop_s: _Optional[float] = ..., ood_share_max: _Optional[float] = ..., forms: _Optional[_Iterable[_Union[FormProfile, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., input_bounds_json: _Optional[str] = ...) -> None: ...
+
+class FormProfile(_message.Message):
+    __slots__ = ("form", "p95_ms", "cold_start_s", "max_input_bytes", "capacity_rps", "cost_per_hour")
+    FORM_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    COLD_START_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_INPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_RPS_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    form: str
+    p95_ms: float
+    cold_start_s: float
+    max_input_bytes: int
+    capacity_rps: float
+    cost_per_hour: float
+    def __init__(self, form: _Optional[str] = ..., p95_ms: _Optional[float] = ..., cold_start_s: _Optional[float] = ..., max_input_bytes: _Optional[int] = ..., capacity_rps: _Optional[float] = ..., cost_per_hour: _Optional[float] = ...) -> None: ...
+
+class Peer(_message.Message):
+    __slots__ = ("node_name", "endpoint", "tier")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    endpoint: str
+    tier: str
+    def __init__(self, node_name: _Optional[str] = ..., endpoint: _Optional[str] = ..., tier: _Optional[str] = ...) -> None: ...
 
 class ServiceReport(_message.Message):
     __slots__ = ("generation", "services")

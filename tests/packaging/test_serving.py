@@ -190,24 +190,24 @@ def test_an_on_demand_service_starts_on_the_first_request_and_stops_when_idle(no
     loop_thread.run(svc.deploy(BentoRef(digest=built[0].sha256), replicas=0))
 
     async def on_demand():
-        svc.scale_to_zero(idle_s=2.0, check_s=0.2)
+        svc.on_demand(max_replicas=1, idle_s=2.0, check_s=0.2)
 
     loop_thread.run(on_demand())
-    assert svc.replicas == [] and not bentoml_processes()
+    assert svc.replicas == svc.pool == [] and not bentoml_processes()
     # The first request waits while a replica starts (a cold start), then gets the model's answer.
     t0 = time.monotonic()
     status, body = post(svc.endpoint, {"instances": SAMPLE}, timeout=120)
     cold = time.monotonic() - t0
     assert status == 200 and body["predictions"] == local_predictions(artifact, SAMPLE)
-    assert len(svc.replicas) == 1 and bentoml_processes()
+    assert len(svc.pool) == 1 and svc.replicas == [] and bentoml_processes()
     status, _ = post(svc.endpoint, {"instances": SAMPLE})  # warm now
     assert status == 200
     # Idle for longer than idle_s: the replica is drained and stopped, its processes gone.
-    pids = [p for r in svc.replicas for p in r.pids()]
+    pids = [p for r in svc.pool for p in r.pids()]
     deadline = time.monotonic() + 30  # a replica leaves the list when its drain starts; its processes end after
-    while (svc.replicas or any(psutil.pid_exists(p) for p in pids)) and time.monotonic() < deadline:
+    while (svc.pool or any(psutil.pid_exists(p) for p in pids)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert svc.replicas == [] and not any(psutil.pid_exists(p) for p in pids)
+    assert svc.pool == [] and not any(psutil.pid_exists(p) for p in pids)
     # And again on the next request.
     status, body = post(svc.endpoint, {"instances": SAMPLE}, timeout=120)
     assert status == 200 and body["predictions"] == local_predictions(artifact, SAMPLE)

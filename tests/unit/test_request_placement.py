@@ -4,13 +4,14 @@ and properties: decide always answers with an available form, never raises, is d
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_plane.placement.requests import (
+from stratum.request_placement import (
     FORMS, Decision, FormProfile, Profiles, Route, Stats, StreamStats, break_even_rps, decide, route)
 
 FAST = settings(max_examples=200, deadline=None)
@@ -263,3 +264,79 @@ def test_decide_always_picks_an_available_form_deterministically(s, p, slo):
     assert all(p.get(f).fits(s.size_p95_bytes) for f in d.fallback)
     r = route(d, [(f, f + "-1") for f in available])
     assert r is not None and r.form == d.form and not r.start
+
+
+# --- the router's side: Placer, InputCheck, ood_bounds ---
+
+from stratum.request_placement import InputCheck, Placer, ood_bounds  # noqa: E402
+
+
+def test_placer_orders_forms_by_the_rule_and_skips_forms_too_small_for_one_body():
+    p = Placer(ALL, slo_p95_ms=50)
+    for i in range(200):  # a busy stream of small bodies: edge
+        order = p.forms("s", i * 0.01, 100)
+    assert order == ("edge", "always_on", "on_demand")
+    # one body bigger than the edge form's max, in the same stream: edge is skipped for it alone
+    assert p.forms("s", 2.0, 100_000) == ("always_on", "on_demand")
+    assert p.forms("s", 2.01, 100) == ("edge", "always_on", "on_demand")
+    # larger than the on-demand form's 16 MiB: only always_on (no limit) is left
+    assert p.forms("s", 2.02, 1 << 30) == ("always_on",)
+    # a body no form takes keeps the full order (rule 0 of decide handles streams like that)
+    small_only = Placer(Profiles((EDGE, LAMBDA)))
+    assert small_only.forms("s", 0, 1 << 30) == ("on_demand",)  # the largest form
+
+
+def test_placer_reworks_a_decision_only_after_refresh_s():
+    p = Placer(ALL, slo_p95_ms=50, refresh_s=10, half_life_s=1)
+    first = p.forms("s", 0.0, 100)
+    for i in range(1, 50):  # the stream turns into large bodies within the refresh window
+        assert p.forms("s", i * 0.01, 1 << 18) == ("always_on", "on_demand")  # per-body skip still applies
+    assert p.decisions()["s"].form == first[0]
+    assert p.forms("s", 11.0, 1 << 18)[0] == "always_on"
+    assert p.decisions()["s"].reason.startswith("input p95")
+
+
+def test_placer_force_sends_everything_to_one_form_and_rejects_unknown_ones():
+    p = Placer(ALL, force="on_demand")
+    assert p.forms("s", 0, 1 << 30) == ("on_demand",)
+    with pytest.raises(ValueError, match="unknown form 'lambda'"):
+        Placer(ALL, force="lambda")
+
+
+def test_placer_keeps_at_most_max_streams_decisions():
+    p = Placer(ALL, max_streams=3)
+    for i in range(10):
+        p.forms(f"s{i}", float(i), 10)
+    assert sorted(p.decisions()) == ["s7", "s8", "s9"] and len(p.stats) == 3
+
+
+REFERENCE = {"format": 1, "rows": 10, "features": {
+    "hour": {"type": "integer", "values": [0, 3, 7, 23], "edges": [3, 7], "bins": [0.3, 0.3, 0.4]},
+    "weekday": {"type": "string", "frequencies": {"mon": 0.5, "tue": 0.5}},
+    "city": {"type": "string", "frequencies": {"a": 0.9, "__other__": 0.1}},
+    "empty": {"type": "float", "values": [], "edges": [], "bins": []}}}
+
+
+def test_ood_bounds_take_the_sampled_range_and_known_categories():
+    assert ood_bounds(REFERENCE) == {"num": {"hour": [0.0, 23.0]}, "cat": {"weekday": ["mon", "tue"]}}
+
+
+@pytest.mark.parametrize("row, ood", [
+    ({"hour": 5, "weekday": "mon", "city": "zzz"}, False),  # city had more categories than kept: not checked
+    ({"hour": 24, "weekday": "mon"}, False),  # within the 5 % margin of the range (23 * 0.05 = 1.15)
+    ({"hour": 25, "weekday": "mon"}, True),
+    ({"hour": -2, "weekday": "tue"}, True),
+    ({"hour": 5, "weekday": "sun"}, True),
+    ({"weekday": None}, False),  # missing values are not out of distribution
+    ({"hour": "5"}, False),  # text is the model's problem, not the router's
+])
+def test_input_check_flags_rows_outside_the_training_inputs(row, ood):
+    check = InputCheck(ood_bounds(REFERENCE))
+    assert check.row_is_ood(row) is ood
+    body = json.dumps({"instances": [{"hour": 1, "weekday": "mon"}, row]}).encode()
+    assert check.is_ood(body) is ood
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b'{"instances": 3}', b"\xff\xfe"])
+def test_input_check_does_not_flag_bodies_it_cannot_read(body):
+    assert InputCheck(ood_bounds(REFERENCE)).is_ood(body) is False

@@ -33,12 +33,14 @@ Pure: no I/O, time is passed in, never read; the same inputs give the same answe
 
 from __future__ import annotations
 
+import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable
 
-__all__ = ["FORMS", "FormProfile", "Profiles", "Stats", "StreamStats", "Decision", "Route", "decide",
+__all__ = ["FORMS", "FormProfile", "Profiles", "Stats", "StreamStats", "Decision", "Route", "decide", "InputCheck",
+           "ood_bounds", "Placer",
            "break_even_rps", "route"]
 
 FORMS = ("edge", "always_on", "on_demand")
@@ -298,3 +300,102 @@ def route(decision: Decision, ready: Iterable[tuple[str, str]], can_start: bool 
         if form == "on_demand" and can_start:
             return Route(form, (), start=True)
     return None
+
+
+class InputCheck:
+    """Flags a request whose rows fall outside the training inputs: a numeric value outside the
+    training range (widened by `margin` of the range on each side) or a category training never saw
+    (unless training had more categories than it kept). Built from `ood_bounds` of the model's drift
+    reference, which the control plane sends with the assignment.
+
+        check = InputCheck({"num": {"hour": [0, 23]}, "cat": {"weekday": ["mon", "tue"]}})
+        check.is_ood(b'{"instances": [{"hour": 40, "weekday": "mon"}]}')   # True
+    """
+
+    def __init__(self, bounds: dict, margin: float = 0.05):
+        self.num = {}
+        for name, (lo, hi) in (bounds.get("num") or {}).items():
+            pad = (hi - lo) * margin
+            self.num[name] = (lo - pad, hi + pad)
+        self.cat = {name: frozenset(values) for name, values in (bounds.get("cat") or {}).items()}
+
+    def __bool__(self) -> bool:
+        return bool(self.num or self.cat)
+
+    def row_is_ood(self, row: dict) -> bool:
+        for name, (lo, hi) in self.num.items():
+            v = row.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not lo <= v <= hi:
+                return True
+        for name, seen in self.cat.items():
+            v = row.get(name)
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            if v is not None and str(v) not in seen:
+                return True
+        return False
+
+    def is_ood(self, body: bytes) -> bool:
+        """True when any row of a POST /predict body is out of distribution; False for bodies it cannot
+        read (the model answers those with its own error)."""
+        try:
+            rows = json.loads(body).get("instances")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return False
+        return isinstance(rows, list) and any(isinstance(r, dict) and self.row_is_ood(r) for r in rows)
+
+
+def ood_bounds(reference: dict) -> dict:
+    """The compact bounds an `InputCheck` needs, from a drift reference profile
+    (control_plane/ml/drift.py: reference_profile): the sampled range of each numeric feature and the
+    categories of each categorical one (none when training had more than it kept)."""
+    num, cat = {}, {}
+    for name, f in (reference.get("features") or {}).items():
+        if f.get("values"):
+            num[name] = [float(f["values"][0]), float(f["values"][-1])]
+        elif "frequencies" in f and "__other__" not in f["frequencies"]:
+            cat[name] = sorted(f["frequencies"])
+    return {"num": num, "cat": cat}
+
+
+class Placer:
+    """The router's side of request placement for one service: tracks streams and answers, per
+    request, the forms to try in order. A stream's decision is reworked at most every `refresh_s`
+    (decide formats its reason; the stats change slowly anyway), and `decisions` keeps the latest
+    per stream for the node's status.
+
+    `force` sends everything to one form (the single-form baselines of bench/request_placement).
+    """
+
+    def __init__(self, profiles: Profiles, slo_p95_ms: float = 0.0, *, half_life_s: float = 60.0,
+                 max_streams: int = 4096, refresh_s: float = 1.0, force: str | None = None):
+        if force is not None and force not in FORMS:
+            raise ValueError(f"unknown form {force!r}; one of {', '.join(FORMS)}")
+        self.profiles, self.slo_p95_ms, self.force = profiles, slo_p95_ms, force
+        self.stats = StreamStats(half_life_s, max_streams)
+        self.refresh_s = refresh_s
+        self._cache: OrderedDict[str, tuple[float, Decision, tuple]] = OrderedDict()
+        self.max_streams = max_streams
+
+    def forms(self, stream: str, now: float, body_bytes: int, ood: bool = False) -> tuple:
+        """Record the request, and return the forms to try for it, best first."""
+        self.stats.observe(stream, now, body_bytes, ood)
+        if self.force is not None:
+            return (self.force,)
+        hit = self._cache.get(stream)
+        if hit is not None and now - hit[0] < self.refresh_s:
+            order = hit[2]
+        else:
+            d = decide(self.stats.snapshot(stream, now), self.profiles, self.slo_p95_ms)
+            order = (d.form, *d.fallback)
+            self._cache[stream] = (now, d, order)
+            self._cache.move_to_end(stream)
+            if len(self._cache) > self.max_streams:
+                self._cache.popitem(last=False)
+        # The stream's p95 may be small while this one request is not: a form whose memory cannot
+        # take this body is skipped for it (kept only when no form can).
+        fits = tuple(f for f in order if (p := self.profiles.get(f)) is None or p.fits(body_bytes))
+        return fits or order
+
+    def decisions(self) -> dict[str, Decision]:
+        return {s: d for s, (_, d, _) in self._cache.items()}
