@@ -5,7 +5,7 @@
     profile.rss_bytes      # resident memory of the whole process tree after `requests` predictions
     profile.p95_ms         # one small request at a time
     profile.capacity_rps   # small requests from `concurrency` clients at once: what one replica sustains
-    profile.ms_per_kib     # extra service time per KiB of request body, from a batch of `batch_rows` rows
+    profile.ms_per_kib     # extra service time per KiB of request body: the slope between two batch sizes
 
 It runs the bento with the node daemon's own ReplicaRunner (node_daemon/replicas/runner.py),
 so the numbers are what a node will see for one replica with `workers` workers; the placement
@@ -75,11 +75,11 @@ def _post(url: str, body: bytes | None) -> float:
 
 def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os.PathLike, *,
                   instances: list[dict] | None = None, requests: int = 40, workers: int = 1,
-                  ready_timeout: float = 120.0, concurrency: int = 4, batch_rows: int = 512) -> BentoProfile:
+                  ready_timeout: float = 120.0, concurrency: int = 4, batch_rows: int = 4096) -> BentoProfile:
     """Serve `bento` (a tag in bentoml_home) once, send `requests` POST /predict (GET /healthz when no
-    instances are given), then `requests` more from `concurrency` clients at once, then a few batches
-    of `batch_rows` rows; read the RSS of its process tree, stop it. These are the thresholds request
-    placement works from (stratum/request_placement.py)."""
+    instances are given), then `requests` more from `concurrency` clients at once, then batches of
+    `batch_rows` / 8 and `batch_rows` rows; read the RSS of its process tree, stop it. Request placement
+    works from these numbers (control_plane/placement/forms.py)."""
     runner = ReplicaRunner(bentoml_home, run_dir)
     replica = runner.start(bento, workers=workers, ready_timeout=ready_timeout)
     try:
@@ -92,10 +92,15 @@ def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os
             with ThreadPoolExecutor(concurrency) as pool:
                 list(pool.map(lambda _: _post(replica.url, body), range(requests)))
             capacity = round(requests / (time.perf_counter() - t0), 1)
-            big = json.dumps({"instances": (instances * batch_rows)[:batch_rows]}).encode()
-            big_ms = statistics.median(_post(replica.url, big) for _ in range(5))
-            extra = max(big_ms - statistics.median(latencies), 0.0)
-            ms_per_kib = round(extra / max((len(big) - len(body)) / 1024, 1e-9), 4)
+            # The slope between two batch sizes: the fixed cost of a request (HTTP, parsing, dispatch)
+            # cancels out, so what is left is the time per byte of input.
+            sizes, times = [], []
+            for rows in (batch_rows // 8, batch_rows):
+                b = json.dumps({"instances": (instances * rows)[:rows]}).encode()
+                _post(replica.url, b)  # warm the path for this size
+                sizes.append(len(b))
+                times.append(statistics.median(_post(replica.url, b) for _ in range(5)))
+            ms_per_kib = round(max(times[1] - times[0], 0.0) / ((sizes[1] - sizes[0]) / 1024), 5)
         rss = replica.rss_bytes()
     finally:
         runner.stop(replica)

@@ -465,6 +465,7 @@ class ServiceRouter:
         self.input_check = None  # InputCheck: flags out-of-distribution requests for the placer
         self.form_requests: dict[str, int] = {}
         self._remotes = 0  # backends that are other nodes' routers
+        self.spills = 0  # placed requests that found their form full and tried the next one
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -581,7 +582,7 @@ class ServiceRouter:
     def stats(self) -> dict:
         out = {"service_id": self.service_id, "url": self.url, "requests": self.requests, "failures": self.failures,
                "retries": self.retries, "samples": len(self.reservoir.items), "sampled_from": self.reservoir.seen,
-               "backends": [b.describe() for b in self._order], "forms": dict(self.form_requests)}
+               "backends": [b.describe() for b in self._order], "forms": dict(self.form_requests), "spills": self.spills}
         if self.placer is not None:
             out["streams"] = {k: f"{d.form}: {d.reason}" for k, d in self.placer.decisions().items()}
         return out
@@ -617,14 +618,9 @@ class ServiceRouter:
                 self._park(ex, "on_demand")
                 return
         else:
-            b = None
-            for form in ex.forms:
-                b = self._pick(ex.tried, form)
-                if b is not None:
-                    break
-                if form in self.wakers and not ex.tried and not ex.parked and not any(x.form == form for x in self._order):
-                    self._park(ex, form)
-                    return
+            b = self._pick_placed(ex)
+            if b is False:
+                return  # parked
         if b is None:
             self.failures += 1
             if ex.tried:
@@ -654,6 +650,29 @@ class ServiceRouter:
             b.conns.discard(conn)
             conn.transport.close()
         self._loop.create_task(self._connect_and_send(b, ex))
+
+    def _pick_placed(self, ex: _Exchange):
+        """A backend of the first of the request's forms that has one with room; False when the request
+        was parked for an on-demand start. A backend holding its form's in-flight limit (Placer.
+        inflight_limit) counts as full: the request spills to the next form that has a ready backend
+        with room, or, when all are full, queues at the backend whose queue is shortest for its limit."""
+        full, fullest = None, 0.0
+        for form in ex.forms:
+            b = self._pick(ex.tried, form)
+            if b is None:
+                if (full is None and form in self.wakers and not ex.tried and not ex.parked
+                        and not any(x.form == form for x in self._order)):
+                    self._park(ex, form)
+                    return False
+                continue
+            limit = self.placer.inflight_limit(form, sum(1 for x in self._order if x.form == form and x.state == "ready"))
+            if limit and b.outstanding >= limit:
+                if full is None or b.outstanding / limit < fullest:  # all full: queue where the queue is shortest
+                    full, fullest = b, b.outstanding / limit
+                self.spills += 1
+                continue
+            return b
+        return full
 
     def _place(self, ex: _Exchange) -> None:
         if ex.stream:

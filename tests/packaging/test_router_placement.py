@@ -141,3 +141,36 @@ def test_placed_requests_balance_over_the_replicas_of_their_form():
         assert got == {"e0", "e1"}
         assert _runners  # backends are cleaned by run()
     run(body)
+
+
+def test_a_full_form_spills_to_the_next_one_and_all_full_queues_where_the_queue_is_shortest():
+    async def body(router):
+        _, edge_port = await backend("edge", delay=0.5)
+        _, fog_port = await backend("fog", delay=0.5)
+        router.add_backend("r1", "127.0.0.1", edge_port)
+        router.add_backend("peer", "127.0.0.1", fog_port, form="always_on", remote=True)
+        # Little's law: 20 req/s x 100 ms = 2 requests in flight per backend before it is full
+        profiles = Profiles((FormProfile("edge", p95_ms=5, capacity_rps=20), FormProfile("always_on", p95_ms=5, capacity_rps=20)))
+        router.placer = Placer(profiles, slo_p95_ms=100)
+        assert router.placer.inflight_limit("edge", 1) == 2 and router.placer.inflight_limit("edge", 2) == 1
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
+            got = await asyncio.gather(*(post(s, router.url, SMALL) for _ in range(6)))
+        forms = sorted(f for _, f, _ in got)
+        # 2 fill edge, 2 spill to always_on, the last 2 queue one on each (shortest queue for its limit)
+        assert forms == ["always_on"] * 3 + ["edge"] * 3 and all(code == 200 for code, _, _ in got)
+        assert router.spills >= 4
+    run(body)
+
+
+def test_without_an_objective_nothing_spills():
+    async def body(router):
+        _, edge_port = await backend("edge", delay=0.2)
+        _, fog_port = await backend("fog")
+        router.add_backend("r1", "127.0.0.1", edge_port)
+        router.add_backend("peer", "127.0.0.1", fog_port, form="always_on", remote=True)
+        router.placer = Placer(Profiles((FormProfile("edge", p95_ms=5, capacity_rps=1), FOG)))
+        assert router.placer.inflight_limit("edge", 1) == 0
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
+            got = await asyncio.gather(*(post(s, router.url, SMALL) for _ in range(4)))
+        assert {f for _, f, _ in got} == {"edge"} and router.spills == 0
+    run(body)
