@@ -52,7 +52,7 @@ def routing_of(r: dict | None) -> m.Routing:
     try:
         idle = parse_duration(r["idle_stop"]) if r.get("idle_stop") else 0.0
     except ValueError:
-        idle = -1.0  # the plan reported it (check_routing); the server names it too
+        idle = 0.0  # check_routing reports it at plan, with the parser's message
     return m.Routing(mode=r.get("mode") or "", on_demand_replicas=int(r.get("on_demand_replicas") or 0), idle_stop_s=idle,
                      ood_share_max=float(r.get("ood_share_max") or 0))
 

@@ -74,3 +74,32 @@ output "gpu" { value = data.stratum_placement.gpu }
         assert {r["node_name"] for r in gpu["rejected"]} == {"edge-1", "fog-1"}
 
     run_steps(ws, [Step(cfg, check=check)])
+
+
+def test_bad_routing_fails_at_plan_on_its_attribute(ws, admin, edge_node):
+    cfg = ws.provider + '''
+resource "stratum_service" "a" {
+  name    = "a"
+  model   = "m"
+  routing = { mode = "fastest" }
+}
+resource "stratum_service" "b" {
+  name    = "b"
+  model   = "m"
+  routing = { mode = "straightline", idle_stop = "soon", ood_share_max = 2 }
+}
+resource "stratum_service" "c" {
+  name    = "c"
+  model   = "m"
+  routing = { on_demand_replicas = 1 }
+}
+'''
+    run_steps(ws, [Step(cfg, plan_only=True, expect_error=[
+        "'fastest' is not a routing mode", 'with stratum_service.a',
+        "Invalid routing.idle_stop", "invalid duration 'soon'", "Invalid routing.ood_share_max",
+        'with stratum_service.b',
+        'on-demand replicas serve only with mode = "straightline"', 'with stratum_service.c',
+    ])])
+    for name in "abc":
+        with pytest.raises(Exception):
+            admin.GetService(m.GetServiceRequest(name=name))

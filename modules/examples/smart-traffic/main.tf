@@ -55,6 +55,13 @@ resource "stratum_service" "congestion" {
     cpu   = 0.25
     tiers = ["edge", "fog"]
   }
+  # Each node's endpoint places request streams on its own replicas, on other nodes' replicas
+  # (large or unusual inputs, overflow) or on an on-demand replica (rare streams).
+  routing = {
+    mode               = "straightline"
+    on_demand_replicas = 1
+    idle_stop          = "2m"
+  }
 }
 
 output "endpoint" {
