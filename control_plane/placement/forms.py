@@ -92,7 +92,7 @@ def routing_plan(node_id: str, placement: dict[str, int], version: dict, routing
                   for n, k in sorted(placement.items())
                   if n != node_id and k and endpoints.get(n) and (ready is None or n in ready))
     if peers:
-        others = sum(placement[n] for n in placement if n != node_id and n in endpoints)
+        others = sum(placement[n] for n in placement if n != node_id and endpoints.get(n) and (ready is None or n in ready))
         forms.append(Form("always_on", p95 + NETWORK_HOP_MS, capacity_rps=per_replica * others))
     if od:
         forms.append(Form("on_demand", p95, cold_start_s=float(version.get("load_time_s") or 0.0),

@@ -373,7 +373,7 @@ class Backend:
     state: str = "ready"  # ready | down | draining
     form: str = "edge"  # request placement: edge (a local replica) | always_on (another node's router) | on_demand
     remote: bool = False  # another node's service router: requests sent there carry x-stratum-forwarded
-    last_used: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)  # last request sent or answered: on-demand idle stop
     outstanding: int = 0
     requests: int = 0
     errors: int = 0
@@ -636,11 +636,10 @@ class ServiceRouter:
         ex.form = b.form
         ex.backend = b
         b.outstanding += 1
-        b.last_used = self.last_request
         ex.t0 = time.perf_counter()
         if ex.timer is None:
             ex.timer = self._loop.call_later(self.request_timeout, self._timeout, ex)
-        now = time.monotonic()
+        now = b.last_used = time.monotonic()  # not the request's arrival: a parked one waited for this replica
         while b.idle:
             conn = b.idle.pop()
             if not conn.closed and now - conn.idle_since < IDLE_REUSE_S:
@@ -706,6 +705,7 @@ class ServiceRouter:
 
     def _release(self, b: Backend, ex: _Exchange) -> None:
         b.outstanding -= 1
+        b.last_used = time.monotonic()  # idle time counts from the last answer
         if b.outstanding == 0 and b.drained is not None:
             b.drained.set()
 

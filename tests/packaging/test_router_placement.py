@@ -105,8 +105,8 @@ def test_an_on_demand_form_is_started_by_the_request_that_needs_it():
         async def start():
             await asyncio.sleep(0.2)  # a cold start
             _, port = await backend("lambda")
+            started.append(asyncio.get_running_loop().time())
             router.add_backend("od-1", "127.0.0.1", port, form="on_demand")
-            started.append(port)
 
         router.wakers["on_demand"] = lambda: asyncio.get_running_loop().create_task(start())
         # only an on-demand form takes bodies this large
@@ -115,6 +115,9 @@ def test_an_on_demand_form_is_started_by_the_request_that_needs_it():
             first = asyncio.gather(*(post(s, router.url, LARGE, stream=f"c{i}") for i in range(3)))
             assert await first == [(200, "on_demand", "lambda")] * 3
             assert len(started) == 1  # three parked requests, one start
+            # The idle clock of the new replica starts at its answers, not when the requests arrived and
+            # were parked: otherwise a cold start longer than idle_stop_s stops the replica at once.
+            assert router.backends["od-1"].last_used > started[0]
             assert await post(s, router.url, SMALL) == (200, "edge", "edge")
     run(body)
 

@@ -77,3 +77,10 @@ def test_bad_routing_is_named_by_its_attribute_path(routing, path, text):
 def test_good_routing_passes():
     assert validate_spec(m.ServiceSpec(name="svc", model="m", routing=m.Routing(
         mode="straightline", on_demand_replicas=2, idle_stop_s=30, ood_share_max=0.3))) == []
+
+
+def test_always_on_capacity_counts_only_the_peers_in_the_plan():
+    placement = {"n1": 1, "n2": 2, "n3": 3}
+    eps = {"n1": "http://a:1", "n2": "http://b:2", "n3": "http://c:3"}
+    fog = {f.form: f for f in plan(placement=placement, endpoints=eps, ready={"n1", "n3"}).forms}["always_on"]
+    assert fog.capacity_rps == 300.0 * 3  # n2 is down: its 2 replicas do not count
