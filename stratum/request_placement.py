@@ -399,13 +399,14 @@ class Placer:
 
     def inflight_limit(self, form: str, backends: int) -> int:
         """Requests one backend of `form` may hold before new ones spill to the next form (0: no limit).
-        Little's law: a replica that completes `capacity_rps / backends` requests a second and must
-        answer within the objective can hold capacity/backends x slo of them; a request queued beyond
-        that waits past the objective, while the next form may still have room."""
+        Little's law: a backend completing `capacity_rps / backends` requests a second works off N
+        queued ones in N / rate seconds, and the request itself then takes its p95; to answer within
+        the objective, N <= rate x (slo - p95). One queued beyond that would wait past the objective,
+        while the next form may still have room."""
         p = self.profiles.get(form)
         if p is None or not p.capacity_rps or self.slo_p95_ms <= 0 or backends <= 0:
             return 0
-        return max(1, math.ceil(p.capacity_rps / backends * self.slo_p95_ms / 1000))
+        return max(1, math.ceil(p.capacity_rps / backends * max(self.slo_p95_ms - p.p95_ms, 0.0) / 1000))
 
     def decisions(self) -> dict[str, Decision]:
         return {s: d for s, (_, d, _) in self._cache.items()}

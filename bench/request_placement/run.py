@@ -9,8 +9,14 @@ its router and real `bentoml serve` replicas, exactly as node daemons run them:
 
 * edge node: 1 replica with 1 worker (the `edge` form), and an on-demand pool of 1 replica that
   scales to zero after `--idle-stop` s (the `on_demand` form);
-* fog node: 1 replica with 2 workers behind its own router, reached through a TCP proxy that
-  delays every chunk by `--hop-ms` each way (the network hop; the `always_on` form).
+* fog node: `--fog-replicas` replicas (1 worker each, as on the edge) behind its own router,
+  reached through a TCP proxy that delays every chunk by `--hop-ms` each way (the network hop;
+  the `always_on` form).
+
+Real edge and fog boxes do not share cores; here they would, and a replica on one "node" would
+slow the other's. So with `--pin` (the default on 2+ cores) each node's replicas are pinned to
+cores of their own (sched_setaffinity, inherited by BentoML's workers): the edge node gets core 0,
+the fog node core 1. The client, the routers and the proxy run in this process, unpinned.
 
 The edge router's plan comes from control_plane/placement/forms.py (`routing_plan`) and is
 applied by node_daemon/services.py (`route`), the code the control plane and the node run.
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import statistics
@@ -63,6 +70,21 @@ from stratum.v1 import node_agent_pb2 as na  # noqa: E402
 POLICIES = ("straightline", "edge", "always_on", "on_demand")
 
 
+class PinnedRunner(ReplicaRunner):
+    """A ReplicaRunner whose replicas run on given cores: pinned at spawn, before BentoML forks its
+    workers, so they inherit it."""
+
+    def __init__(self, *args, cpus: list[int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cpus = cpus
+
+    def spawn(self, *args, **kwargs):
+        replica = super().spawn(*args, **kwargs)
+        if self.cpus:
+            os.sched_setaffinity(replica.pid, self.cpus)
+        return replica
+
+
 # -- the network hop --------------------------------------------------------------------------
 class DelayProxy:
     """TCP proxy that holds every chunk `delay_s` before passing it on, both ways (no netem here)."""
@@ -78,15 +100,26 @@ class DelayProxy:
         return self
 
     async def _pipe(self, reader, writer):
+        # Each chunk is written delay_s after it was read, and reading goes on meanwhile: a delay,
+        # not a bandwidth limit (a large body crosses in about the same delay as a small one).
         loop = asyncio.get_running_loop()
-        try:
-            while data := await reader.read(65536):
-                due = loop.time() + self.delay_s  # one delay per chunk, chunks stay in order
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def send():
+            while (item := await queue.get()) is not None:
+                due, data = item
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 writer.write(data)
                 await writer.drain()
+
+        sender = asyncio.create_task(send())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + self.delay_s, data))
+            queue.put_nowait(None)
+            await sender
         except (ConnectionError, asyncio.CancelledError):
-            pass
+            sender.cancel()
         finally:
             writer.close()
 
@@ -189,14 +222,17 @@ class Loop:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.request_placement.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=30.0, help="seconds of trace per policy and round")
-    p.add_argument("--rounds", type=int, default=1, help="replays per policy, policies alternating")
+    p.add_argument("--rounds", type=int, default=2, help="replays per policy, policies alternating")
     p.add_argument("--slo-ms", type=float, default=100.0, help="the service's p95 objective")
     p.add_argument("--hop-ms", type=float, default=5.0, help="one-way delay to the fog node")
+    p.add_argument("--fog-replicas", type=int, default=1)
+    p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None,
+                   help="pin each node's replicas to a core of its own (default: on with 2+ cores)")
     p.add_argument("--steady-rps", type=float, default=20.0)
     p.add_argument("--burst-every", type=float, default=6.0)
     p.add_argument("--burst-size", type=int, default=60)
-    p.add_argument("--large-every", type=float, default=2.0)
-    p.add_argument("--large-rows", type=int, default=5000)
+    p.add_argument("--large-every", type=float, default=4.0)
+    p.add_argument("--large-rows", type=int, default=40000)
     p.add_argument("--rare", type=int, default=5)
     p.add_argument("--idle-stop", type=float, default=10.0, help="on-demand replicas stop after this long idle")
     p.add_argument("--timeout", type=float, default=2.0, help="a request without an answer by then fails")
@@ -218,10 +254,14 @@ def main(argv: list[str] | None = None) -> dict:
         store = ArtifactStore(tmp / "cp")
         digest = store.put(art.path)
 
+        cores = sorted(os.sched_getaffinity(0))
+        pin = args.pin if args.pin is not None else len(cores) >= 2
+
         def node(name: str) -> tuple[BentoCache, ReplicaRunner]:
             cache = BentoCache(tmp / name / "cache", max_bytes=1 << 30)
             cache.fetch(digest, store.size(digest), lambda o, n: store.read(digest, o, n))
-            return cache, ReplicaRunner(cache.bentoml_home, tmp / name / "run")
+            cpus = ([cores[0]] if name == "edge" else [cores[1]]) if pin else None
+            return cache, PinnedRunner(cache.bentoml_home, tmp / name / "run", cpus=cpus)
 
         async def start_nodes():
             fog_cache, fog_runner = node("fog")
@@ -230,10 +270,10 @@ def main(argv: list[str] | None = None) -> dict:
             edge_cache, edge_runner = node("edge")
             edge = await LocalService("svc", edge_runner, cache=edge_cache, request_timeout=30).start()
             services.append(edge)
-            await asyncio.gather(fog.deploy(BentoRef(digest=digest), replicas=1, workers=2),
+            await asyncio.gather(fog.deploy(BentoRef(digest=digest), replicas=args.fog_replicas, workers=1),
                                  edge.deploy(BentoRef(digest=digest), replicas=1, workers=1))
             hop = await DelayProxy(fog.router.port, args.hop_ms / 1000).start()
-            plan = routing_plan("edge", {"edge": 1, "fog": 1}, version,
+            plan = routing_plan("edge", {"edge": 1, "fog": args.fog_replicas}, version,
                                 {"mode": "straightline", "on_demand_replicas": 1, "idle_stop_s": args.idle_stop},
                                 args.slo_ms, endpoints={"fog": f"http://127.0.0.1:{hop.port}"},
                                 names={"edge": "edge-1", "fog": "fog-1"}, tiers={"edge": "edge", "fog": "fog"})

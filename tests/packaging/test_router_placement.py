@@ -152,7 +152,7 @@ def test_a_full_form_spills_to_the_next_one_and_all_full_queues_where_the_queue_
         _, fog_port = await backend("fog", delay=0.5)
         router.add_backend("r1", "127.0.0.1", edge_port)
         router.add_backend("peer", "127.0.0.1", fog_port, form="always_on", remote=True)
-        # Little's law: 20 req/s x 100 ms = 2 requests in flight per backend before it is full
+        # Little's law: 20 req/s x (100 - 5) ms = 1.9, so 2 requests in flight per backend before it is full
         profiles = Profiles((FormProfile("edge", p95_ms=5, capacity_rps=20), FormProfile("always_on", p95_ms=5, capacity_rps=20)))
         router.placer = Placer(profiles, slo_p95_ms=100)
         assert router.placer.inflight_limit("edge", 1) == 2 and router.placer.inflight_limit("edge", 2) == 1
