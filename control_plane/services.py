@@ -102,6 +102,19 @@ def demand_of(r: m.Requirements, memory_mb: int) -> Demand:
                   gpus=r.gpu, gpu_model=r.gpu_model, gpu_memory_mb=r.gpu_memory_mb, zone=r.zone, data=r.data)
 
 
+def plan_message(plan: Plan, input_bounds_json: str = "") -> na.RoutingPlan:
+    """A routing plan (control_plane/placement/forms.py) as the node receives it."""
+    out = na.RoutingPlan(mode=plan.mode, slo_p95_ms=plan.slo_p95_ms, on_demand_replicas=plan.on_demand_replicas,
+                         idle_stop_s=plan.idle_stop_s, ood_share_max=plan.ood_share_max, input_bounds_json=input_bounds_json)
+    for f in plan.forms:
+        out.forms.append(na.FormProfile(form=f.form, p95_ms=f.p95_ms, cold_start_s=f.cold_start_s,
+                                        max_input_bytes=f.max_input_bytes, capacity_rps=f.capacity_rps,
+                                        cost_per_hour=f.cost_per_hour))
+    for p in plan.peers:
+        out.peers.append(na.Peer(node_name=p.node_name, endpoint=p.endpoint, tier=p.tier))
+    return out
+
+
 class Services:
     def __init__(self, store: Store, models: Models, nodes: NodeRegistry, artifacts=None):
         self.store, self.models, self.nodes = store, models, nodes
@@ -397,16 +410,7 @@ class Services:
                                   endpoints=endpoints, names={i: x.name for i, x in nodes.items()},
                                   tiers={i: x.tier for i, x in nodes.items()},
                                   ready={i for i, x in nodes.items() if x.state == "ready"})
-        out = na.RoutingPlan(mode=plan.mode, slo_p95_ms=plan.slo_p95_ms, on_demand_replicas=plan.on_demand_replicas,
-                             idle_stop_s=plan.idle_stop_s, ood_share_max=plan.ood_share_max,
-                             input_bounds_json=self._input_bounds(version.get("reference_digest")))
-        for f in plan.forms:
-            out.forms.append(na.FormProfile(form=f.form, p95_ms=f.p95_ms, cold_start_s=f.cold_start_s,
-                                            max_input_bytes=f.max_input_bytes, capacity_rps=f.capacity_rps,
-                                            cost_per_hour=f.cost_per_hour))
-        for p in plan.peers:
-            out.peers.append(na.Peer(node_name=p.node_name, endpoint=p.endpoint, tier=p.tier))
-        return out
+        return plan_message(plan, self._input_bounds(version.get("reference_digest")))
 
     def _input_bounds(self, digest: str | None) -> str:
         if not digest or self.artifacts is None:

@@ -61,11 +61,11 @@ from control_plane.packaging.build import build_bento  # noqa: E402
 from control_plane.packaging.profile import profile_bento  # noqa: E402
 from control_plane.packaging.store import ArtifactStore  # noqa: E402
 from control_plane.placement.forms import routing_plan  # noqa: E402
+from control_plane.services import plan_message  # noqa: E402
 from node_daemon.replicas.cache import BentoCache  # noqa: E402
 from node_daemon.replicas.runner import ReplicaRunner  # noqa: E402
 from node_daemon.replicas.service import BentoRef, LocalService  # noqa: E402
 from node_daemon.services import route  # noqa: E402
-from stratum.v1 import node_agent_pb2 as na  # noqa: E402
 
 POLICIES = ("straightline", "edge", "always_on", "on_demand")
 
@@ -277,14 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 {"mode": "straightline", "on_demand_replicas": 1, "idle_stop_s": args.idle_stop},
                                 args.slo_ms, endpoints={"fog": f"http://127.0.0.1:{hop.port}"},
                                 names={"edge": "edge-1", "fog": "fog-1"}, tiers={"edge": "edge", "fog": "fog"})
-            msg = na.RoutingPlan(mode=plan.mode, slo_p95_ms=plan.slo_p95_ms, on_demand_replicas=plan.on_demand_replicas,
-                                 idle_stop_s=plan.idle_stop_s, ood_share_max=plan.ood_share_max)
-            for f in plan.forms:
-                msg.forms.append(na.FormProfile(form=f.form, p95_ms=f.p95_ms, cold_start_s=f.cold_start_s,
-                                                max_input_bytes=f.max_input_bytes, capacity_rps=f.capacity_rps))
-            for peer in plan.peers:
-                msg.peers.append(na.Peer(node_name=peer.node_name, endpoint=peer.endpoint, tier=peer.tier))
-            route(edge, msg)
+            route(edge, plan_message(plan))
             return edge, hop, plan
 
         edge, proxy, plan = nodes.run(start_nodes())
