@@ -34,6 +34,7 @@ def run(args) -> int:
         interval = parse_duration(args.heartbeat_interval)
         timeout = parse_duration(args.node_timeout)
         retrain_interval = parse_duration(args.retrain_interval)
+        pool_interval = parse_duration(args.pool_interval)
     except ValueError as e:
         return _fail(str(e))
     if timeout <= interval:
@@ -54,7 +55,7 @@ def run(args) -> int:
     if args.training_workers < 1:
         return _fail(f"--training-workers must be at least 1, not {args.training_workers}")
     cfg = Config(dd, store, args.listen, node_listen, interval, timeout, retrain_interval=retrain_interval,
-                 training_workers=args.training_workers)
+                 training_workers=args.training_workers, pool_interval=pool_interval)
     try:
         asyncio.run(serve(cfg))
     except OSError as e:

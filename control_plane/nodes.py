@@ -196,6 +196,15 @@ class NodeRegistry:
 
     # -- reads ----------------------------------------------------------------
 
+    def forget(self, node_id: str) -> None:
+        """Remove a node for good (a cloud VM that was terminated): its record and its live state."""
+        with self._lock:
+            self.states.pop(node_id, None)
+            self.last_seen.pop(node_id, None)
+            self._dirty.pop(node_id, None)
+            self._back.pop(node_id, None)
+        self.store.delete_node(node_id)
+
     def to_proto(self, row: NodeRow) -> t.Node:
         node = t.Node(id=row.id, name=row.name, tier=row.tier, labels=row.labels, join_token=row.join_token)
         json_format.Parse(row.capabilities, node.capabilities, ignore_unknown_fields=True)

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from control_plane.api.auth import AdminTokenInterceptor
 from control_plane.api.servicers import ControlPlaneServicer, NodeAgentServicer
+from control_plane.provision.pools import Pools
 from control_plane.datadir import DataDir
 from control_plane.datasets import Datasets
 from control_plane.join_tokens import JoinTokens
@@ -59,6 +60,7 @@ class Config:
     gc_interval: float = 300.0
     retrain_interval: float = 30.0  # how often retraining triggers (age, drift) are checked
     training_workers: int = 1
+    pool_interval: float = 5.0  # how often cloud pools are reconciled (and at once after a change)
     ports: dict = field(default_factory=dict)
 
 
@@ -72,6 +74,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     services = Services(cfg.store, models, nodes, artifacts)
     models.on_new_version = lambda name: services.push()
     retrain = RetrainLoop(models, services, artifacts)
+    pools = Pools(cfg.store, tokens, nodes, server="", busy_nodes=services.nodes_in_use, interval=cfg.pool_interval)
 
     server = grpc.aio.server(interceptors=[AdminTokenInterceptor(dd.admin_token)], options=SERVER_OPTIONS)
     chain = dd.server_cert_pem + dd.ca_cert_pem  # the CA in the chain lets new nodes discover it (see pki.fetch_ca)
@@ -88,9 +91,11 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     public_port, node_port = ports
     cfg.ports.update(public=public_port, node=node_port)
     node_host = cfg.node_listen.rpartition(":")[0]
+    pools.server = f"{cfg.listen.rpartition(':')[0]}:{public_port}"  # where VMs enroll, unless a pool says
 
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(
-        ControlPlaneServicer(nodes, tokens, datasets, models, services, cfg.store.kind, f"{node_host}:{node_port}", cfg.heartbeat_interval, cfg.node_timeout), server)
+        ControlPlaneServicer(nodes, tokens, datasets, models, services, cfg.store.kind, f"{node_host}:{node_port}",
+                             cfg.heartbeat_interval, cfg.node_timeout, pools), server)
     node_agent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(nodes, services, artifacts, node_port, cfg.heartbeat_interval), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -117,12 +122,14 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
             pass
     gc.disable()  # see _maintain
     models.resume()
+    pools.start()
     background = asyncio.create_task(_maintain(nodes, cfg, stop, services, retrain))
     await stop.wait()
     event(log, "control plane stopping")
     await health.enter_graceful_shutdown()
     await server.stop(grace=2)
     await background
+    await asyncio.to_thread(pools.stop)
     await asyncio.to_thread(nodes.flush_heartbeats)
 
 

@@ -272,6 +272,10 @@ class Services:
         event(log, "service deleting", service=name)
         self.push()
 
+    def nodes_in_use(self) -> set[str]:
+        """Ids of nodes that some service has replicas on (a cloud VM among them is not idle)."""
+        return {n for d in self.store.list_docs("services") for n, k in d["placement"].items() if k}
+
     def using_model(self, model: str) -> list[str]:
         return [d["name"] for d in self.store.list_docs("services") if d["spec"].get("model") == model]
 

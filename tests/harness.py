@@ -101,7 +101,8 @@ def stratum_argv(*args: str) -> list[str]:
 
 class ControlPlane(Process):
     def __init__(self, workdir: str, store: str | None = None, heartbeat_interval: str = "1s", node_timeout: str = "3s",
-                 host: str = "127.0.0.1", port: int | None = None, node_port: int | None = None, extra: list[str] | None = None):
+                 host: str = "127.0.0.1", port: int | None = None, node_port: int | None = None, extra: list[str] | None = None,
+                 env: dict | None = None):
         self.data_dir = os.path.join(workdir, "control-plane")
         self.host = host
         self.port = port or free_port()
@@ -111,7 +112,7 @@ class ControlPlane(Process):
         argv = stratum_argv("control-plane", "--data-dir", self.data_dir, "--listen", f"{host}:{self.port}",
                             "--node-listen", f"{host}:{self.node_port}", "--heartbeat-interval", heartbeat_interval,
                             "--node-timeout", node_timeout, *(["--store", store] if store else []), *(extra or []))
-        super().__init__(argv, os.path.join(workdir, "control-plane.log"))
+        super().__init__(argv, os.path.join(workdir, "control-plane.log"), env=env)
 
     @property
     def endpoint(self) -> str:

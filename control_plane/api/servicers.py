@@ -26,6 +26,7 @@ from stratum.logs import event
 from stratum.v1 import control_plane_pb2 as cp, control_plane_pb2_grpc as cp_grpc
 from stratum.v1 import datasets_pb2 as ds
 from stratum.v1 import node_agent_pb2 as na, node_agent_pb2_grpc as na_grpc
+from stratum.v1 import pools_pb2 as pl
 
 MAX_CHUNK = 4 * 1024 * 1024
 
@@ -34,8 +35,9 @@ log = logging.getLogger("stratum.api")
 
 class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
     def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, datasets: Datasets, models: Models, services: Services,
-                 store_kind: str, node_endpoint: str, interval: float, timeout: float):
+                 store_kind: str, node_endpoint: str, interval: float, timeout: float, pools=None):
         self.nodes, self.tokens, self.datasets = nodes, tokens, datasets
+        self.pools = pools
         self.models, self.services = models, services
         self.store_kind, self.node_endpoint = store_kind, node_endpoint
         self.interval, self.timeout = interval, timeout
@@ -227,6 +229,29 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
     async def DeleteService(self, request, context):
         await asyncio.to_thread(self.services.delete, request.name)
         return m.DeleteServiceResponse()
+
+    # -- cloud pools (control_plane/provision/pools.py); Vault and cloud calls run off the event loop --
+    @rpc
+    async def ValidateCloudPool(self, request, context):
+        await asyncio.to_thread(self.pools.check, request)
+        return cp.ValidateResponse()
+
+    @rpc
+    async def CreateCloudPool(self, request, context):
+        return await asyncio.to_thread(self.pools.create, request)
+
+    @rpc
+    async def GetCloudPool(self, request, context):
+        return await asyncio.to_thread(self.pools.get, request.name)
+
+    @rpc
+    async def UpdateCloudPool(self, request, context):
+        return await asyncio.to_thread(self.pools.update, request)
+
+    @rpc
+    async def DeleteCloudPool(self, request, context):
+        await asyncio.to_thread(self.pools.delete, request.name)
+        return pl.DeleteCloudPoolResponse()
 
 
 class NodeAgentServicer(na_grpc.NodeAgentServicer):

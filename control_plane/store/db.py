@@ -242,6 +242,10 @@ class Store:
             q("UPDATE nodes SET capabilities=?, labels=?, state=?, last_heartbeat=? WHERE id=?",
               capabilities, json.dumps(labels, sort_keys=True), state, now, node_id)
 
+    def delete_node(self, node_id: str) -> bool:
+        with self.tx() as q:
+            return q("DELETE FROM nodes WHERE id = ?", node_id).rowcount > 0
+
     def set_node_states(self, changes: list[tuple[str, str]]) -> None:
         self.executemany("UPDATE nodes SET state=? WHERE id=?", [(state, node_id) for node_id, state in changes])
 
@@ -272,11 +276,11 @@ class Store:
         with self.tx() as q:
             return q("DELETE FROM datasets WHERE name = ?", name).rowcount > 0
 
-    # -- documents: models, model versions, operations, services -------------------
+    # -- documents: models, model versions, operations, services, pools, pool VMs ----
     # One JSON document per key. Callers own the document's shape (control_plane/models.py,
     # services.py); the store only keeps it durable and atomic.
 
-    _DOC_TABLES = {"models": "name", "operations": "id", "services": "name"}
+    _DOC_TABLES = {"models": "name", "operations": "id", "services": "name", "pools": "name", "pool_vms": "id"}
 
     def put_doc(self, table: str, key: str, doc: dict) -> None:
         col = self._DOC_TABLES[table]

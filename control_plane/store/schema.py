@@ -87,4 +87,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        4,
+        "cloud pools and their VMs",
+        [
+            """CREATE TABLE pools (
+                name       TEXT PRIMARY KEY,
+                doc        TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            # One row per VM, keyed <pool>/<token>: written before the cloud is asked for the VM.
+            """CREATE TABLE pool_vms (
+                id         TEXT PRIMARY KEY,
+                doc        TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+        ],
+    ),
 ]

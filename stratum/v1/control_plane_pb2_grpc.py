@@ -6,6 +6,7 @@ import warnings
 from stratum.v1 import control_plane_pb2 as stratum_dot_v1_dot_control__plane__pb2
 from stratum.v1 import datasets_pb2 as stratum_dot_v1_dot_datasets__pb2
 from stratum.v1 import models_pb2 as stratum_dot_v1_dot_models__pb2
+from stratum.v1 import pools_pb2 as stratum_dot_v1_dot_pools__pb2
 from stratum.v1 import types_pb2 as stratum_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.71.2'
@@ -186,6 +187,31 @@ class ControlPlaneStub(object):
                 '/stratum.v1.ControlPlane/DeleteService',
                 request_serializer=stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.FromString,
+                _registered_method=True)
+        self.ValidateCloudPool = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ValidateCloudPool',
+                request_serializer=stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+                _registered_method=True)
+        self.CreateCloudPool = channel.unary_unary(
+                '/stratum.v1.ControlPlane/CreateCloudPool',
+                request_serializer=stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_pools__pb2.CloudPool.FromString,
+                _registered_method=True)
+        self.GetCloudPool = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetCloudPool',
+                request_serializer=stratum_dot_v1_dot_pools__pb2.GetCloudPoolRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_pools__pb2.CloudPool.FromString,
+                _registered_method=True)
+        self.UpdateCloudPool = channel.unary_unary(
+                '/stratum.v1.ControlPlane/UpdateCloudPool',
+                request_serializer=stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_pools__pb2.CloudPool.FromString,
+                _registered_method=True)
+        self.DeleteCloudPool = channel.unary_unary(
+                '/stratum.v1.ControlPlane/DeleteCloudPool',
+                request_serializer=stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolResponse.FromString,
                 _registered_method=True)
 
 
@@ -425,6 +451,43 @@ class ControlPlaneServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateCloudPool(self, request, context):
+        """Checks a pool's arguments at plan time: the fields, the Vault path, the
+        driver, and that the size and image exist in the cloud (its API's error
+        becomes the diagnostic). Creates nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCloudPool(self, request, context):
+        """Creates a pool (idempotent by name) and starts its min_nodes VMs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCloudPool(self, request, context):
+        """The pool, its VMs and their state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCloudPool(self, request, context):
+        """Changes sizes of the pool (min/max, grace, labels of new VMs, prices).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCloudPool(self, request, context):
+        """Terminates every VM of the pool, then forgets it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -577,6 +640,31 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.DeleteService,
                     request_deserializer=stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.SerializeToString,
+            ),
+            'ValidateCloudPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateCloudPool,
+                    request_deserializer=stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.SerializeToString,
+            ),
+            'CreateCloudPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCloudPool,
+                    request_deserializer=stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_pools__pb2.CloudPool.SerializeToString,
+            ),
+            'GetCloudPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCloudPool,
+                    request_deserializer=stratum_dot_v1_dot_pools__pb2.GetCloudPoolRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_pools__pb2.CloudPool.SerializeToString,
+            ),
+            'UpdateCloudPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCloudPool,
+                    request_deserializer=stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_pools__pb2.CloudPool.SerializeToString,
+            ),
+            'DeleteCloudPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCloudPool,
+                    request_deserializer=stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1389,6 +1477,141 @@ class ControlPlane(object):
             '/stratum.v1.ControlPlane/DeleteService',
             stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.SerializeToString,
             stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateCloudPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ValidateCloudPool',
+            stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCloudPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/CreateCloudPool',
+            stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.SerializeToString,
+            stratum_dot_v1_dot_pools__pb2.CloudPool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCloudPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetCloudPool',
+            stratum_dot_v1_dot_pools__pb2.GetCloudPoolRequest.SerializeToString,
+            stratum_dot_v1_dot_pools__pb2.CloudPool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCloudPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/UpdateCloudPool',
+            stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.SerializeToString,
+            stratum_dot_v1_dot_pools__pb2.CloudPool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCloudPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/DeleteCloudPool',
+            stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolRequest.SerializeToString,
+            stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolResponse.FromString,
             options,
             channel_credentials,
             insecure,
