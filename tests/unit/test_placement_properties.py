@@ -70,7 +70,7 @@ def load(placements: dict, svcs: dict, used: dict | None = None) -> dict[str, li
         d = svcs[s][0]
         for n, k in pl.items():
             t = total.setdefault(n, [0.0, 0, 0])
-            t[0], t[1], t[2] = t[0] + k * d.cpu, t[1] + k * d.memory_mb, t[2] + k * d.gpus
+            t[0], t[1], t[2] = t[0] + k * d.cpu, t[1] + k * d.memory_mb, t[2] + k * d.gpus_held  # a GPU model or memory ask holds one
     return total
 
 
