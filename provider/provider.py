@@ -128,6 +128,7 @@ class StratumProvider(Provider):
         from provider.resource_dataset import DatasetResource
         from provider.resource_join_token import JoinTokenResource
         from provider.resource_model import ModelResource
+        from provider.resource_cloud_pool import CloudPoolResource
         from provider.resource_service import ServiceResource
 
-        return [JoinTokenResource, DatasetResource, ModelResource, ServiceResource]
+        return [JoinTokenResource, DatasetResource, ModelResource, ServiceResource, CloudPoolResource]

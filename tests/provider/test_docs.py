@@ -13,6 +13,7 @@ from provider.data_source_nodes import NodesDataSource
 from provider.data_source_placement import PlacementDataSource
 from provider.nested import NestedAttribute
 from provider.provider import provider_schema
+from provider.resource_cloud_pool import CloudPoolResource
 from provider.resource_join_token import JoinTokenResource
 from tests.provider.tfharness import Step, run_steps
 
@@ -22,6 +23,7 @@ DOCS, EXAMPLES = ROOT / "docs", ROOT / "examples"
 PAGES = [
     ("index.md", provider_schema(), "provider/provider.tf"),
     ("resources/join_token.md", JoinTokenResource.get_schema(), "resources/stratum_join_token/resource.tf"),
+    ("resources/cloud_pool.md", CloudPoolResource.get_schema(), "resources/stratum_cloud_pool/resource.tf"),
     ("data-sources/nodes.md", NodesDataSource.get_schema(), "data-sources/stratum_nodes/data-source.tf"),
     ("data-sources/node.md", NodeDataSource.get_schema(), "data-sources/stratum_node/data-source.tf"),
     ("data-sources/placement.md", PlacementDataSource.get_schema(), "data-sources/stratum_placement/data-source.tf"),
@@ -46,8 +48,9 @@ def test_every_attribute_is_documented_and_the_example_is_embedded(page, schema,
     assert (EXAMPLES / example).read_text().strip() in text
 
 
-def test_import_example_is_embedded():
-    assert (EXAMPLES / "resources/stratum_join_token/import.sh").read_text().strip() in (DOCS / "resources/join_token.md").read_text()
+@pytest.mark.parametrize("resource, page", [("stratum_join_token", "join_token"), ("stratum_cloud_pool", "cloud_pool")])
+def test_import_example_is_embedded(resource, page):
+    assert (EXAMPLES / f"resources/{resource}/import.sh").read_text().strip() in (DOCS / f"resources/{page}.md").read_text()
 
 
 @pytest.mark.e2e
