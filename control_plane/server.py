@@ -75,6 +75,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     models.on_new_version = lambda name: services.push()
     retrain = RetrainLoop(models, services, artifacts)
     pools = Pools(cfg.store, tokens, nodes, server="", busy_nodes=services.nodes_in_use, interval=cfg.pool_interval)
+    services.pools = pools
 
     server = grpc.aio.server(interceptors=[AdminTokenInterceptor(dd.admin_token)], options=SERVER_OPTIONS)
     chain = dd.server_cert_pem + dd.ca_cert_pem  # the CA in the chain lets new nodes discover it (see pki.fetch_ca)
@@ -122,6 +123,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
             pass
     gc.disable()  # see _maintain
     models.resume()
+    await asyncio.to_thread(services.tell_pools)  # what the services want from the pools, after a restart too
     pools.start()
     background = asyncio.create_task(_maintain(nodes, cfg, stop, services, retrain))
     await stop.wait()
@@ -145,7 +147,7 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, servi
     schedule instead.
     """
     tick = min(1.0, cfg.node_timeout / 5)
-    last_flush = last_gc = last_retrain = time.monotonic()
+    last_flush = last_gc = last_retrain = last_vm_check = time.monotonic()
     while not stop.is_set():
         woke = time.monotonic()
         try:
@@ -167,6 +169,9 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, servi
                 if changes:  # replicas of down nodes move, joined nodes take some; deletions waiting on them finish
                     await asyncio.to_thread(services.rebalance)
                     await asyncio.to_thread(services.finish_deletes)
+                elif services.waiting_for_vms and time.monotonic() - last_vm_check >= 2.0:
+                    last_vm_check = time.monotonic()  # replicas on cloud VMs still booting: move them once they join
+                    await asyncio.to_thread(services.rebalance)
             if time.monotonic() - last_flush >= cfg.flush_interval:
                 last_flush = time.monotonic()
                 await asyncio.to_thread(nodes.flush_heartbeats)

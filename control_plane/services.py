@@ -26,6 +26,7 @@ from control_plane.nodes import NodeRegistry
 from control_plane.analysis import ServiceNeeds, analyse, check_plan as check_whole_plan
 from control_plane.placement.first_fit import Demand, NodeView, Used, why_not
 from control_plane.placement.forms import Plan, routing_plan
+from control_plane.provision.pools import POOL_LABEL, SLOT_PREFIX
 from control_plane.placement.rank import Preferences, place_service, rebalance
 from control_plane.placement.types import Gpu
 from control_plane.store import Store
@@ -116,8 +117,9 @@ def plan_message(plan: Plan, input_bounds_json: str = "") -> na.RoutingPlan:
 
 
 class Services:
-    def __init__(self, store: Store, models: Models, nodes: NodeRegistry, artifacts=None):
+    def __init__(self, store: Store, models: Models, nodes: NodeRegistry, artifacts=None, pools=None):
         self.store, self.models, self.nodes = store, models, nodes
+        self.pools = pools  # control_plane/provision/pools.py: VMs placement may ask for when nodes are full
         self.artifacts = artifacts  # ArtifactStore: drift references, for the routers' out-of-distribution check
         self._bounds: dict[str, str] = {}  # reference digest -> input bounds JSON
         self.reports: dict[str, dict[str, na.ServiceStatus]] = {}  # node id -> service -> last status
@@ -127,8 +129,39 @@ class Services:
         self._sent: dict[str, str] = {}  # node id -> fingerprint of the last assignments sent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deleting: set[str] | None = None  # services being deleted; None: not read from the store yet
+        self.waiting_for_vms = False  # some replica is placed on a cloud VM that has not joined yet
 
     # -- desired state ------------------------------------------------------------------------
+    def _views(self, slots: bool = True) -> tuple[list[NodeView], dict[str, int]]:
+        """Enrolled nodes, and the VMs cloud pools may still start (placement: one view per VM;
+        analysis: one per pool, with how many it may start)."""
+        views = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        if self.pools is None:
+            return views, {}
+        more, room = self.pools.templates(slots)
+        return views + more, room
+
+    def tell_pools(self) -> None:
+        """How many VMs each pool should run for the services: its joined VMs that hold replicas,
+        plus one per new-VM slot replicas were placed on."""
+        if self.pools is None:
+            return
+        by_node = {n.id: n.labels.get(POOL_LABEL, "") for n in self.nodes.list(cp.ListNodesRequest())}
+        used: dict[str, set] = {}
+        self.waiting_for_vms = False
+        for d in self.store.list_docs("services"):
+            if d.get("deleting"):
+                continue
+            for node_id, k in d["placement"].items():
+                if not k:
+                    continue
+                slot = node_id.startswith(SLOT_PREFIX)
+                self.waiting_for_vms |= slot
+                pool = node_id[len(SLOT_PREFIX):].split("#")[0] if slot else by_node.get(node_id)
+                if pool:
+                    used.setdefault(pool, set()).add(node_id)
+        self.pools.set_demand({pool: len(ids) for pool, ids in used.items()})
+
     def _doc(self, name: str) -> dict:
         doc = self.store.get_doc("services", name)
         if doc is None:
@@ -170,7 +203,7 @@ class Services:
     def _place(self, spec: m.ServiceSpec, keep: dict[str, int] | None = None) -> dict[str, int]:
         """Rank placement (control_plane/placement/rank.py); replicas already placed stay where they
         still fit (moving one is not free), so only those of down nodes, or new ones, move."""
-        nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        nodes, _ = self._views()
         replicas = spec.replicas or 1
         demand = self._demand(spec)
         placement, reasons = place_service(spec.name, demand, replicas, nodes, self._used(spec.name), preferences_of(spec),
@@ -192,13 +225,13 @@ class Services:
         """Plan time: the spec is well formed, some ready node meets every requirement, and the services
         planned in the same run fit together (control_plane/analysis). Every problem as a violation."""
         self.check(spec, need_model=False)
-        nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        nodes, room = self._views(slots=False)
         others = [p for p in planned if p.name != spec.name]
         used = self._used({spec.name, *(p.name for p in others)})
         needs = self._needs(spec)
-        found = analyse(needs, nodes, used)
+        found = analyse(needs, nodes, used, room)
         if not found:
-            together = check_whole_plan([needs, *(self._needs(p) for p in others)], nodes, used)
+            together = check_whole_plan([needs, *(self._needs(p) for p in others)], nodes, used, room)
             found = [v for v in together if v.service == spec.name] or together
         if found:
             raise InvalidArgument([(v.path, v.message if v.service in ("", spec.name) else f"{v.service}: {v.message}")
@@ -213,10 +246,11 @@ class Services:
             raise InvalidArgument(problems)
         if q.model and self.store.get_doc("models", q.model) is None:
             raise InvalidArgument([("model", f"model {q.model!r} not found")])
-        nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        templates, room = self._views(slots=False)
+        nodes, _ = self._views()
         used = self._used(set())
         needs = self._needs(spec)
-        out = m.PlacementAnswer(violations=[v.message for v in analyse(needs, nodes, used)])
+        out = m.PlacementAnswer(violations=[v.message for v in analyse(needs, templates, used, room)])
         placement, _ = place_service("what-if", needs.demand, needs.replicas, nodes, used, preferences_of(spec),
                                      others=self._others(""))
         if out.violations or sum(placement.values()) < needs.replicas:
@@ -245,6 +279,7 @@ class Services:
                "created_at": time.time()}
         self.store.put_doc("services", spec.name, doc)
         event(log, "service created", service=spec.name, model=spec.model, placement=doc["placement"])
+        self.tell_pools()
         self.push()
         return self.get(spec.name)
 
@@ -258,6 +293,7 @@ class Services:
         doc.update(spec=spec_json(spec), placement=self._place(spec, keep))
         self.store.put_doc("services", spec.name, doc)
         event(log, "service updated", service=spec.name, placement=doc["placement"])
+        self.tell_pools()
         self.push()
         return self.get(spec.name)
 
@@ -270,6 +306,7 @@ class Services:
         if self._deleting is not None:
             self._deleting.add(name)
         event(log, "service deleting", service=name)
+        self.tell_pools()
         self.push()
 
     def nodes_in_use(self) -> set[str]:
@@ -288,6 +325,12 @@ class Services:
         out = m.Service(spec=spec, version=version, bento_digest=serving["bento_digest"] if serving else "")
         problems, ready = [], True
         for node_id, replicas in sorted(doc["placement"].items()):
+            if node_id.startswith(SLOT_PREFIX):  # placed on a VM a cloud pool is starting
+                pool = node_id[len(SLOT_PREFIX):].split("#")[0]
+                out.placements.append(m.Placement(node_id=node_id, node_name=f"{pool} (new VM)", replicas=replicas))
+                problems.append(f"waiting for a new VM of cloud pool {pool} to join")
+                ready = False
+                continue
             try:
                 node = self.nodes.get(node_id)
                 node_name, node_state = node.name, node.state
@@ -363,7 +406,7 @@ class Services:
         docs = [d for d in self.store.list_docs("services") if not d.get("deleting")]
         if not docs:
             return
-        nodes = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
+        nodes, _ = self._views()
         specs = {d["name"]: json_format.ParseDict(d["spec"], m.ServiceSpec()) for d in docs}
         services = {name: (self._demand(spec), spec.replicas or 1, preferences_of(spec)) for name, spec in specs.items()}
         new = rebalance(services, nodes, {d["name"]: d["placement"] for d in docs})
@@ -373,6 +416,7 @@ class Services:
                 d["placement"] = placement
                 self.store.put_doc("services", d["name"], d)
                 event(log, "service moved", service=d["name"], placement=placement)
+        self.tell_pools()
         self.push()
 
     # -- what nodes are told ------------------------------------------------------------------

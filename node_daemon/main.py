@@ -99,7 +99,9 @@ async def _serve(ident, labels, args) -> None:
     if advertise is None:
         from node_daemon.capabilities import collect
 
-        ips = [a.split("/")[0] for i in collect(ident.data_dir).interfaces for a in i.addresses]
+        # in a thread: pyroute2's netlink socket runs an event loop of its own, which cannot nest in ours
+        caps = await asyncio.to_thread(collect, ident.data_dir)
+        ips = [a.split("/")[0] for i in caps.interfaces for a in i.addresses]
         advertise = next((ip for ip in ips if not ip.startswith(("127.", "fe80:")) and ip != "::1"), "127.0.0.1")
     manager = ServiceManager(runner, cache, fetch=None, serve_host=args.serve_host, advertise_host=advertise)
     await agent.serve(ident, labels, args.server, manager)

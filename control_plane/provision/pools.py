@@ -32,6 +32,7 @@ from google.protobuf import json_format
 from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from control_plane.join_tokens import JoinTokens
 from control_plane.nodes import NodeRegistry
+from control_plane.placement.types import NodeView
 from control_plane.provision.drivers import POOL_TAG, TOKEN_TAG, Cloud, CloudError, parse_options
 from control_plane.provision.scaling import LIVE, PoolSize, Vm, plan
 from control_plane.provision.userdata import user_data
@@ -44,6 +45,7 @@ from stratum.v1 import control_plane_pb2 as cp, pools_pb2 as p
 log = logging.getLogger("stratum.provision")
 
 POOL_LABEL = "stratum.io/pool"
+SLOT_PREFIX = "pool:"  # placement ids of a pool's VMs not joined yet: pool:<name>#<vm name> or #new<k>
 DEFAULT_GRACE_S = 300.0
 MAX_NODES = 1000
 # Fields that decide what a VM is: changing one replaces the pool (the provider plans a replacement).
@@ -232,6 +234,43 @@ class Pools:
             state = "ready" if out.joined >= spec.min_nodes and all(v.state == "joined" for v in out.vms) else "scaling"
         out.state, out.message = state, message
         return out
+
+    # -- what placement sees ------------------------------------------------------------------
+    def templates(self, slots: bool) -> tuple[list[NodeView], dict[str, int]]:
+        """Pools as placement sees them, and how many more VMs each may start (max_nodes less its
+        live VMs). With `slots` (placement, which puts at most a VM's worth on a view): one view per
+        VM requested or booting ("pool:<name>#<vm name>": replicas wait there until it joins) and one
+        per VM the pool may still start ("pool:<name>#new<k>"). Without (the analysis, which
+        multiplies by the count): one view per pool."""
+        views, room = [], {}
+        for doc in self.store.list_docs("pools"):
+            if doc.get("deleting"):
+                continue
+            spec = json_format.ParseDict(doc["spec"], p.CloudPoolSpec())
+            size = doc.get("size") or {}
+            coming = [v["name"] for v in self.vms(spec.name) if v["state"] in ("requested", "booting")]
+            live = sum(1 for v in self.vms(spec.name) if v["state"] in LIVE)
+            room[spec.name] = free = max(max(spec.max_nodes, spec.min_nodes) - live, 0)
+            labels = {**dict(spec.labels), POOL_LABEL: spec.name}
+            if slots:
+                ids = [(f"#{n}", f"{n} (booting)") for n in coming] + [(f"#new{k}", f"{spec.name} (new VM {k})")
+                                                                     for k in range(1, free + 1)]
+            else:
+                ids = [("", f"{spec.name} (new VM)")]
+            for suffix, name in ids:
+                views.append(NodeView(f"{SLOT_PREFIX}{spec.name}{suffix}", name, spec.tier or "cloud", labels, "x86_64",
+                                      float(size.get("cpu_cores", 0.0)), int(size.get("memory_mb", 0)), True,
+                                      zone=labels.get("zone", ""), pool=spec.name,
+                                      price_per_hour=float(size.get("price_per_hour", 0.0))))
+        return views, room
+
+    def set_demand(self, wanted: dict[str, int]) -> None:
+        """VMs the services want from each pool (joined ones in use, plus new ones placed on)."""
+        wanted = {k: v for k, v in wanted.items() if v}
+        if wanted != self.demand:
+            self.demand = wanted
+            event(log, "cloud pool demand", demand=wanted)
+            self.wake()
 
     # -- the reconciler -----------------------------------------------------------------------
     def start(self) -> None:

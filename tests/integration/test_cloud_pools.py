@@ -7,9 +7,11 @@ VM's single-use join token and the VM joins the pool as a node.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sys
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -232,3 +234,49 @@ def test_a_control_plane_killed_before_the_request_requests_it_once_after_restar
         wait_for(lambda: code_of(lambda: pool(c, "early")) == grpc.StatusCode.NOT_FOUND, 30, what="pool gone")
     finally:
         plane.stop()
+
+
+def test_a_service_no_node_can_take_gets_a_vm_from_the_pool_which_is_given_back_when_idle(tmp_path, plane, moto,
+                                                                                          test_network):
+    """Placement that finds no room asks the pool for a VM and waits for it to join; the VM runs
+    the replica; when the service is gone the VM is idle and, beyond min_nodes, terminated."""
+    import pandas as pd
+
+    from stratum.v1 import datasets_pb2 as ds, models_pb2 as m
+    from tests.lifecycle import DATA, model_spec, rows_of, upload, wait_service, wait_trained
+
+    c = plane.client()
+    blob = upload(c, (DATA / "traffic.csv").read_bytes())
+    c.CreateDataset(ds.DatasetSpec(name="traffic", source="file://traffic.csv", blob_sha256=blob, target="congestion"))
+    ms = model_spec("congestion", "traffic")
+    del ms.candidates[1:]
+    ms.grids.clear()
+    c.CreateModel(ms)
+    version = wait_trained(c, "congestion").serving.version
+    c.CreateCloudPool(spec(moto, min_nodes=0, max_nodes=2, idle_grace_s=1))
+    assert moto.instances(**{"stratum-pool": "burst"}) == []  # min_nodes = 0: nothing rented yet
+
+    # No enrolled node at all: the replica is placed on a VM the pool starts for it
+    c.CreateService(m.ServiceSpec(name="congestion", model="congestion", requirements=m.Requirements(tiers=["cloud"])))
+    svc = c.GetService(m.GetServiceRequest(name="congestion"))
+    assert svc.state == "pending" and "waiting for a new VM of cloud pool burst" in svc.message, svc
+    wait_for(lambda: len(moto.instances(**{"stratum-pool": "burst"})) == 1, 30, what="a VM requested for the service")
+    inst = moto.instances(**{"stratum-pool": "burst"})[0]
+    name = {t["Key"]: t["Value"] for t in inst["Tags"]}["Name"]
+    vm = boot(tmp_path, test_network, user_data(moto, inst["InstanceId"]), name)
+    try:
+        svc = wait_service(c, "congestion", version, timeout=240)
+        assert [p.node_name for p in svc.placements] == [name]
+        rows = rows_of(pd.read_csv(DATA / "traffic.csv"), 3)
+        req = urllib.request.Request(svc.endpoints[0] + "/predict", data=json.dumps({"instances": rows}).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:  # served by the VM, on its own address
+            assert len(json.loads(r.read())["predictions"]) == 3
+        assert len(moto.instances(**{"stratum-pool": "burst"})) == 1  # one VM was enough
+
+        # The service goes: the VM is idle, beyond min_nodes = 0, and is given back
+        c.DeleteService(m.DeleteServiceRequest(name="congestion"))
+        wait_for(lambda: moto.instances(**{"stratum-pool": "burst"}) == [], 60, what="the idle VM terminated")
+        wait_for(lambda: not pool(c).vms, 30, what="the pool has no VM left")
+    finally:
+        vm.stop()
