@@ -221,9 +221,10 @@ class Services:
         if problems:
             raise InvalidArgument(problems)
 
-    def check_plan(self, spec: m.ServiceSpec, planned: list[m.ServiceSpec]) -> None:
-        """Plan time: the spec is well formed, some ready node meets every requirement, and the services
-        planned in the same run fit together (control_plane/analysis). Every problem as a violation."""
+    def check_plan(self, spec: m.ServiceSpec, planned: list[m.ServiceSpec]) -> list[str]:
+        """Plan time: the spec is well formed, some ready node or cloud pool meets every requirement,
+        and the services planned in the same run fit together (control_plane/analysis). Every problem
+        as a violation; when it passes, notes on what it would rent from cloud pools and the cost."""
         self.check(spec, need_model=False)
         nodes, room = self._views(slots=False)
         others = [p for p in planned if p.name != spec.name]
@@ -236,6 +237,23 @@ class Services:
         if found:
             raise InvalidArgument([(v.path, v.message if v.service in ("", spec.name) else f"{v.service}: {v.message}")
                                    for v in found])
+        return self.cost_notes(spec)
+
+    def cost_notes(self, spec: m.ServiceSpec) -> list[str]:
+        """What the service would rent from cloud pools if placed now, and what that costs an hour."""
+        if self.pools is None:
+            return []
+        nodes, _ = self._views()
+        placement, _ = place_service(spec.name, self._demand(spec), spec.replicas or 1, nodes, self._used(spec.name),
+                                     preferences_of(spec), others=self._others(spec.name))
+        by_pool: dict[str, set] = {}
+        prices = {n.pool: n.price_per_hour for n in nodes if n.pool}
+        for node_id, k in placement.items():
+            if k and node_id.startswith(SLOT_PREFIX):
+                by_pool.setdefault(node_id[len(SLOT_PREFIX):].split("#")[0], set()).add(node_id)
+        return [f"{spec.name}: no enrolled node has room, so it would run on {len(ids)} VM(s) of cloud pool {pool}, "
+                f"{len(ids) * prices.get(pool, 0.0):.4g} per hour" + ("" if prices.get(pool) else " (price unknown)")
+                for pool, ids in sorted(by_pool.items())]
 
     def what_if(self, q: m.PlacementQuery) -> m.PlacementAnswer:
         """Where replicas with these requirements would go now, and why every other node was passed over."""

@@ -234,8 +234,10 @@ class ServiceResource(Resource):
             in_run[spec.name] = spec
             others = [s for name, s in list(in_run.items()) if name != spec.name]
             try:
-                client.call("ValidateService", m.ValidateServiceRequest(service=spec, planned=others),
-                            action=f"checking service {values['name']!r}", attributes=SPEC_FIELDS)
+                res = client.call("ValidateService", m.ValidateServiceRequest(service=spec, planned=others),
+                                  action=f"checking service {values['name']!r}", attributes=SPEC_FIELDS)
+                for note in res.notes:  # e.g. the cloud VMs it would rent, and their cost
+                    diags.add_warning(f"Service {values['name']!r} would rent cloud VMs", note)
             except ApiError as e:
                 e.report(diags)
         return planned

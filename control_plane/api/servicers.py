@@ -206,8 +206,8 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def ValidateService(self, request, context):
-        await asyncio.to_thread(self.services.check_plan, request.service, list(request.planned))
-        return cp.ValidateResponse()
+        notes = await asyncio.to_thread(self.services.check_plan, request.service, list(request.planned))
+        return cp.ValidateResponse(notes=notes)
 
     @rpc
     async def PlaceWhatIf(self, request, context):

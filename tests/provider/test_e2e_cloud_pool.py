@@ -99,3 +99,30 @@ def test_bad_pools_fail_at_plan_on_their_attribute(ws, moto, admin):
         Step(ws.provider + pool_hcl(moto, idle_grace='"soon"'), plan_only=True, expect_error=["Invalid idle_grace"]),
     ])
     assert moto.instances(**{"stratum-pool": "burst"}) == []
+
+
+def test_plan_says_a_service_fits_a_pools_size_and_what_it_would_cost(ws, moto, admin):
+    from stratum.v1 import pools_pb2 as p
+
+    admin.CreateCloudPool(p.CloudPoolSpec(
+        name="burst", driver="ec2", region="us-east-1", size="t3.micro", image=AMI, credentials="secret/stratum/aws",
+        driver_options={"host": "127.0.0.1", "port": str(moto.port), "secure": "false"}, min_nodes=0, max_nodes=2),
+        timeout=60)
+    service = '''
+resource "stratum_service" "api" {{
+  name         = "api"
+  model        = "m"
+  replicas     = 2
+  requirements = {{ tiers = ["cloud"], memory_mb = {mem} }}
+}}
+'''
+    res = ws.write(ws.provider + service.format(mem=512)) or ws.plan()
+    assert res.rc == 2, res.output  # a plan to create, with a warning
+    assert "Warning: Service 'api' would rent cloud VMs" in res.output, res.output
+    assert "2 VM(s) of cloud pool burst, 0.0208 per hour" in " ".join(res.output.split()), res.output
+    # A replica larger than the pool's VM size fails the plan, naming the pool
+    ws.write(ws.provider + service.format(mem=4096))
+    res = ws.plan(check=False)
+    text = " ".join(res.output.split())
+    assert res.rc == 1 and "requirements.memory_mb = 4096: largest cloud node is burst (new VM) with 1024 MiB" in text, text
+    assert moto.instances(**{"stratum-pool": "burst"}) == []  # planning rents nothing
