@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -113,11 +114,19 @@ def read_policy(*paths: str) -> str:
 
 class _NamespaceProxy(http.server.BaseHTTPRequestHandler):
     upstream = ""
+    calls: dict = {}  # EC2 Action -> requests seen (per MotoEC2: its own handler class)
+    lock = threading.Lock()
     protocol_version = "HTTP/1.1"
 
     def _relay(self):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else None
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if body:
+            query.update(urllib.parse.parse_qs(body.decode("latin-1")))
+        action = (query.get("Action") or ["?"])[0]
+        with self.lock:
+            self.calls[action] = self.calls.get(action, 0) + 1
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
         req = urllib.request.Request(self.upstream + self.path, data=body, method=self.command, headers=headers)
         try:
@@ -151,7 +160,9 @@ class MotoEC2:
         self.proc = subprocess.Popen([_binary("moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, cwd=tmp)
         wait_for(self._up, 30, what="moto server up")
-        handler = type("Proxy", (_NamespaceProxy,), {"upstream": f"http://127.0.0.1:{self.moto_port}"})
+        self.calls: dict[str, int] = {}  # EC2 API requests that came through the proxy, by Action
+        handler = type("Proxy", (_NamespaceProxy,), {"upstream": f"http://127.0.0.1:{self.moto_port}", "calls": self.calls,
+                                                     "lock": threading.Lock()})
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_port
@@ -176,8 +187,8 @@ class MotoEC2:
         """Instances that are not terminated, with these tag filters ({"stratum-pool": "burst"})."""
         f = [{"Name": f"tag:{k}", "Values": [v]} for k, v in filters.items()]
         f.append({"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]})
-        res = self.boto3().describe_instances(Filters=f)
-        return [i for r in res["Reservations"] for i in r["Instances"]]
+        pages = self.boto3().get_paginator("describe_instances").paginate(Filters=f)
+        return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
 
     def stop(self) -> None:
         self._server.shutdown()

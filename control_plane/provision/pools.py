@@ -322,7 +322,8 @@ class Pools:
         spec = json_format.ParseDict(doc["spec"], p.CloudPoolSpec())
         vms = self.vms(name)
         now = time.time()
-        in_flight = any(v["state"] in ("requested", "booting", "terminating") for v in vms)
+        # Only these need the cloud's view: a booting VM joins through the node registry, not the cloud.
+        in_flight = any(v["state"] in ("requested", "terminating") for v in vms)
         cloud = None  # opened (Vault read, driver) only when this pass needs the cloud
 
         def get_cloud() -> Cloud:
