@@ -1,0 +1,175 @@
+"""Per-minute arrivals of one service, forecast over the provisioning lead time.
+
+    f = Forecaster(horizon=5)
+    for minute, count in history:
+        f.observe(minute, count)          # O(1); refits when due (online)
+    fc = f.forecast()                     # minutes now+1 .. now+horizon
+    fc.mean, fc.upper                     # expected arrivals, and the `quantile` upper bound
+
+Two parts, after Barista (a forecaster plus an error compensator trained on its recent errors):
+
+1. Base: least squares over the last `window` minutes of a linear trend plus Fourier terms of
+   the day (1,440 min) and the week (10,080 min). It is refit every `refit_every` minutes, a few
+   milliseconds of numpy.
+2. Compensator: a gradient-boosted regressor (scikit-learn's HistGradientBoosting) that predicts
+   the base model's residual `h` minutes ahead from the latest residuals, the step `h` and the
+   time of day. It fixes what the smooth seasonal curve cannot follow: bursts, regime changes,
+   autocorrelated noise. It is refit every `comp_refit_every` minutes on the last `comp_window`.
+
+The upper bound adds the `quantile` of the forecast errors actually made at each step `h` (kept
+in a ring of the last `error_window` forecasts). Until enough errors exist, it uses the base
+residuals' spread. Pure: time is the minute index passed in, never read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+DAY, WEEK = 1440, 10080
+
+
+@dataclass(frozen=True)
+class Forecast:
+    minute: int  # the last observed minute; mean[i] is for minute + 1 + i
+    mean: np.ndarray
+    upper: np.ndarray
+
+
+def _design(t: np.ndarray, daily: int, weekly: int, t0: float, scale: float) -> np.ndarray:
+    cols = [np.ones_like(t, dtype=float), (t - t0) / scale]
+    for k in range(1, daily + 1):
+        w = 2 * math.pi * k * t / DAY
+        cols += [np.sin(w), np.cos(w)]
+    for k in range(1, weekly + 1):
+        w = 2 * math.pi * k * t / WEEK
+        cols += [np.sin(w), np.cos(w)]
+    return np.stack(cols, axis=1)
+
+
+class Forecaster:
+    def __init__(self, horizon: int = 5, *, daily: int = 10, weekly: int = 4, window: int = 14 * DAY,
+                 refit_every: int = 60, compensator: bool = True, comp_window: int = 2 * DAY,
+                 comp_refit_every: int = 6 * 60, lags: int = 10, quantile: float = 0.95, error_window: int = DAY,
+                 ridge: float = 1.0, seed: int = 0):
+        if horizon < 1 or window < 60 or not 0.5 <= quantile < 1:
+            raise ValueError("horizon >= 1, window >= 60 and 0.5 <= quantile < 1")
+        self.horizon, self.daily, self.weekly, self.window = horizon, daily, weekly, window
+        self.refit_every, self.comp_refit_every, self.comp_window = refit_every, comp_refit_every, comp_window
+        self.use_comp, self.lags, self.quantile, self.ridge, self.seed = compensator, lags, quantile, ridge, seed
+        self.t: deque = deque(maxlen=window)
+        self.y: deque = deque(maxlen=window)
+        self._coef: np.ndarray | None = None
+        self._t0 = 0.0
+        self._fit_at = self._comp_at = -10**9
+        self._comp: HistGradientBoostingRegressor | None = None
+        self._resid_sd = 0.0
+        # forecasts made, to measure the errors actually made at each step h
+        self._made: deque = deque(maxlen=horizon + 1)  # (minute made, mean array)
+        self._errors = [deque(maxlen=error_window) for _ in range(horizon)]
+        self.fits = self.comp_fits = 0
+
+    # -- data ---------------------------------------------------------------------------------
+    def observe(self, minute: int, count: float) -> None:
+        """Arrivals in `minute`; minutes must increase (a gap is filled with the last count)."""
+        if self.t and minute <= self.t[-1]:
+            raise ValueError(f"minute {minute} is not after {self.t[-1]}")
+        if self.t and minute > self.t[-1] + 1:
+            last = self.y[-1]
+            for m in range(max(self.t[-1] + 1, minute - self.window), minute):
+                self._append(m, last)
+        self._append(minute, float(count))
+        if minute - self._fit_at >= self.refit_every:
+            self._fit()
+        if self.use_comp and minute - self._comp_at >= self.comp_refit_every and len(self.t) >= max(DAY // 2, 4 * self.lags):
+            self._fit_comp()
+
+    def _append(self, minute: int, count: float) -> None:
+        for made, mean in self._made:  # score the forecasts that covered this minute
+            h = minute - made - 1
+            if 0 <= h < self.horizon:
+                self._errors[h].append(count - mean[h])
+        self.t.append(minute)
+        self.y.append(count)
+
+    # -- base ---------------------------------------------------------------------------------
+    def _base(self, t: np.ndarray) -> np.ndarray:
+        X = _design(t.astype(float), self._daily_now, self._weekly_now, self._t0, self.window)
+        return X @ self._coef
+
+    def _fit(self) -> None:
+        t = np.fromiter(self.t, float, len(self.t))
+        y = np.fromiter(self.y, float, len(self.y))
+        span = len(t)
+        # A harmonic needs history to be pinned down: the week's terms wait for two days of data.
+        self._daily_now = self.daily if span >= DAY // 2 else min(self.daily, 2)
+        self._weekly_now = self.weekly if span >= 2 * DAY else 0
+        self._t0 = float(t[-1])
+        X = _design(t, self._daily_now, self._weekly_now, self._t0, self.window)
+        reg = self.ridge * np.eye(X.shape[1])
+        reg[0, 0] = 0.0  # no penalty on the level
+        self._coef = np.linalg.solve(X.T @ X + reg, X.T @ y)
+        resid = y - X @ self._coef
+        self._resid_sd = float(resid.std()) if len(resid) > 1 else 0.0
+        self._fit_at = int(t[-1])
+        self.fits += 1
+
+    # -- compensator --------------------------------------------------------------------------
+    def _features(self, resid: np.ndarray, t: np.ndarray, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Rows for predicting resid[idx + h] from what is known at idx."""
+        lagged = np.stack([resid[idx - k] for k in range(self.lags)], axis=1)
+        mean10 = lagged.mean(axis=1, keepdims=True)
+        day = 2 * math.pi * ((t[idx] + h) % DAY) / DAY
+        return np.column_stack([lagged, mean10, h, np.sin(day), np.cos(day)])
+
+    def _fit_comp(self) -> None:
+        n = min(len(self.t), self.comp_window)
+        t = np.fromiter(self.t, float, len(self.t))[-n:]
+        y = np.fromiter(self.y, float, len(self.y))[-n:]
+        resid = y - self._base(t)
+        idx = np.arange(self.lags - 1, n - 1)
+        rows, target = [], []
+        for h in range(1, self.horizon + 1):
+            ok = idx[idx + h < n]
+            rows.append(self._features(resid, t, ok, np.full(len(ok), h, float)))
+            target.append(resid[ok + h])
+        X, Y = np.concatenate(rows), np.concatenate(target)
+        self._comp = HistGradientBoostingRegressor(max_iter=60, max_depth=4, learning_rate=0.1,
+                                                   random_state=self.seed).fit(X, Y)
+        self._comp_at = int(t[-1])
+        self.comp_fits += 1
+
+    # -- forecast -----------------------------------------------------------------------------
+    def forecast(self) -> Forecast:
+        if self._coef is None:
+            raise ValueError("no data observed yet")
+        now = int(self.t[-1])
+        ahead = np.arange(now + 1, now + 1 + self.horizon, dtype=float)
+        mean = self._base(ahead)
+        if self._comp is not None and len(self.t) >= self.lags:
+            t = np.fromiter(self.t, float, len(self.t))[-self.lags:]
+            y = np.fromiter(self.y, float, len(self.y))[-self.lags:]
+            resid = y - self._base(t)
+            hs = np.arange(1, self.horizon + 1, dtype=float)
+            rows = self._features(resid, t, np.full(self.horizon, self.lags - 1), hs)
+            mean = mean + self._comp.predict(rows)
+        mean = np.maximum(mean, 0.0)
+        spread = np.empty(self.horizon)
+        for h in range(self.horizon):
+            errs = self._errors[h]
+            spread[h] = (np.quantile(np.fromiter(errs, float, len(errs)), self.quantile) if len(errs) >= 60
+                         else 1.645 * self._resid_sd)
+        upper = mean + np.maximum(spread, 0.0)
+        self._made.append((now, mean))
+        return Forecast(now, mean, upper)
+
+
+def mape(actual, predicted) -> float:
+    """Mean absolute percentage error over minutes with arrivals, in percent."""
+    a, p = np.asarray(actual, float), np.asarray(predicted, float)
+    ok = a > 0
+    return float(np.mean(np.abs(a[ok] - p[ok]) / a[ok]) * 100) if ok.any() else 0.0
