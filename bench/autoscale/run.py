@@ -1,0 +1,259 @@
+"""Autoscaling benchmark: a trace-replay simulator (per minute, discrete events) of four policies.
+
+    python -m bench.autoscale.run [--days 28] [--trace FILE] [--profile FILE] [--rows 100000]
+
+Policies, over the same trace and the same sites, in one run:
+
+* predictive: this one (control_plane/autoscale): the forecaster's upper bound over the lead time,
+  the cost optimiser, the agent's cool-down and paid periods, and its reactive safety net;
+* reactive: HPA-like: provision for the last minute's arrivals at 70 % utilisation, scale in only
+  to the highest target of the last 5 minutes (HPA's stabilisation window);
+* static peak: provision for the trace's peak, all the time;
+* oracle: perfect foresight of the arrivals over the lead time, 100 % utilisation.
+
+Each policy goes through the same optimiser (control_plane/autoscale/optimiser.py) and the same
+rules for VMs: new ones are ready after `--vm-boot` minutes plus a minute to start the replica,
+and a VM stops only at the end of a paid period of `--billing` minutes. Replicas on owned nodes
+(free of charge, limited) start in a minute. A minute violates the objective when its arrivals
+exceed the capacity then ready (capacity is per replica at the latency objective).
+
+Profiles are measured in this run, unless `--profile` gives them: the bench/serving model is
+packaged and served by real `bentoml serve` replicas with 1 and 2 workers, and
+control_plane/packaging/profile.py measures the requests per minute each serves (4 concurrent
+clients) when a request carries `--rows` rows.
+
+Traces: (a) generated, per minute, daily and weekly seasonality, bursts, 100–400 requests/min;
+(b) real: half-hourly electricity demand of England and Wales (Taylor, 2003; shipped in the PyPI
+package pmdarima), interpolated to minutes and scaled to 100–400 requests/min, Poisson arrivals.
+`--trace FILE` replays a CSV with header `timestamp,requests`, one row per minute, instead.
+
+Prints a table per trace, then, as the last line, one JSON object with every policy's figures.
+Targets: predictive cost <= 1.15x oracle with <= 1 % violating minutes, and >= 25 % cheaper than
+static peak with no more violating minutes than reactive. Exit status 0 when met on every trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np  # noqa: E402
+
+from control_plane.autoscale.agent import AgentConfig, Hold, demand_to_serve, vm_changes  # noqa: E402
+from control_plane.autoscale.forecast import DAY, Forecaster, mape  # noqa: E402
+from control_plane.autoscale.optimiser import Config, Site, cheapest, per_unit  # noqa: E402
+
+POLICIES = ("predictive", "reactive", "static_peak", "oracle")
+
+
+# -- traces ---------------------------------------------------------------------------------------
+def generated_trace(days: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * DAY)
+    day = (t % DAY) / DAY
+    daily = np.clip(np.sin(math.pi * (day - 0.25) * 1.25), 0, None) ** 1.5  # quiet nights, a day hump
+    weekend = np.where((t // DAY) % 7 >= 5, 0.6, 1.0)
+    rate = 100 + 260 * daily * weekend
+    bursts = np.zeros(len(t))
+    for start in rng.choice(len(t) - 30, size=days * 3, replace=False):  # ~3 bursts a day, 5-20 min
+        length = int(rng.integers(5, 21))
+        bursts[start:start + length] += rng.uniform(40, 120)
+    rate = np.clip(rate + bursts, 100, 400)
+    return rng.poisson(rate).astype(float)
+
+
+def taylor_trace(days: int, seed: int = 0) -> np.ndarray:
+    import pmdarima.datasets
+
+    y = pmdarima.datasets.load_taylor(as_series=False).astype(float)
+    per_min = np.interp(np.arange(len(y) * 30) / 30.0, np.arange(len(y)), y)
+    rate = 100 + 300 * (per_min - per_min.min()) / (per_min.max() - per_min.min())
+    rate = rate[-days * DAY:] if days * DAY < len(rate) else rate
+    return np.random.default_rng(seed).poisson(rate).astype(float)
+
+
+def file_trace(path: str) -> np.ndarray:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "requests" not in rows[0]:
+        raise SystemExit(f"{path}: expected a CSV with header timestamp,requests")
+    return np.array([float(r["requests"]) for r in rows])
+
+
+# -- profiles -------------------------------------------------------------------------------------
+def measure_profiles(rows: int) -> list[Config]:
+    """Requests/min of the bench/serving model with 1 and 2 workers, `rows` rows per request."""
+    from bench.serving.run import ROWS, make_artifact
+    from control_plane.packaging.build import build_bento
+    from control_plane.packaging.profile import profile_bento
+
+    tmp = Path(tempfile.mkdtemp(prefix="stratum-bench-autoscale-"))
+    try:
+        art = build_bento(make_artifact(tmp / "artifact"), "bench-model", "v1", tmp / "bentoml", tmp / "work")
+        instances = (ROWS * (rows // len(ROWS) + 1))[:rows]
+        out = []
+        for name, workers, cpu, mem in (("small", 1, 1.0, 1024), ("large", 2, 2.0, 2048)):
+            prof = profile_bento(art.tag, tmp / "bentoml", tmp / f"run-{name}", instances=instances, requests=16,
+                                 workers=workers, concurrency=2 * workers, batch_rows=8)
+            out.append(Config(name, cpu, mem, workers, round(prof.capacity_rps * 60, 1)))
+            print(f"profile {name}: {workers} worker(s), {rows} rows/request: {out[-1].capacity_rpm} req/min "
+                  f"(p95 one at a time {prof.p95_ms} ms)", file=sys.stderr)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the simulator --------------------------------------------------------------------------------
+class Sim:
+    def __init__(self, configs: list[Config], sites: list[Site], *, vm_boot: int, billing: int, replica_start: int = 1):
+        self.configs, self.sites = configs, sites
+        self.cfg = {c.name: c for c in configs}
+        self.vm_boot, self.billing, self.replica_start = vm_boot, billing, replica_start
+        self.owned: dict = {}  # (site, config) -> list of ready minutes
+        self.vms: dict = {s.name: [] for s in sites if s.pool}  # pool -> list of [start, ready]
+        self.vm_cap: dict = {}  # pool -> requests/min one VM serves (the config the optimiser chose)
+        self.cost = 0.0
+        self.agent = AgentConfig(billing_min=billing)
+
+    def capacity(self, t: int) -> float:
+        cap = sum(self.cfg[c].capacity_rpm * sum(1 for r in ready if r <= t) for (_, c), ready in self.owned.items())
+        for pool, vms in self.vms.items():
+            cap += self.vm_cap.get(pool, 0.0) * sum(1 for _, r in vms if r <= t)
+        return cap
+
+    def apply(self, t: int, need: float, *, instant: bool = False) -> None:
+        alloc = cheapest(need, self.configs, self.sites)
+        want = {k: v for k, v in alloc.replicas.items() if not next(s for s in self.sites if s.name == k[0]).pool}
+        for key in set(self.owned) | set(want):
+            have = self.owned.get(key, [])
+            n = want.get(key, 0)
+            if n > len(have):
+                have = have + [t if instant else t + self.replica_start] * (n - len(have))
+            elif n < len(have):
+                have = sorted(have)[:n]
+            self.owned[key] = have
+        for s in (s for s in self.sites if s.pool):
+            configs = [c for (site, c), k in alloc.replicas.items() if site == s.name and k]
+            if configs:
+                c = self.cfg[configs[0]]
+                self.vm_cap[s.name] = per_unit(c, s.cpu, s.memory_mb) * c.capacity_rpm
+            start, stop = vm_changes([v[0] for v in self.vms[s.name]], alloc.vms.get(s.name, 0), t, self.agent)
+            for i in sorted(stop, reverse=True):
+                del self.vms[s.name][i]
+            ready = t if instant else t + self.vm_boot + self.replica_start
+            self.vms[s.name] += [[t, ready] for _ in range(start)]
+
+    def bill(self) -> None:
+        for s in self.sites:
+            if s.pool:
+                self.cost += s.price_per_hour / 60 * len(self.vms[s.name])
+
+
+def simulate(policy: str, arrivals: np.ndarray, configs, sites, args) -> dict:
+    sim = Sim(configs, sites, vm_boot=args.vm_boot, billing=args.billing)
+    lead = args.vm_boot + 2  # minutes until capacity ordered now is ready, and the minute it serves
+    agent = AgentConfig(billing_min=args.billing, cooldown_min=args.cooldown, max_utilisation=args.max_util)
+    hold = Hold(agent.cooldown_min if policy == "predictive" else 5 if policy == "reactive" else 1)
+    f = Forecaster(horizon=lead, quantile=args.quantile) if policy == "predictive" else None
+    violations = 0
+    preds, acts = [], []
+    t0 = time.perf_counter()
+    if policy == "static_peak":
+        sim.apply(0, float(arrivals.max()), instant=True)
+    for t, a in enumerate(arrivals):
+        cap = sim.capacity(t)
+        violations += a > cap + 1e-9
+        sim.bill()
+        if policy == "static_peak":
+            continue
+        if policy == "predictive":
+            f.observe(t, a)
+            fc = f.forecast()
+            need, _ = demand_to_serve(fc.upper, lead, a, cap, agent)
+            if t + lead < len(arrivals) and t >= DAY:
+                preds.append(fc.mean[lead - 1])
+                acts.append(arrivals[t + lead])
+        elif policy == "reactive":
+            need = a / 0.7
+        else:  # oracle: exactly the arrivals of the minutes its orders can serve
+            need = float(arrivals[t + 1:t + 1 + lead].max()) if t + 1 < len(arrivals) else 0.0
+        sim.apply(t, hold.add(t, need))
+    minutes = len(arrivals)
+    return {"cost": round(sim.cost, 4), "violating_minutes": int(violations),
+            "violating_pct": round(float(100 * violations / minutes), 3),
+            "forecast_mape_pct": round(mape(acts, preds), 2) if preds else None,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "forecast_ms_per_minute": round((time.perf_counter() - t0) / minutes * 1000, 3) if f else None}
+
+
+def judge(r: dict) -> dict:
+    p, o, s, re = r["predictive"], r["oracle"], r["static_peak"], r["reactive"]
+    return {"cost_vs_oracle": round(p["cost"] / o["cost"], 3) if o["cost"] else None,
+            "cost_vs_static_peak": round(p["cost"] / s["cost"], 3) if s["cost"] else None,
+            "met": bool(o["cost"] and p["cost"] <= 1.15 * o["cost"] and p["violating_pct"] <= 1.0
+                        and s["cost"] and p["cost"] <= 0.75 * s["cost"]
+                        and p["violating_minutes"] <= re["violating_minutes"])}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench.autoscale.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--days", type=int, default=28, help="days of each trace to replay")
+    ap.add_argument("--trace", help="CSV with header timestamp,requests (one row per minute) instead of (a) and (b)")
+    ap.add_argument("--profile", help="JSON list of {name, cpu, memory_mb, workers, capacity_rpm} instead of measuring")
+    ap.add_argument("--rows", type=int, default=100_000, help="rows per request when measuring profiles")
+    ap.add_argument("--vm-boot", type=int, default=3, help="minutes from a VM request to a booted VM")
+    ap.add_argument("--billing", type=int, default=60, help="minimum billing period of a VM, minutes")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quantile", type=float, default=0.95, help="predictive: the forecast's upper quantile")
+    ap.add_argument("--cooldown", type=int, default=10, help="predictive: minutes a lower target must hold")
+    ap.add_argument("--max-util", type=float, default=0.85, help="predictive: the reactive safety net's threshold")
+    ap.add_argument("--only", choices=("generated", "taylor"), help="replay one of the two traces")
+    args = ap.parse_args(argv)
+
+    if args.profile:
+        configs = [Config(**c) for c in json.loads(Path(args.profile).read_text())]
+    else:
+        configs = measure_profiles(args.rows)
+    # One edge box (2 cores, free), and two cloud pools priced like t3.large and c5.2xlarge.
+    sites = [Site("edge", 2.0, 4096), Site("cloud-std", 2.0, 8192, price_per_hour=0.0832, max_vms=40),
+             Site("cloud-big", 8.0, 16384, price_per_hour=0.34, max_vms=10)]
+    traces = {"file": file_trace(args.trace)} if args.trace else {
+        "generated": generated_trace(args.days, args.seed), "taylor": taylor_trace(args.days, args.seed)}
+    if args.only:
+        traces = {args.only: traces[args.only]}
+    results, verdicts = {}, {}
+    for name, arrivals in traces.items():
+        results[name] = {}
+        for policy in POLICIES:
+            results[name][policy] = simulate(policy, arrivals, configs, sites, args)
+            print(f"{name} {policy}: {results[name][policy]}", file=sys.stderr)
+        verdicts[name] = judge(results[name])
+        r = results[name]
+        print(f"\n{name}: {len(arrivals)} minutes, {arrivals.min():.0f}-{arrivals.max():.0f} requests/min")
+        print(f"  {'policy':12} {'cost':>9} {'violating min':>14} {'%':>7} {'forecast MAPE %':>16}")
+        for policy in POLICIES:
+            x = r[policy]
+            m = f"{x['forecast_mape_pct']:.2f}" if x["forecast_mape_pct"] is not None else "-"
+            print(f"  {policy:12} {x['cost']:9.2f} {x['violating_minutes']:14d} {x['violating_pct']:7.3f} {m:>16}")
+        v = verdicts[name]
+        print(f"  predictive cost = {v['cost_vs_oracle']}x oracle, {v['cost_vs_static_peak']}x static peak: "
+              f"{'met' if v['met'] else 'NOT met'}")
+    out = {"bench": "autoscale", "args": vars(args), "configs": [c.__dict__ for c in configs],
+           "sites": [s.__dict__ for s in sites], "results": results, "verdicts": verdicts,
+           "target_met": all(v["met"] for v in verdicts.values())}
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main()["target_met"] else 1)
