@@ -123,6 +123,8 @@ class Sim:
         self.vms: dict = {s.name: [] for s in sites if s.pool}  # pool -> list of [start, ready]
         self.vm_cap: dict = {}  # pool -> requests/min one VM serves (the config the optimiser chose)
         self.cost = 0.0
+        self.vm_starts = 0
+        self.capacity_sum = 0.0
         self.agent = AgentConfig(billing_min=billing)
 
     def capacity(self, t: int) -> float:
@@ -152,6 +154,7 @@ class Sim:
                 del self.vms[s.name][i]
             ready = t if instant else t + self.vm_boot + self.replica_start
             self.vms[s.name] += [[t, ready] for _ in range(start)]
+            self.vm_starts += start
 
     def bill(self) -> None:
         for s in self.sites:
@@ -172,6 +175,7 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args) -> dict:
         sim.apply(0, float(arrivals.max()), instant=True)
     for t, a in enumerate(arrivals):
         cap = sim.capacity(t)
+        sim.capacity_sum += cap
         violations += a > cap + 1e-9
         sim.bill()
         if policy == "static_peak":
@@ -189,7 +193,8 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args) -> dict:
             need = float(arrivals[t + 1:t + 1 + lead].max()) if t + 1 < len(arrivals) else 0.0
         sim.apply(t, hold.add(t, need))
     minutes = len(arrivals)
-    return {"cost": round(sim.cost, 4), "violating_minutes": int(violations),
+    return {"cost": round(sim.cost, 4), "violating_minutes": int(violations), "vm_starts": sim.vm_starts,
+            "mean_capacity_over_arrivals": round(sim.capacity_sum / max(float(arrivals.sum()), 1.0), 3),
             "violating_pct": round(float(100 * violations / minutes), 3),
             "forecast_mape_pct": round(mape(acts, preds), 2) if preds else None,
             "seconds": round(time.perf_counter() - t0, 1),
@@ -210,11 +215,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--days", type=int, default=28, help="days of each trace to replay")
     ap.add_argument("--trace", help="CSV with header timestamp,requests (one row per minute) instead of (a) and (b)")
     ap.add_argument("--profile", help="JSON list of {name, cpu, memory_mb, workers, capacity_rpm} instead of measuring")
-    ap.add_argument("--rows", type=int, default=100_000, help="rows per request when measuring profiles")
+    ap.add_argument("--rows", type=int, default=400_000, help="rows per request when measuring profiles")
     ap.add_argument("--vm-boot", type=int, default=3, help="minutes from a VM request to a booted VM")
     ap.add_argument("--billing", type=int, default=60, help="minimum billing period of a VM, minutes")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quantile", type=float, default=0.95, help="predictive: the forecast's upper quantile")
+    ap.add_argument("--quantile", type=float, default=0.99, help="predictive: the forecast's upper quantile")
     ap.add_argument("--cooldown", type=int, default=10, help="predictive: minutes a lower target must hold")
     ap.add_argument("--max-util", type=float, default=0.85, help="predictive: the reactive safety net's threshold")
     ap.add_argument("--only", choices=("generated", "taylor"), help="replay one of the two traces")
