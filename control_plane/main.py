@@ -55,7 +55,7 @@ def run(args) -> int:
     if args.training_workers < 1:
         return _fail(f"--training-workers must be at least 1, not {args.training_workers}")
     cfg = Config(dd, store, args.listen, node_listen, interval, timeout, retrain_interval=retrain_interval,
-                 training_workers=args.training_workers, pool_interval=pool_interval)
+                 training_workers=args.training_workers, pool_interval=pool_interval, metrics_listen=args.metrics_listen)
     try:
         asyncio.run(serve(cfg))
     except OSError as e:

@@ -61,6 +61,7 @@ class Config:
     retrain_interval: float = 30.0  # how often retraining triggers (age, drift) are checked
     training_workers: int = 1
     pool_interval: float = 5.0  # how often cloud pools are reconciled (and at once after a change)
+    metrics_listen: str = ""  # HOST:PORT for Prometheus (/metrics); "" for none
     ports: dict = field(default_factory=dict)
 
 
@@ -108,6 +109,16 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     ], server)
 
     await server.start()
+    if cfg.metrics_listen:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from control_plane.autoscale.metrics import PrometheusCollector
+
+        registry = CollectorRegistry()
+        registry.register(PrometheusCollector(services.series))
+        m_host, _, m_port = cfg.metrics_listen.rpartition(":")
+        start_http_server(int(m_port), addr=m_host or "127.0.0.1", registry=registry)
+        event(log, "prometheus metrics", url=f"http://{cfg.metrics_listen}/metrics")
     for name in ("", "stratum.v1.ControlPlane", "stratum.v1.NodeAgent"):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     event(log, "control plane serving", listen=cfg.listen, public_port=public_port, node_port=node_port, store=cfg.store.kind)

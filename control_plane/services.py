@@ -20,6 +20,7 @@ import time
 
 from google.protobuf import json_format
 
+from control_plane.autoscale.metrics import ServiceSeries
 from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from control_plane.models import Models
 from control_plane.nodes import NodeRegistry
@@ -120,6 +121,7 @@ class Services:
     def __init__(self, store: Store, models: Models, nodes: NodeRegistry, artifacts=None, pools=None):
         self.store, self.models, self.nodes = store, models, nodes
         self.pools = pools  # control_plane/provision/pools.py: VMs placement may ask for when nodes are full
+        self.series = ServiceSeries()  # per-minute metrics the nodes report (control_plane/autoscale/metrics.py)
         self.artifacts = artifacts  # ArtifactStore: drift references, for the routers' out-of-distribution check
         self._bounds: dict[str, str] = {}  # reference digest -> input bounds JSON
         self.reports: dict[str, dict[str, na.ServiceStatus]] = {}  # node id -> service -> last status
@@ -331,6 +333,12 @@ class Services:
         """Ids of nodes that some service has replicas on (a cloud VM among them is not idle)."""
         return {n for d in self.store.list_docs("services") for n, k in d["placement"].items() if k}
 
+    def metrics(self, name: str, minutes: int) -> m.ServiceMetrics:
+        self._doc(name)  # NOT_FOUND for an unknown service
+        if minutes < 0 or minutes > self.series.retention:
+            raise InvalidArgument([("minutes", f"give 0 to {self.series.retention} minutes")])
+        return m.ServiceMetrics(points=[m.MetricPoint(**p) for p in self.series.points(name, minutes or 60)])
+
     def using_model(self, model: str) -> list[str]:
         return [d["name"] for d in self.store.list_docs("services") if d["spec"].get("model") == model]
 
@@ -379,6 +387,9 @@ class Services:
     def on_report(self, node_id: str, report: na.ServiceReport) -> None:
         before = {name: st.endpoint for name, st in self.reports.get(node_id, {}).items()}
         self.reports[node_id] = {s.service: s for s in report.services}
+        for s in report.services:
+            if s.minutes:
+                self.series.add(s.service, s.minutes)
         if any(before.get(s.service) != s.endpoint for s in report.services if s.endpoint):
             self.push()  # a new endpoint: the other nodes' routers get it as a peer (straightline routing)
         for s in report.services:
@@ -408,6 +419,7 @@ class Services:
             still = [n for n in doc["placement"] if doc["name"] in self.reports.get(n, {}) and self._node_ready(n)]
             if not still:
                 self.store.delete_doc("services", doc["name"])
+                self.series.forget(doc["name"])
                 event(log, "service deleted", service=doc["name"])
             else:
                 self._deleting.add(doc["name"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
@@ -184,6 +185,10 @@ class ServiceManager:
             s = na.ServiceStatus(service=name, version=st.version if st.state == "ready" else "",
                                  endpoint=self.endpoint(st), ready_replicas=ready, state=st.state, error=st.error,
                                  requests=stats["requests"], failures=stats["failures"])
+            for mm in svc.router.minutes.take(time.time()):  # minutes that ended: each sent once
+                s.minutes.append(na.MinuteSample(minute=mm["minute"], requests=mm["requests"], failures=mm["failures"],
+                                                 max_in_flight=mm["max_in_flight"], latency_buckets=mm["buckets"],
+                                                 latency_sum_ms=mm["latency_sum_ms"]))
             if with_samples:
                 rows = svc.router.take_samples()
                 if rows:

@@ -230,6 +230,10 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
         await asyncio.to_thread(self.services.delete, request.name)
         return m.DeleteServiceResponse()
 
+    @rpc
+    async def GetServiceMetrics(self, request, context):
+        return await asyncio.to_thread(self.services.metrics, request.name, request.minutes)
+
     # -- cloud pools (control_plane/provision/pools.py); Vault and cloud calls run off the event loop --
     @rpc
     async def ValidateCloudPool(self, request, context):

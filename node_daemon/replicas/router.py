@@ -45,6 +45,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from node_daemon.replicas.metrics import MinuteMetrics
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024
@@ -95,7 +97,7 @@ def _parse_chunked(buf: bytearray, pos: int) -> tuple[int, bytes] | None:
 class _Exchange:
     """One client request on its way through the router."""
     __slots__ = ("down", "method", "path", "wire", "body", "idempotent", "tried", "backend", "t0", "timer", "upstream",
-                 "close_after", "done", "stream", "forwarded", "forms", "form", "parked")
+                 "close_after", "done", "stream", "forwarded", "forms", "form", "parked", "arrived", "from_peer")
 
     def __init__(self, down, method: bytes, path: bytes, wire: bytes, body: bytes, close_after: bool,
                  stream: bytes = b"", forwarded: bool = False):
@@ -107,9 +109,11 @@ class _Exchange:
         self.close_after = close_after
         self.done = False
         self.stream, self.forwarded = stream, forwarded  # request placement: stream key; from another router
+        self.from_peer = forwarded  # another node's router sent it: that router counts it in its minutes
         self.forms = None  # forms to try, best first (request placement), or None: any local replica
         self.form = ""  # the form that answered
         self.parked = False  # has waited for an on-demand start once (a failed start is not retried for it)
+        self.arrived = 0.0  # time.time() of its first dispatch: its latency, for the minute metrics
 
 
 class _Downstream(asyncio.Protocol):
@@ -466,6 +470,8 @@ class ServiceRouter:
         self.form_requests: dict[str, int] = {}
         self._remotes = 0  # backends that are other nodes' routers
         self.spills = 0  # placed requests that found their form full and tried the next one
+        self.minutes = MinuteMetrics()  # per-minute requests, failures, latency buckets, queue depth
+        self._in_flight = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -602,6 +608,8 @@ class ServiceRouter:
         if not ex.tried and ex.timer is None:  # first dispatch (a parked request has its timer already)
             self.requests += 1
             self.last_request = time.monotonic()
+            ex.arrived = time.time()
+            self._in_flight += not ex.from_peer
             predict = ex.path == b"/predict" and ex.method == b"POST"
             if predict and ex.body:
                 slot = self.reservoir.slot()
@@ -764,6 +772,12 @@ class ServiceRouter:
         self._answer(ex, _json_response(504, f"no answer from the replica within {self.request_timeout:g}s", True), True)
 
     def _answer(self, ex: _Exchange, data: bytes, close: bool) -> None:
+        if ex.arrived and not ex.from_peer:  # a client's request counts once, where it arrived: latency, 5xx
+            now = time.time()
+            self.minutes.record(now, now - ex.arrived, failed=data[9:10] == b"5",  # a 5xx: ours or the replica's
+                                in_flight=self._in_flight)
+            self._in_flight -= 1
+            ex.arrived = 0.0
         ex.done = True
         if ex.timer is not None:
             ex.timer.cancel()

@@ -188,6 +188,11 @@ class ControlPlaneStub(object):
                 request_serializer=stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.FromString,
                 _registered_method=True)
+        self.GetServiceMetrics = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetServiceMetrics',
+                request_serializer=stratum_dot_v1_dot_models__pb2.GetServiceMetricsRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.ServiceMetrics.FromString,
+                _registered_method=True)
         self.ValidateCloudPool = channel.unary_unary(
                 '/stratum.v1.ControlPlane/ValidateCloudPool',
                 request_serializer=stratum_dot_v1_dot_pools__pb2.CloudPoolSpec.SerializeToString,
@@ -451,6 +456,14 @@ class ControlPlaneServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetServiceMetrics(self, request, context):
+        """A service's per-minute requests, failures, latency percentiles and queue
+        depth, added up over its nodes (kept for --metrics-retention).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ValidateCloudPool(self, request, context):
         """Checks a pool's arguments at plan time: the fields, the Vault path, the
         driver, and that the size and image exist in the cloud (its API's error
@@ -640,6 +653,11 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.DeleteService,
                     request_deserializer=stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.SerializeToString,
+            ),
+            'GetServiceMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceMetrics,
+                    request_deserializer=stratum_dot_v1_dot_models__pb2.GetServiceMetricsRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.ServiceMetrics.SerializeToString,
             ),
             'ValidateCloudPool': grpc.unary_unary_rpc_method_handler(
                     servicer.ValidateCloudPool,
@@ -1477,6 +1495,33 @@ class ControlPlane(object):
             '/stratum.v1.ControlPlane/DeleteService',
             stratum_dot_v1_dot_models__pb2.DeleteServiceRequest.SerializeToString,
             stratum_dot_v1_dot_models__pb2.DeleteServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetServiceMetrics',
+            stratum_dot_v1_dot_models__pb2.GetServiceMetricsRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.ServiceMetrics.FromString,
             options,
             channel_credentials,
             insecure,

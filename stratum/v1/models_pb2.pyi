@@ -292,6 +292,38 @@ class Routing(_message.Message):
     ood_share_max: float
     def __init__(self, mode: _Optional[str] = ..., on_demand_replicas: _Optional[int] = ..., idle_stop_s: _Optional[float] = ..., ood_share_max: _Optional[float] = ...) -> None: ...
 
+class GetServiceMetricsRequest(_message.Message):
+    __slots__ = ("name", "minutes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    minutes: int
+    def __init__(self, name: _Optional[str] = ..., minutes: _Optional[int] = ...) -> None: ...
+
+class MetricPoint(_message.Message):
+    __slots__ = ("minute", "requests", "failures", "p50_ms", "p95_ms", "p99_ms", "max_in_flight")
+    MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    minute: int
+    requests: int
+    failures: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_in_flight: int
+    def __init__(self, minute: _Optional[int] = ..., requests: _Optional[int] = ..., failures: _Optional[int] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
+
+class ServiceMetrics(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[MetricPoint]
+    def __init__(self, points: _Optional[_Iterable[_Union[MetricPoint, _Mapping]]] = ...) -> None: ...
+
 class ServiceSpec(_message.Message):
     __slots__ = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing")
     NAME_FIELD_NUMBER: _ClassVar[int]

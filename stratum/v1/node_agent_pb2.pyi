@@ -193,7 +193,7 @@ class ServiceReport(_message.Message):
     def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ...) -> None: ...
 
 class ServiceStatus(_message.Message):
-    __slots__ = ("service", "version", "endpoint", "ready_replicas", "state", "error", "samples_json", "requests", "failures")
+    __slots__ = ("service", "version", "endpoint", "ready_replicas", "state", "error", "samples_json", "requests", "failures", "minutes")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,7 @@ class ServiceStatus(_message.Message):
     SAMPLES_JSON_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
     service: str
     version: str
     endpoint: str
@@ -212,7 +213,24 @@ class ServiceStatus(_message.Message):
     samples_json: str
     requests: int
     failures: int
-    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready_replicas: _Optional[int] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., samples_json: _Optional[str] = ..., requests: _Optional[int] = ..., failures: _Optional[int] = ...) -> None: ...
+    minutes: _containers.RepeatedCompositeFieldContainer[MinuteSample]
+    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., endpoint: _Optional[str] = ..., ready_replicas: _Optional[int] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., samples_json: _Optional[str] = ..., requests: _Optional[int] = ..., failures: _Optional[int] = ..., minutes: _Optional[_Iterable[_Union[MinuteSample, _Mapping]]] = ...) -> None: ...
+
+class MinuteSample(_message.Message):
+    __slots__ = ("minute", "requests", "failures", "max_in_flight", "latency_buckets", "latency_sum_ms")
+    MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_SUM_MS_FIELD_NUMBER: _ClassVar[int]
+    minute: int
+    requests: int
+    failures: int
+    max_in_flight: int
+    latency_buckets: _containers.RepeatedScalarFieldContainer[int]
+    latency_sum_ms: float
+    def __init__(self, minute: _Optional[int] = ..., requests: _Optional[int] = ..., failures: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., latency_buckets: _Optional[_Iterable[int]] = ..., latency_sum_ms: _Optional[float] = ...) -> None: ...
 
 class FetchBentoRequest(_message.Message):
     __slots__ = ("digest", "offset")
