@@ -1,0 +1,41 @@
+"""Replica counts from arrivals (control_plane/autoscale/horizontal.py): pure."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from control_plane.autoscale.horizontal import ServiceScaler
+
+
+def diurnal(minute: int) -> float:
+    return 300 + 250 * math.sin(2 * math.pi * minute / 1440)
+
+
+def test_fixed_keeps_the_count():
+    assert ServiceScaler("fixed", 1, 5, 100).decide(10, [(9, 10_000)], 3) == (3, "fixed")
+
+
+def test_reactive_follows_the_last_minute_within_bounds_and_holds_scale_in():
+    s = ServiceScaler("reactive", 1, 6, 100)
+    assert s.decide(10, [(9, 350)], 1)[0] == 5  # 350 / 0.7 = 500 -> 5
+    assert s.decide(11, [(10, 70)], 5)[0] == 5  # lower, but held for 5 minutes
+    assert s.decide(16, [(15, 70)], 5)[0] == 1
+    assert s.decide(17, [(16, 10_000)], 1)[0] == 6  # capped at max
+
+
+def test_predictive_scales_ahead_of_a_daily_rise():
+    s = ServiceScaler("predictive", 1, 20, 60, lead=3)
+    arrivals = [(m, diurnal(m)) for m in range(3 * 1440)]
+    counts = []
+    for now in range(2 * 1440, 2 * 1440 + 400, 1):  # the morning rise of day 3
+        n, why = s.decide(now, [a for a in arrivals if a[0] < now], counts[-1] if counts else 1)
+        counts.append(n)
+        assert n * 60 >= diurnal(now) * 0.95, (now, n, why)  # capacity keeps up with the rise
+    assert counts[-1] > counts[0]
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="unknown scaling mode 'magic'"):
+        ServiceScaler("magic", 1, 2, 10)
