@@ -135,3 +135,37 @@ def check_timeouts(diags: Diagnostics, planned: dict, operations: tuple[str, ...
                 parse_duration(t)
             except ValueError as e:
                 diags.add_error("Invalid timeout", str(e), path=["timeouts", op])
+
+
+def delete_and_wait(provider, diags: Diagnostics, *, delete: tuple, get: tuple, what: str, name: str, timeout_s: float,
+                    still: tuple[str, str], report: bool = True, poll_s: float = 0.5) -> bool:
+    """Call a Delete RPC, then poll its Get RPC until NOT_FOUND (the control plane finished the delete:
+    processes stopped, VMs terminated). delete/get: (method, request); still: the error's summary and
+    detail when `timeout_s` passes first. True once it is gone."""
+    import time
+
+    import grpc
+
+    from provider.client import ApiError
+
+    client = client_of(provider, diags)
+    if client is None:
+        return False
+    deadline = time.monotonic() + timeout_s
+    try:
+        client.call(delete[0], delete[1], action=f"deleting {what} {name!r}")
+        while time.monotonic() < deadline:
+            try:
+                client.call(get[0], get[1], action=f"waiting for {what} {name!r} to be deleted")
+            except ApiError as e:
+                if e.code == grpc.StatusCode.NOT_FOUND:
+                    return True
+                raise
+            time.sleep(poll_s)
+    except ApiError as e:
+        if report:
+            e.report(diags)
+        return False
+    if report:
+        diags.add_error(*still)
+    return False

@@ -17,11 +17,12 @@ from typing import Optional
 import grpc
 from tf.iface import CreateContext, DeleteContext, ImportContext, PlanContext, ReadContext, Resource, State, UpdateContext
 from tf.schema import Attribute, Schema
-from tf.types import List, Map, Number, String, Unknown
+from tf.types import Map, Number, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
-from provider.common import check_timeouts, client_of, get_for_import, name_taken, read_by_name, wholly_known
+from provider.common import (check_timeouts, client_of, delete_and_wait, get_for_import, name_taken, read_by_name,
+                             wholly_known)
 from provider.nested import NestedAttribute, Nesting
 from stratum.durations import format_duration, parse_duration
 from stratum.v1 import pools_pb2 as p
@@ -202,29 +203,11 @@ class CloudPoolResource(Resource):
                             _state)
 
     def _delete(self, diags: Diagnostics, name: str, timeout_s: float, report: bool = True) -> bool:
-        client = client_of(self.provider, diags)
-        if client is None:
-            return False
-        deadline = time.monotonic() + timeout_s
-        try:
-            client.call("DeleteCloudPool", p.DeleteCloudPoolRequest(name=name), action=f"deleting cloud pool {name!r}")
-            while time.monotonic() < deadline:
-                try:
-                    client.call("GetCloudPool", p.GetCloudPoolRequest(name=name),
-                                action=f"waiting for cloud pool {name!r} to terminate its VMs")
-                except ApiError as e:
-                    if e.code == grpc.StatusCode.NOT_FOUND:
-                        return True
-                    raise
-                time.sleep(POLL_S)
-        except ApiError as e:
-            if report:
-                e.report(diags)
-            return False
-        if report:
-            diags.add_error(f"Cloud pool {name!r} still has VMs",
-                            f"not all were terminated within {timeout_s:.0f}s; run terraform destroy again")
-        return False
+        return delete_and_wait(self.provider, diags, delete=("DeleteCloudPool", p.DeleteCloudPoolRequest(name=name)),
+                               get=("GetCloudPool", p.GetCloudPoolRequest(name=name)), what="cloud pool", name=name,
+                               timeout_s=timeout_s, report=report, poll_s=POLL_S,
+                               still=(f"Cloud pool {name!r} still has VMs",
+                                      f"not all were terminated within {timeout_s:.0f}s; run terraform destroy again"))
 
     def delete(self, ctx: DeleteContext, current: State):
         name = current.get("name") or current.get("id")

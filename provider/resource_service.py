@@ -22,7 +22,8 @@ from tf.types import Bool, List, Map, Number, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
-from provider.common import check_timeouts, client_of, get_for_import, name_taken, read_by_name, wholly_known
+from provider.common import (check_timeouts, client_of, delete_and_wait, get_for_import, name_taken, read_by_name,
+                             wholly_known)
 from provider.nested import NestedAttribute, Nesting
 from stratum.durations import format_duration, parse_duration
 from stratum.v1 import models_pb2 as m
@@ -275,27 +276,11 @@ class ServiceResource(Resource):
         return read_by_name(self.provider, ctx.diagnostics, current, "GetService", m.GetServiceRequest, "service", _state)
 
     def _delete(self, diags: Diagnostics, name: str, timeout_s: float, report: bool = True) -> bool:
-        client = client_of(self.provider, diags)
-        if client is None:
-            return False
-        deadline = time.monotonic() + timeout_s
-        try:
-            client.call("DeleteService", m.DeleteServiceRequest(name=name), action=f"deleting service {name!r}")
-            while time.monotonic() < deadline:
-                try:
-                    client.call("GetService", m.GetServiceRequest(name=name), action=f"waiting for service {name!r} to stop")
-                except ApiError as e:
-                    if e.code == grpc.StatusCode.NOT_FOUND:
-                        return True
-                    raise
-                time.sleep(POLL_S)
-        except ApiError as e:
-            if report:
-                e.report(diags)
-            return False
-        if report:
-            diags.add_error(f"Service {name!r} still running", f"nodes did not stop it within {timeout_s:.0f}s; run terraform destroy again")
-        return False
+        return delete_and_wait(self.provider, diags, delete=("DeleteService", m.DeleteServiceRequest(name=name)),
+                               get=("GetService", m.GetServiceRequest(name=name)), what="service", name=name,
+                               timeout_s=timeout_s, report=report, poll_s=POLL_S,
+                               still=(f"Service {name!r} still running",
+                                      f"nodes did not stop it within {timeout_s:.0f}s; run terraform destroy again"))
 
     def delete(self, ctx: DeleteContext, current: State):
         name = current.get("name") or current.get("id")

@@ -62,3 +62,30 @@ def test_network():
     net = TestNetwork(next(_subnets))
     yield net
     net.close()
+
+
+# Cloud stand-ins (tests/cloud.py), one of each per test module that uses them.
+CLOUD_KEY, CLOUD_SECRET = "AKIATESTPOOLKEY", "test/pool+secret-never-shown"
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory):
+    """An OpenBao dev server holding the cloud keys at secret/stratum/aws (and another secret the
+    control plane's policy does not cover, at secret/other/aws)."""
+    from tests.cloud import OpenBao
+
+    b = OpenBao(tmp_path_factory.mktemp("bao"))
+    b.put("secret/stratum/aws", key=CLOUD_KEY, secret=CLOUD_SECRET)
+    b.put("secret/other/aws", key="x", secret="y")
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """moto's EC2 API server behind the libcloud namespace adapter."""
+    from tests.cloud import MotoEC2
+
+    m = MotoEC2(tmp_path_factory.mktemp("moto"))
+    yield m
+    m.stop()

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--vms", type=int, default=500, help="VMs in the scale test")
     ap.add_argument("--interval", default="1s", help="the control plane's --pool-interval")
     args = ap.parse_args(argv)
-    interval = parse_duration(args.interval)
+    parse_duration(args.interval)  # a bad duration fails here, before anything starts
     tmp = Path(tempfile.mkdtemp(prefix="stratum-bench-prov-"))
     bao = moto = plane = None
     vms_procs: list[Process] = []

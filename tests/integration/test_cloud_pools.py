@@ -17,29 +17,13 @@ import grpc
 import pytest
 
 from stratum.v1 import pools_pb2 as p
-from tests.cloud import MotoEC2, OpenBao, read_policy
+from tests.cloud import read_policy
+from tests.conftest import CLOUD_KEY as KEY, CLOUD_SECRET as SECRET
 from tests.harness import ControlPlane, Process, free_port, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
 
 AMI = "ami-12c6146b"  # one of moto's built-in images
-KEY, SECRET = "AKIAPOOLTESTKEY", "pool/test+secret-never-shown"
-
-
-@pytest.fixture(scope="module")
-def bao(tmp_path_factory):
-    b = OpenBao(tmp_path_factory.mktemp("bao"))
-    b.put("secret/stratum/aws", key=KEY, secret=SECRET)
-    b.put("secret/other/aws", key="x", secret="y")
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    m = MotoEC2(tmp_path_factory.mktemp("moto"))
-    yield m
-    m.stop()
 
 
 def vault_env(bao, token=None, addr=None) -> dict:

@@ -7,30 +7,15 @@ import base64
 
 import pytest
 
-from tests.cloud import MotoEC2, OpenBao, read_policy
+from tests.cloud import read_policy
+from tests.conftest import CLOUD_KEY as KEY, CLOUD_SECRET as SECRET
 from tests.harness import ControlPlane
 from tests.provider.tfharness import Step, run_steps
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 AMI = "ami-12c6146b"
-KEY, SECRET = "AKIAE2EPOOLKEY", "e2e/pool+secret"
 POOL = "stratum_cloud_pool.burst"
-
-
-@pytest.fixture(scope="module")
-def bao(tmp_path_factory):
-    b = OpenBao(tmp_path_factory.mktemp("bao"))
-    b.put("secret/stratum/aws", key=KEY, secret=SECRET)
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    m = MotoEC2(tmp_path_factory.mktemp("moto"))
-    yield m
-    m.stop()
 
 
 @pytest.fixture
