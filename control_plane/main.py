@@ -35,6 +35,7 @@ def run(args) -> int:
         timeout = parse_duration(args.node_timeout)
         retrain_interval = parse_duration(args.retrain_interval)
         pool_interval = parse_duration(args.pool_interval)
+        autoscale_interval = parse_duration(args.autoscale_interval)
     except ValueError as e:
         return _fail(str(e))
     if timeout <= interval:
@@ -55,7 +56,8 @@ def run(args) -> int:
     if args.training_workers < 1:
         return _fail(f"--training-workers must be at least 1, not {args.training_workers}")
     cfg = Config(dd, store, args.listen, node_listen, interval, timeout, retrain_interval=retrain_interval,
-                 training_workers=args.training_workers, pool_interval=pool_interval, metrics_listen=args.metrics_listen)
+                 training_workers=args.training_workers, pool_interval=pool_interval, metrics_listen=args.metrics_listen,
+                 autoscale_interval=autoscale_interval)
     try:
         asyncio.run(serve(cfg))
     except OSError as e:

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from control_plane.api.auth import AdminTokenInterceptor
 from control_plane.api.servicers import ControlPlaneServicer, NodeAgentServicer
+from control_plane.autoscale.loop import Autoscaler
 from control_plane.provision.pools import Pools
 from control_plane.datadir import DataDir
 from control_plane.datasets import Datasets
@@ -62,6 +63,7 @@ class Config:
     training_workers: int = 1
     pool_interval: float = 5.0  # how often cloud pools are reconciled (and at once after a change)
     metrics_listen: str = ""  # HOST:PORT for Prometheus (/metrics); "" for none
+    autoscale_interval: float = 30.0  # how often services with scaling get a replica count
     ports: dict = field(default_factory=dict)
 
 
@@ -136,7 +138,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     models.resume()
     await asyncio.to_thread(services.tell_pools)  # what the services want from the pools, after a restart too
     pools.start()
-    background = asyncio.create_task(_maintain(nodes, cfg, stop, services, retrain))
+    background = asyncio.create_task(_maintain(nodes, cfg, stop, services, retrain, Autoscaler(services)))
     await stop.wait()
     event(log, "control plane stopping")
     await health.enter_graceful_shutdown()
@@ -147,7 +149,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
 
 
 async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, services: Services,
-                    retrain: RetrainLoop) -> None:
+                    retrain: RetrainLoop, autoscaler: Autoscaler) -> None:
     """Liveness, heartbeat flushing and garbage collection, off the request path.
 
     With thousands of node sessions the heap holds many long-lived objects, and
@@ -158,7 +160,7 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, servi
     schedule instead.
     """
     tick = min(1.0, cfg.node_timeout / 5)
-    last_flush = last_gc = last_retrain = last_vm_check = time.monotonic()
+    last_flush = last_gc = last_retrain = last_vm_check = last_scale = time.monotonic()
     while not stop.is_set():
         woke = time.monotonic()
         try:
@@ -186,6 +188,9 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, servi
             if time.monotonic() - last_flush >= cfg.flush_interval:
                 last_flush = time.monotonic()
                 await asyncio.to_thread(nodes.flush_heartbeats)
+            if time.monotonic() - last_scale >= cfg.autoscale_interval:
+                last_scale = time.monotonic()
+                await asyncio.to_thread(autoscaler.tick)
             if time.monotonic() - last_retrain >= cfg.retrain_interval:
                 last_retrain = time.monotonic()
                 await retrain.tick()

@@ -72,6 +72,15 @@ def validate_spec(spec: m.ServiceSpec) -> list[tuple[str, str]]:
         problems += check_tier(tier, f"placement.prefer_tiers[{i}]")
     for i, other in enumerate(spec.placement.anti_affinity):
         problems += check_name(other, f"placement.anti_affinity[{i}]")
+    sc = spec.scaling
+    if sc.mode not in ("", "fixed", "predictive", "reactive"):
+        problems.append(("scaling.mode", f"{sc.mode!r} is not a scaling mode; use \"fixed\", \"predictive\" or \"reactive\""))
+    if sc.min < 0 or sc.min > 64:
+        problems.append(("scaling.min", "give 0 to 64 replicas"))
+    if sc.max and (sc.max < sc.min or sc.max > 64):
+        problems.append(("scaling.max", f"scaling.max = {sc.max}: give {max(sc.min, 1)} to 64 replicas"))
+    if sc.target_rpm < 0:
+        problems.append(("scaling.target_rpm", "give requests per minute as a positive number"))
     rt = spec.routing
     if rt.mode not in ("", "local", "straightline"):
         problems.append(("routing.mode", f"{rt.mode!r} is not a routing mode; use \"local\" or \"straightline\""))
@@ -84,6 +93,25 @@ def validate_spec(spec: m.ServiceSpec) -> list[tuple[str, str]]:
     if not 0 <= rt.ood_share_max <= 1:
         problems.append(("routing.ood_share_max", "give a share from 0 to 1, e.g. 0.25"))
     return problems
+
+
+def scaled(spec: m.ServiceSpec) -> bool:
+    return spec.scaling.mode in ("predictive", "reactive")
+
+
+def replica_bounds(spec: m.ServiceSpec) -> tuple[int, int]:
+    lo = max(spec.scaling.min, 1)
+    return lo, max(spec.scaling.max, lo)
+
+
+def replicas_of(spec: m.ServiceSpec, doc: dict | None = None) -> int:
+    """Replicas to run: `replicas`, or with autoscaling the autoscaler's count (starting from
+    `replicas`), within [scaling.min, scaling.max]."""
+    if not scaled(spec):
+        return spec.replicas or 1
+    lo, hi = replica_bounds(spec)
+    n = (doc or {}).get("scaled") or spec.replicas or lo
+    return min(max(n, lo), hi)
 
 
 def node_view(n) -> NodeView:
@@ -202,11 +230,11 @@ class Services:
         return {d["name"]: d["placement"] for d in self.store.list_docs("services")
                 if d["name"] != exclude and not d.get("deleting")}
 
-    def _place(self, spec: m.ServiceSpec, keep: dict[str, int] | None = None) -> dict[str, int]:
+    def _place(self, spec: m.ServiceSpec, keep: dict[str, int] | None = None, replicas: int = 0) -> dict[str, int]:
         """Rank placement (control_plane/placement/rank.py); replicas already placed stay where they
         still fit (moving one is not free), so only those of down nodes, or new ones, move."""
         nodes, _ = self._views()
-        replicas = spec.replicas or 1
+        replicas = replicas or replicas_of(spec)
         demand = self._demand(spec)
         placement, reasons = place_service(spec.name, demand, replicas, nodes, self._used(spec.name), preferences_of(spec),
                                            current=keep, others=self._others(spec.name))
@@ -310,7 +338,9 @@ class Services:
         self.check(spec, need_model=True)
         old = json_format.ParseDict(doc["spec"], m.ServiceSpec())
         keep = doc["placement"] if (old.requirements, old.placement) == (spec.requirements, spec.placement) else None
-        doc.update(spec=spec_json(spec), placement=self._place(spec, keep))
+        doc.update(spec=spec_json(spec), placement=self._place(spec, keep, replicas_of(spec, doc)))
+        if not scaled(spec):
+            doc.pop("scaled", None)
         self.store.put_doc("services", spec.name, doc)
         event(log, "service updated", service=spec.name, placement=doc["placement"])
         self.tell_pools()
@@ -333,6 +363,25 @@ class Services:
         """Ids of nodes that some service has replicas on (a cloud VM among them is not idle)."""
         return {n for d in self.store.list_docs("services") for n, k in d["placement"].items() if k}
 
+    def scale(self, name: str, replicas: int, why: str) -> bool:
+        """The autoscaler's count: place that many replicas (those placed stay where they are). False
+        when there is no room for them (the count is kept as it was)."""
+        doc = self.store.get_doc("services", name)
+        if doc is None or doc.get("deleting"):
+            return False
+        spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
+        try:
+            placement = self._place(spec, doc["placement"], replicas)
+        except FailedPrecondition as e:
+            event(log, "service not scaled", level=logging.WARNING, service=name, replicas=replicas, error=str(e))
+            return False
+        doc.update(scaled=replicas, scaling_reason=why, placement=placement)
+        self.store.put_doc("services", name, doc)
+        event(log, "service scaled", service=name, replicas=replicas, why=why, placement=placement)
+        self.tell_pools()
+        self.push()
+        return True
+
     def metrics(self, name: str, minutes: int) -> m.ServiceMetrics:
         self._doc(name)  # NOT_FOUND for an unknown service
         if minutes < 0 or minutes > self.series.retention:
@@ -348,7 +397,8 @@ class Services:
         spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
         serving = self.models.serving(spec.model)
         version = serving["version"] if serving else ""
-        out = m.Service(spec=spec, version=version, bento_digest=serving["bento_digest"] if serving else "")
+        out = m.Service(spec=spec, version=version, bento_digest=serving["bento_digest"] if serving else "",
+                        replicas=replicas_of(spec, doc), scaling_reason=doc.get("scaling_reason", "") if scaled(spec) else "")
         problems, ready = [], True
         for node_id, replicas in sorted(doc["placement"].items()):
             if node_id.startswith(SLOT_PREFIX):  # placed on a VM a cloud pool is starting
@@ -438,7 +488,8 @@ class Services:
             return
         nodes, _ = self._views()
         specs = {d["name"]: json_format.ParseDict(d["spec"], m.ServiceSpec()) for d in docs}
-        services = {name: (self._demand(spec), spec.replicas or 1, preferences_of(spec)) for name, spec in specs.items()}
+        services = {d["name"]: (self._demand(specs[d["name"]]), replicas_of(specs[d["name"]], d),
+                                preferences_of(specs[d["name"]])) for d in docs}
         new = rebalance(services, nodes, {d["name"]: d["placement"] for d in docs})
         for d in docs:
             placement = {k: v for k, v in new.get(d["name"], {}).items() if v}

@@ -28,8 +28,8 @@ from provider.nested import NestedAttribute, Nesting
 from stratum.durations import format_duration, parse_duration
 from stratum.v1 import models_pb2 as m
 
-SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing")
-COMPUTED = ("endpoints", "placements", "version", "state")
+SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing", "scaling")
+COMPUTED = ("endpoints", "placements", "version", "state", "running_replicas")
 DEFAULT_TIMEOUT = "10m"
 POLL_S = 0.5
 
@@ -65,6 +65,18 @@ def routing_state(r: m.Routing) -> Optional[dict]:
             "idle_stop": format_duration(r.idle_stop_s) if r.idle_stop_s else None, "ood_share_max": r.ood_share_max or None}
 
 
+def scaling_of(s: dict | None) -> m.Scaling:
+    s = s or {}
+    return m.Scaling(mode=s.get("mode") or "", min=int(s.get("min") or 0), max=int(s.get("max") or 0),
+                     target_rpm=float(s.get("target_rpm") or 0))
+
+
+def scaling_state(s: m.Scaling) -> Optional[dict]:
+    if s == m.Scaling():
+        return None
+    return {"mode": s.mode or None, "min": s.min or None, "max": s.max or None, "target_rpm": s.target_rpm or None}
+
+
 def check_routing(diags: Diagnostics, planned: State) -> None:
     idle = (planned.get("routing") or {}).get("idle_stop")
     if isinstance(idle, str):
@@ -79,7 +91,8 @@ def to_spec(values: State) -> m.ServiceSpec:
         name=values["name"], model=values["model"] or "", replicas=int(values.get("replicas") or 0),
         workers=int(values.get("workers") or 0), requirements=requirements_of(values.get("requirements")),
         slo=m.Slo(p95_latency_ms=float((values.get("slo") or {}).get("p95_latency_ms") or 0)),
-        placement=preferences_of(values.get("placement")), routing=routing_of(values.get("routing")))
+        placement=preferences_of(values.get("placement")), routing=routing_of(values.get("routing")),
+        scaling=scaling_of(values.get("scaling")))
 
 
 def requirements_state(r: m.Requirements) -> Optional[dict]:
@@ -138,9 +151,10 @@ def _state(svc: m.Service, prior: Optional[State]) -> State:
         prior.update(name=spec.name, model=spec.model, replicas=spec.replicas or None, workers=spec.workers or None,
                      requirements=requirements_state(r), placement=preferences_state(spec.placement),
                      slo={"p95_latency_ms": spec.slo.p95_latency_ms} if spec.slo.p95_latency_ms else None,
-                     routing=routing_state(spec.routing), timeouts=None)
+                     routing=routing_state(spec.routing), scaling=scaling_state(spec.scaling), timeouts=None)
     prior.update(
         id=spec.name, version=svc.version or None, state=svc.state, endpoints=list(svc.endpoints),
+        running_replicas=svc.replicas or None,
         placements=[{"node_id": p.node_id, "node_name": p.node_name, "replicas": p.replicas,
                      "ready_replicas": p.ready_replicas, "endpoint": p.endpoint or None, "version": p.version or None}
                     for p in svc.placements])
@@ -190,6 +204,15 @@ class ServiceResource(Resource):
                 ], Nesting.SINGLE, optional=True, description="Latency objective; a model measured slower fails at plan time."),
                 NestedAttribute("placement", PREFERENCE_ATTRIBUTES, Nesting.SINGLE, optional=True,
                                 description="Spread and placement preferences."),
+                NestedAttribute("scaling", [
+                    Attribute("mode", String(), optional=True,
+                              description="`fixed` (default: `replicas`), `predictive` (forecast load over the lead time, "
+                                          "with a reactive safety net) or `reactive` (last minute at 70 % utilisation)."),
+                    Attribute("min", Number(), optional=True, description="Fewest replicas (default 1)."),
+                    Attribute("max", Number(), optional=True, description="Most replicas (default `min`)."),
+                    Attribute("target_rpm", Number(), optional=True,
+                              description="Requests per minute one replica takes (default: the model's measured capacity)."),
+                ], Nesting.SINGLE, optional=True, description="How the replica count follows the load."),
                 NestedAttribute("routing", ROUTING_ATTRIBUTES, Nesting.SINGLE, optional=True,
                                 description="How each node's endpoint sends requests to the service's forms "
                                             "(request placement after StraightLine)."),
@@ -209,6 +232,8 @@ class ServiceResource(Resource):
                 ], Nesting.LIST, computed=True, description="Where the replicas run."),
                 Attribute("version", String(), computed=True, description="Model version being served."),
                 Attribute("state", String(), computed=True, description="`ready`, `pending`, `failed` or `deleting`."),
+                Attribute("running_replicas", Number(), computed=True,
+                          description="Replicas it runs now: `replicas`, or the autoscaler's count."),
             ],
         )
 
@@ -216,7 +241,7 @@ class ServiceResource(Resource):
         diags = ctx.diagnostics
         if current is None:
             planned["id"] = planned["name"]
-        elif ctx.changed_fields & {"model", "replicas", "workers", "requirements", "placement"}:
+        elif ctx.changed_fields & {"model", "replicas", "workers", "requirements", "placement", "scaling"}:
             for k in COMPUTED:
                 planned[k] = Unknown
         elif not ctx.changed_fields & set(SPEC_FIELDS):

@@ -25,6 +25,7 @@ def _add_control_plane(sub) -> None:
     p.add_argument("--retrain-interval", default="30s", help="how often retraining triggers (max_age, drift) are checked")
     p.add_argument("--pool-interval", default="5s", help="how often cloud pools are reconciled (also at once on a change)")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT to serve Prometheus metrics on (/metrics); default: none")
+    p.add_argument("--autoscale-interval", default="30s", help="how often autoscaled services get a replica count")
     p.add_argument("--log-level", default="INFO")
 
 

@@ -325,7 +325,7 @@ class ServiceMetrics(_message.Message):
     def __init__(self, points: _Optional[_Iterable[_Union[MetricPoint, _Mapping]]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing")
+    __slots__ = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing", "scaling")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
@@ -334,6 +334,7 @@ class ServiceSpec(_message.Message):
     SLO_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    SCALING_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     replicas: int
@@ -342,7 +343,20 @@ class ServiceSpec(_message.Message):
     slo: Slo
     placement: PlacementPreferences
     routing: Routing
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ..., slo: _Optional[_Union[Slo, _Mapping]] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ...) -> None: ...
+    scaling: Scaling
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ..., slo: _Optional[_Union[Slo, _Mapping]] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., scaling: _Optional[_Union[Scaling, _Mapping]] = ...) -> None: ...
+
+class Scaling(_message.Message):
+    __slots__ = ("mode", "min", "max", "target_rpm")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RPM_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    min: int
+    max: int
+    target_rpm: float
+    def __init__(self, mode: _Optional[str] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., target_rpm: _Optional[float] = ...) -> None: ...
 
 class ValidateServiceRequest(_message.Message):
     __slots__ = ("service", "planned")
@@ -411,7 +425,7 @@ class Placement(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., replicas: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., endpoint: _Optional[str] = ..., version: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("spec", "state", "version", "bento_digest", "endpoints", "placements", "message")
+    __slots__ = ("spec", "state", "version", "bento_digest", "endpoints", "placements", "message", "replicas", "scaling_reason")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -419,6 +433,8 @@ class Service(_message.Message):
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SCALING_REASON_FIELD_NUMBER: _ClassVar[int]
     spec: ServiceSpec
     state: str
     version: str
@@ -426,7 +442,9 @@ class Service(_message.Message):
     endpoints: _containers.RepeatedScalarFieldContainer[str]
     placements: _containers.RepeatedCompositeFieldContainer[Placement]
     message: str
-    def __init__(self, spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., state: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., message: _Optional[str] = ...) -> None: ...
+    replicas: int
+    scaling_reason: str
+    def __init__(self, spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., state: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., message: _Optional[str] = ..., replicas: _Optional[int] = ..., scaling_reason: _Optional[str] = ...) -> None: ...
 
 class GetServiceRequest(_message.Message):
     __slots__ = ("name",)

@@ -39,3 +39,21 @@ def test_predictive_scales_ahead_of_a_daily_rise():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="unknown scaling mode 'magic'"):
         ServiceScaler("magic", 1, 2, 10)
+
+
+def test_scaling_spec_validation_and_the_count_to_run():
+    from control_plane.services import replicas_of, validate_spec
+    from stratum.v1 import models_pb2 as m
+
+    def problems(**kw):
+        return [p for p, _ in validate_spec(m.ServiceSpec(name="s", model="m", scaling=m.Scaling(**kw)))]
+
+    assert problems(mode="predictive", min=1, max=4) == []
+    assert problems(mode="magic") == ["scaling.mode"]
+    assert problems(mode="reactive", min=3, max=2) == ["scaling.max"]
+    assert problems(mode="reactive", min=65) == ["scaling.min"]
+    assert problems(mode="reactive", target_rpm=-1) == ["scaling.target_rpm"]
+    fixed = m.ServiceSpec(name="s", model="m", replicas=3)
+    assert replicas_of(fixed, {"scaled": 7}) == 3  # the autoscaler's count applies only with a scaling mode
+    auto = m.ServiceSpec(name="s", model="m", replicas=2, scaling=m.Scaling(mode="reactive", min=1, max=4))
+    assert replicas_of(auto) == 2 and replicas_of(auto, {"scaled": 3}) == 3 and replicas_of(auto, {"scaled": 9}) == 4
