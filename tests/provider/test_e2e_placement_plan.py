@@ -76,7 +76,7 @@ output "gpu" { value = data.stratum_placement.gpu }
     run_steps(ws, [Step(cfg, check=check)])
 
 
-def test_bad_routing_fails_at_plan_on_its_attribute(ws, admin, edge_node):
+def test_bad_routing_and_scaling_fail_at_plan_on_their_attribute(ws, admin, edge_node):
     cfg = ws.provider + '''
 resource "stratum_service" "a" {
   name    = "a"
@@ -93,13 +93,19 @@ resource "stratum_service" "c" {
   model   = "m"
   routing = { on_demand_replicas = 1 }
 }
+resource "stratum_service" "d" {
+  name    = "d"
+  model   = "m"
+  scaling = { mode = "magic", min = 3, max = 2 }
+}
 '''
     run_steps(ws, [Step(cfg, plan_only=True, expect_error=[
         "'fastest' is not a routing mode", 'with stratum_service.a',
         "Invalid routing.idle_stop", "invalid duration 'soon'", "Invalid routing.ood_share_max",
         'with stratum_service.b',
         'on-demand replicas serve only with mode = "straightline"', 'with stratum_service.c',
+        "'magic' is not a scaling mode", "scaling.max = 2: give 3 to 64 replicas", 'with stratum_service.d',
     ])])
-    for name in "abc":
+    for name in "abcd":
         with pytest.raises(Exception):
             admin.GetService(m.GetServiceRequest(name=name))
