@@ -187,18 +187,21 @@ class Replica:
 
 class ReplicaRunner:
     def __init__(self, bentoml_home: str | os.PathLike, run_dir: str | os.PathLike, *, host: str = "127.0.0.1",
-                 ports: PortAllocator | None = None):
+                 ports: PortAllocator | None = None, cgroups=None):
         self.bentoml_home = Path(bentoml_home).resolve()
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.ports = ports or PortAllocator(host)
+        self.cgroups = cgroups  # node_daemon/replicas/cgroups.py: per-replica cpu and memory limits; None: none
         self.replicas: dict[str, Replica] = {}
         self._lock = threading.Lock()
 
     # -- start --------------------------------------------------------------------------------
-    def spawn(self, bento: str, *, workers: int = 1, env: dict | None = None, replica_id: str | None = None) -> Replica:
-        """Launch `bentoml serve` without waiting for it (see wait_ready)."""
+    def spawn(self, bento: str, *, workers: int = 1, env: dict | None = None, replica_id: str | None = None,
+              limits: tuple | None = None) -> Replica:
+        """Launch `bentoml serve` without waiting for it (see wait_ready). `limits` (cpu cores,
+        memory MiB), either may be None: the replica runs in a cgroup of its own with them."""
         rid = replica_id or f"r{os.getpid()}-{next(_ids)}"
         port = self.ports.allocate()
         log_path = self.run_dir / f"{rid}.log"
@@ -218,9 +221,21 @@ class ReplicaRunner:
             created = 0.0
         (self.run_dir / f"{rid}.pid").write_text(f"{proc.pid} {created}\n")
         replica = Replica(rid, bento, self.host, port, workers, proc, log_path, time.monotonic())
+        if self.cgroups is not None and limits is not None:
+            # moved right after exec, before bentoml forks its workers (they inherit the group)
+            self.cgroups.create(rid)
+            self.cgroups.add(rid, proc.pid)
+            self.cgroups.set(rid, *limits)
+            replica.extra["cgroup"] = rid
         with self._lock:
             self.replicas[rid] = replica
         return replica
+
+    def set_limits(self, replica: Replica, cpu: float | None, memory_mb: int | None) -> None:
+        """Change a running replica's cpu quota and memory limit (vertical scaling, no restart)."""
+        if self.cgroups is None or "cgroup" not in replica.extra:
+            raise ValueError(f"replica {replica.id} runs without a cgroup")
+        self.cgroups.set(replica.extra["cgroup"], cpu, memory_mb)
 
     def wait_ready(self, replica: Replica, timeout: float = READY_TIMEOUT_S, interval: float = 0.05) -> Replica:
         deadline = time.monotonic() + timeout
@@ -241,10 +256,10 @@ class ReplicaRunner:
             time.sleep(interval)
 
     def start(self, bento: str, *, workers: int = 1, env: dict | None = None, ready_timeout: float = READY_TIMEOUT_S,
-              replica_id: str | None = None, attempts: int = 3) -> Replica:
+              replica_id: str | None = None, attempts: int = 3, limits: tuple | None = None) -> Replica:
         """Spawn a replica and wait until it answers GET /healthz; retried on a new port if it loses its port."""
         for attempt in range(1, attempts + 1):
-            replica = self.spawn(bento, workers=workers, env=env, replica_id=replica_id)
+            replica = self.spawn(bento, workers=workers, env=env, replica_id=replica_id, limits=limits)
             try:
                 return self.wait_ready(replica, ready_timeout)
             except ReplicaError as exc:
@@ -286,6 +301,11 @@ class ReplicaRunner:
                 pass
         psutil.wait_procs(alive, timeout=5.0)
         _signal_group(pgid, signal.SIGKILL)  # anything still in the group
+        if self.cgroups is not None and "cgroup" in replica.extra:
+            try:
+                self.cgroups.remove(replica.extra["cgroup"])
+            except Exception as e:  # noqa: BLE001 - an empty group left behind is harmless; say so
+                log.warning("could not remove cgroup of replica %s: %s", replica.id, e)
         self._forget(replica)
 
     async def astop(self, replica: Replica, grace: float = STOP_GRACE_S) -> None:
