@@ -28,12 +28,14 @@ class ServiceSeries:
         with self._lock:
             series = self._s.setdefault(service, OrderedDict())
             tot = self.totals.setdefault(service, [0, 0, [0] * (len(BUCKETS_MS) + 1), 0.0])
+            out_of_order = False
             for s in samples:
                 buckets = list(s.latency_buckets)
                 if len(buckets) != len(BUCKETS_MS) + 1:
                     continue  # another build's buckets: cannot be added up
                 row = series.get(s.minute)
                 if row is None:
+                    out_of_order |= bool(series) and s.minute < next(reversed(series))
                     row = series[s.minute] = [0, 0, 0, [0] * len(buckets)]
                 row[0] += s.requests
                 row[1] += s.failures
@@ -43,12 +45,12 @@ class ServiceSeries:
                 tot[1] += s.failures
                 tot[2] = [a + b for a, b in zip(tot[2], buckets)]
                 tot[3] += s.latency_sum_ms / 1000
-            newest = max(series) if series else 0
-            for m in [m for m in series if m <= newest - self.retention]:
-                del series[m]
-            # a late node's minute may arrive out of order: keep the series sorted
-            if list(series) != sorted(series):
-                self._s[service] = OrderedDict(sorted(series.items()))
+            if out_of_order:  # a late node's minute: keep the series sorted (rare, so sort only then)
+                series = self._s[service] = OrderedDict(sorted(series.items()))
+            if series:  # sorted: the expired minutes are at the front
+                oldest_kept = next(reversed(series)) - self.retention
+                while next(iter(series)) <= oldest_kept:
+                    series.popitem(last=False)
 
     def forget(self, service: str) -> None:
         with self._lock:

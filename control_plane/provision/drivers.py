@@ -100,7 +100,6 @@ class Cloud:
         self.driver, self.region = driver, region
         self.prices = dict(prices or {})
         self._sizes: dict[str, NodeSize] | None = None
-        self.calls = 0  # API calls made (bench/provisioning counts them)
 
     @classmethod
     def open(cls, driver: str, region: str, key: str, secret: str, options: dict[str, str] | None = None,
@@ -120,7 +119,6 @@ class Cloud:
             raise _describe(e) from None
 
     def _call(self, fn, *args, **kwargs):
-        self.calls += 1
         try:
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - libcloud raises many kinds; all become CloudError

@@ -114,7 +114,6 @@ class Pools:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one reconcile pass at a time
-        self.api_calls = 0
 
     # -- credentials and drivers --------------------------------------------------------------
     def vault(self) -> Vault:
@@ -243,13 +242,17 @@ class Pools:
         per VM the pool may still start ("pool:<name>#new<k>"). Without (the analysis, which
         multiplies by the count): one view per pool."""
         views, room = [], {}
+        by_pool: dict[str, list[dict]] = {}  # one read of the VM records for every pool
+        for v in sorted(self.store.list_docs("pool_vms"), key=lambda d: d["requested_at"]):
+            by_pool.setdefault(v["pool"], []).append(v)
         for doc in self.store.list_docs("pools"):
             if doc.get("deleting"):
                 continue
             spec = json_format.ParseDict(doc["spec"], p.CloudPoolSpec())
             size = doc.get("size") or {}
-            coming = [v["name"] for v in self.vms(spec.name) if v["state"] in ("requested", "booting")]
-            live = sum(1 for v in self.vms(spec.name) if v["state"] in LIVE)
+            vms = by_pool.get(spec.name, [])
+            coming = [v["name"] for v in vms if v["state"] in ("requested", "booting")]
+            live = sum(1 for v in vms if v["state"] in LIVE)
             room[spec.name] = free = max(max(spec.max_nodes, spec.min_nodes) - live, 0)
             labels = {**dict(spec.labels), POOL_LABEL: spec.name}
             if slots:

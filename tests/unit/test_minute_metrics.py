@@ -35,3 +35,24 @@ def test_percentiles_from_buckets():
     assert percentile_ms([0] * len(b), 0.95) == 0
     b[-1] = 1000
     assert percentile_ms(b, 0.99) == 2 * BUCKETS_MS[-1]
+
+
+def test_the_control_planes_series_adds_nodes_up_keeps_order_and_drops_expired_minutes():
+    from control_plane.autoscale.metrics import ServiceSeries
+    from stratum.v1 import node_agent_pb2 as na
+
+    def sample(minute, requests):
+        b = [0] * (len(BUCKETS_MS) + 1)
+        b[BUCKETS_MS.index(10)] = requests
+        return na.MinuteSample(minute=minute, requests=requests, latency_buckets=b, latency_sum_ms=10.0 * requests)
+
+    s = ServiceSeries(retention_min=5)
+    s.add("svc", [sample(10, 3), sample(11, 4)])
+    s.add("svc", [sample(11, 2), sample(9, 1)])  # a second node, with a late minute
+    assert s.arrivals("svc") == [(9, 1), (10, 3), (11, 6)]
+    s.add("svc", [sample(15, 1)])  # minutes <= 15 - 5 expire
+    assert s.arrivals("svc") == [(11, 6), (15, 1)]
+    assert s.totals["svc"][0] == 11  # totals only grow
+    s.add("svc", [na.MinuteSample(minute=16, requests=5, latency_buckets=[1, 2])])  # other buckets: ignored
+    assert s.arrivals("svc")[-1] == (15, 1)
+    assert s.points("svc", 1)[0]["p95_ms"] == 10
