@@ -138,7 +138,9 @@ def _version_proto(v: dict) -> m.ModelVersion:
         score=v["score"] or 0.0, dataset_digest=v["dataset_digest"], bento_digest=v["bento_digest"],
         bento_tag=v["bento_tag"], bento_size_bytes=v["bento_size_bytes"], load_time_s=v.get("load_time_s") or 0.0,
         memory_mb=v.get("memory_mb") or 0, reason=v.get("reason", ""), p95_ms=v.get("p95_ms") or 0.0,
-        capacity_rps=v.get("capacity_rps") or 0.0, ms_per_kib=v.get("ms_per_kib") or 0.0)
+        capacity_rps=v.get("capacity_rps") or 0.0, ms_per_kib=v.get("ms_per_kib") or 0.0,
+        sizes=[m.ReplicaSize(cpu=z["cpu"], memory_mb=z["memory_mb"], workers=z["workers"],
+                             capacity_rpm=z["capacity_rps"] * 60, p95_ms=z["p95_ms"]) for z in v.get("sizes") or []])
     for e in v["leaderboard"]:
         entry = m.LeaderboardEntry(algorithm=e["algorithm"], params_json=json.dumps(e.get("params") or {}, sort_keys=True),
                                    std=e.get("std") or 0.0, error=e.get("error") or "")

@@ -81,6 +81,13 @@ def validate_spec(spec: m.ServiceSpec) -> list[tuple[str, str]]:
         problems.append(("scaling.max", f"scaling.max = {sc.max}: give {max(sc.min, 1)} to 64 replicas"))
     if sc.target_rpm < 0:
         problems.append(("scaling.target_rpm", "give requests per minute as a positive number"))
+    if sc.zero_after_s < 0:
+        problems.append(("scaling.zero_after", "give a positive duration, e.g. \"10m\""))
+    if sc.mode in ("", "fixed"):
+        if sc.vertical:
+            problems.append(("scaling.vertical", "vertical scaling needs mode = \"predictive\" or \"reactive\""))
+        if sc.zero_after_s > 0:
+            problems.append(("scaling.zero_after", "scale to zero needs mode = \"predictive\" or \"reactive\""))
     rt = spec.routing
     if rt.mode not in ("", "local", "straightline"):
         problems.append(("routing.mode", f"{rt.mode!r} is not a routing mode; use \"local\" or \"straightline\""))
@@ -102,6 +109,24 @@ def scaled(spec: m.ServiceSpec) -> bool:
 def replica_bounds(spec: m.ServiceSpec) -> tuple[int, int]:
     lo = max(spec.scaling.min, 1)
     return lo, max(spec.scaling.max, lo)
+
+
+def sized(spec: m.ServiceSpec, doc: dict | None) -> m.ServiceSpec:
+    """The spec with the autoscaler's replica size (scaling.vertical): its cpu and memory are what
+    placement reserves, its workers what each replica runs."""
+    size = (doc or {}).get("size")
+    if not size or not (scaled(spec) and spec.scaling.vertical):
+        return spec
+    out = m.ServiceSpec()
+    out.CopyFrom(spec)
+    out.requirements.cpu, out.requirements.memory_mb, out.workers = size["cpu"], size["memory_mb"] or 0, size["workers"]
+    return out
+
+
+def warm_replicas(spec: m.ServiceSpec, doc: dict | None) -> int:
+    """Replicas running without a request waiting: 0 for a service scaled to zero (its placement
+    keeps room for the replica its next request starts)."""
+    return 0 if (doc or {}).get("zero") and scaled(spec) and spec.scaling.zero_after_s > 0 else replicas_of(spec, doc)
 
 
 def replicas_of(spec: m.ServiceSpec, doc: dict | None = None) -> int:
@@ -218,7 +243,7 @@ class Services:
         for doc in self.store.list_docs("services"):
             if doc["name"] in exclude or doc.get("deleting"):
                 continue
-            d = self._demand(json_format.ParseDict(doc["spec"], m.ServiceSpec()))
+            d = self._demand(sized(json_format.ParseDict(doc["spec"], m.ServiceSpec()), doc))
             for node_id, n in doc["placement"].items():
                 u = used.setdefault(node_id, Used())
                 u.cpu += d.cpu * n
@@ -338,9 +363,13 @@ class Services:
         self.check(spec, need_model=True)
         old = json_format.ParseDict(doc["spec"], m.ServiceSpec())
         keep = doc["placement"] if (old.requirements, old.placement) == (spec.requirements, spec.placement) else None
-        doc.update(spec=spec_json(spec), placement=self._place(spec, keep, replicas_of(spec, doc)))
         if not scaled(spec):
             doc.pop("scaled", None)
+        if not (scaled(spec) and spec.scaling.vertical):
+            doc.pop("size", None)
+        if not (scaled(spec) and spec.scaling.zero_after_s > 0):
+            doc.pop("zero", None)
+        doc.update(spec=spec_json(spec), placement=self._place(sized(spec, doc), keep, replicas_of(spec, doc)))
         self.store.put_doc("services", spec.name, doc)
         event(log, "service updated", service=spec.name, placement=doc["placement"])
         self.tell_pools()
@@ -363,21 +392,28 @@ class Services:
         """Ids of nodes that some service has replicas on (a cloud VM among them is not idle)."""
         return {n for d in self.store.list_docs("services") for n, k in d["placement"].items() if k}
 
-    def scale(self, name: str, replicas: int, why: str) -> bool:
-        """The autoscaler's count: place that many replicas (those placed stay where they are). False
-        when there is no room for them (the count is kept as it was)."""
+    def scale(self, name: str, replicas: int, why: str, *, size: dict | None = None, zero: bool = False) -> bool:
+        """The autoscaler's count, and with scaling.vertical each replica's size (cpu, memory_mb,
+        workers, capacity_rpm): place that many replicas (those placed stay where they still fit).
+        `zero`: run none warm, keeping room for one (scale to zero). False when there is no room
+        (everything is kept as it was)."""
         doc = self.store.get_doc("services", name)
         if doc is None or doc.get("deleting"):
             return False
         spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
+        trial = {**doc, "size": size} if size is not None else doc
         try:
-            placement = self._place(spec, doc["placement"], replicas)
+            placement = self._place(sized(spec, trial), doc["placement"], replicas)
         except FailedPrecondition as e:
-            event(log, "service not scaled", level=logging.WARNING, service=name, replicas=replicas, error=str(e))
+            event(log, "service not scaled", level=logging.WARNING, service=name, replicas=replicas, size=size,
+                  error=str(e))
             return False
-        doc.update(scaled=replicas, scaling_reason=why, placement=placement)
+        doc.update(scaled=replicas, scaling_reason=why, placement=placement, zero=zero)
+        if size is not None:
+            doc["size"] = size
         self.store.put_doc("services", name, doc)
-        event(log, "service scaled", service=name, replicas=replicas, why=why, placement=placement)
+        event(log, "service scaled", service=name, replicas=0 if zero else replicas, size=size, why=why,
+              placement=placement)
         self.tell_pools()
         self.push()
         return True
@@ -398,8 +434,11 @@ class Services:
         serving = self.models.serving(spec.model)
         version = serving["version"] if serving else ""
         out = m.Service(spec=spec, version=version, bento_digest=serving["bento_digest"] if serving else "",
-                        replicas=replicas_of(spec, doc), scaling_reason=doc.get("scaling_reason", "") if scaled(spec) else "")
+                        replicas=warm_replicas(spec, doc), scaling_reason=doc.get("scaling_reason", "") if scaled(spec) else "")
+        if doc.get("size") and scaled(spec) and spec.scaling.vertical:
+            out.size.CopyFrom(m.ReplicaSize(**doc["size"]))
         problems, ready = [], True
+        zero = out.replicas == 0  # scaled to zero: ready with no warm replica
         for node_id, replicas in sorted(doc["placement"].items()):
             if node_id.startswith(SLOT_PREFIX):  # placed on a VM a cloud pool is starting
                 pool = node_id[len(SLOT_PREFIX):].split("#")[0]
@@ -413,7 +452,7 @@ class Services:
             except NotFound:
                 node_name, node_state = node_id, "gone"
             st = self.reports.get(node_id, {}).get(name)
-            p = m.Placement(node_id=node_id, node_name=node_name, replicas=replicas)
+            p = m.Placement(node_id=node_id, node_name=node_name, replicas=0 if zero else replicas)
             if st is not None:
                 p.ready_replicas, p.endpoint, p.version, p.error = st.ready_replicas, st.endpoint, st.version, st.error
                 if st.endpoint:
@@ -421,7 +460,7 @@ class Services:
             out.placements.append(p)
             if node_state != "ready":
                 problems.append(f"node {node_name} is {node_state}")
-            if st is None or st.version != version or st.ready_replicas < replicas:
+            if st is None or st.version != version or st.ready_replicas < (0 if zero else replicas):
                 ready = False
             if st is not None and st.error:
                 problems.append(f"{node_name}: {st.error}")
@@ -437,9 +476,11 @@ class Services:
     def on_report(self, node_id: str, report: na.ServiceReport) -> None:
         before = {name: st.endpoint for name, st in self.reports.get(node_id, {}).items()}
         self.reports[node_id] = {s.service: s for s in report.services}
+        now = time.time()
         for s in report.services:
             if s.minutes:
                 self.series.add(s.service, s.minutes)
+            self.series.reported(s.service, node_id, now)
         if any(before.get(s.service) != s.endpoint for s in report.services if s.endpoint):
             self.push()  # a new endpoint: the other nodes' routers get it as a peer (straightline routing)
         for s in report.services:
@@ -487,7 +528,7 @@ class Services:
         if not docs:
             return
         nodes, _ = self._views()
-        specs = {d["name"]: json_format.ParseDict(d["spec"], m.ServiceSpec()) for d in docs}
+        specs = {d["name"]: sized(json_format.ParseDict(d["spec"], m.ServiceSpec()), d) for d in docs}
         services = {d["name"]: (self._demand(specs[d["name"]]), replicas_of(specs[d["name"]], d),
                                 preferences_of(specs[d["name"]])) for d in docs}
         new = rebalance(services, nodes, {d["name"]: d["placement"] for d in docs})
@@ -521,13 +562,22 @@ class Services:
                 v = serving[spec["model"]]
                 if v is None:
                     continue
+                size = doc.get("size") if (spec.get("scaling") or {}).get("vertical") else None
+                zero = bool(doc.get("zero")) and float((spec.get("scaling") or {}).get("zero_after_s") or 0) > 0
                 a = na.ServiceAssignment(service=doc["name"], version=v["version"], bento_digest=v["bento_digest"],
-                                         bento_size_bytes=v["bento_size_bytes"], replicas=n, workers=spec.get("workers") or 1)
+                                         bento_size_bytes=v["bento_size_bytes"], replicas=0 if zero else n,
+                                         workers=(size or {}).get("workers") or spec.get("workers") or 1,
+                                         cpu_limit=(size or {}).get("cpu") or 0.0,
+                                         memory_limit_mb=(size or {}).get("memory_mb") or 0)
                 routing = spec.get("routing") or {}
                 if routing.get("mode") == "straightline":
                     if nodes is None:
                         nodes = {x.id: x for x in self.nodes.list(cp.ListNodesRequest())}
                     a.routing.CopyFrom(self._routing(node_id, doc, v, nodes))
+                if zero:  # no warm replica: the router starts one for the next request, stops it when idle
+                    a.routing.mode = a.routing.mode or "local"
+                    a.routing.on_demand_replicas = max(a.routing.on_demand_replicas, n)
+                    a.routing.idle_stop_s = float(spec["scaling"]["zero_after_s"])
                 out[node_id].services.append(a)
         return out
 
@@ -584,7 +634,8 @@ class Services:
         assignments = self._assignments(targets)
         for node_id, q in targets.items():
             a = assignments[node_id]
-            key = json.dumps([(s.service, s.bento_digest, s.replicas, s.workers, s.routing.SerializeToString().hex())
+            key = json.dumps([(s.service, s.bento_digest, s.replicas, s.workers, s.cpu_limit, s.memory_limit_mb,
+                               s.routing.SerializeToString().hex())
                               for s in a.services])
             if self._sent.get(node_id) == key:
                 continue

@@ -90,6 +90,7 @@ def run(req: dict) -> dict:
         "p95_ms": packaged.p95_ms,
         "capacity_rps": packaged.capacity_rps,
         "ms_per_kib": packaged.ms_per_kib,
+        "sizes": packaged.sizes,
         "timings": result.timings,
     }
 

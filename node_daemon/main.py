@@ -91,7 +91,14 @@ async def _serve(ident, labels, args) -> None:
     from node_daemon.services import ServiceManager
 
     cache = BentoCache(os.path.join(ident.data_dir, "bentos"), max_bytes=int(float(args.cache_size) * 2**20))
-    runner = ReplicaRunner(cache.bentoml_home, os.path.join(ident.data_dir, "replicas"), host="127.0.0.1")
+    cgroups = None
+    if args.cgroups == "auto":
+        from node_daemon.replicas.cgroups import Cgroups
+
+        cgroups = Cgroups.usable(prefix=f"stratum/{ident.node_id}")
+        event(log, "replica cgroups", mode=cgroups.mode if cgroups else "none (no vertical scaling)")
+    runner = ReplicaRunner(cache.bentoml_home, os.path.join(ident.data_dir, "replicas"), host="127.0.0.1",
+                           cgroups=cgroups)
     reaped = runner.reap_stale()  # replicas a killed daemon left behind: we start afresh from assignments
     if reaped:
         event(log, "stopped replicas left by an earlier run", pids=reaped)

@@ -130,6 +130,11 @@ class ServiceManager:
         ref = BentoRef(digest=digest)
         workers = a.workers or 1
         svc = st.service
+        limits = (a.cpu_limit or None, a.memory_limit_mb or None)
+        limits = None if limits == (None, None) else limits
+        if limits != svc.limits:  # vertical: live, before any new replica starts with the old ones
+            event(log, "resizing replicas", service=a.service, cpu=a.cpu_limit, memory_mb=a.memory_limit_mb)
+            await svc.resize(limits)
         if svc.bento != ref or svc.workers != workers or len(svc.replicas) != a.replicas:
             if svc.replicas and svc.bento != ref:
                 event(log, "rolling service", service=a.service, to_version=a.version)
@@ -205,7 +210,8 @@ def route(svc: LocalService, plan: na.RoutingPlan) -> None:
     if plan.mode != "straightline" or not forms:
         svc.router.placer = svc.router.input_check = None
         svc.set_peers({})
-        svc.on_demand(0)
+        # a service scaled to zero runs no warm replica: its next request starts one
+        svc.on_demand(plan.on_demand_replicas, plan.idle_stop_s or 300.0)
         return
     profiles = Profiles(forms, idle_stop_s=plan.idle_stop_s or 300.0, ood_share_max=plan.ood_share_max)
     old = svc.router.placer

@@ -67,23 +67,30 @@ def routing_state(r: m.Routing) -> Optional[dict]:
 
 def scaling_of(s: dict | None) -> m.Scaling:
     s = s or {}
+    try:
+        zero = parse_duration(s["zero_after"]) if s.get("zero_after") else 0.0
+    except ValueError:
+        zero = 0.0  # check_routing reports it at plan, with the parser's message
     return m.Scaling(mode=s.get("mode") or "", min=int(s.get("min") or 0), max=int(s.get("max") or 0),
-                     target_rpm=float(s.get("target_rpm") or 0))
+                     target_rpm=float(s.get("target_rpm") or 0), vertical=bool(s.get("vertical")), zero_after_s=zero)
 
 
 def scaling_state(s: m.Scaling) -> Optional[dict]:
     if s == m.Scaling():
         return None
-    return {"mode": s.mode or None, "min": s.min or None, "max": s.max or None, "target_rpm": s.target_rpm or None}
+    return {"mode": s.mode or None, "min": s.min or None, "max": s.max or None, "target_rpm": s.target_rpm or None,
+            "vertical": s.vertical or None, "zero_after": format_duration(s.zero_after_s) if s.zero_after_s else None}
 
 
 def check_routing(diags: Diagnostics, planned: State) -> None:
-    idle = (planned.get("routing") or {}).get("idle_stop")
-    if isinstance(idle, str):
-        try:
-            parse_duration(idle)
-        except ValueError as e:
-            diags.add_error("Invalid routing.idle_stop", str(e), path=["routing", "idle_stop"])
+    """Durations parse (the server checks everything else, on attribute paths)."""
+    for block, attr in (("routing", "idle_stop"), ("scaling", "zero_after")):
+        value = (planned.get(block) or {}).get(attr)
+        if isinstance(value, str):
+            try:
+                parse_duration(value)
+            except ValueError as e:
+                diags.add_error(f"Invalid {block}.{attr}", str(e), path=[block, attr])
 
 
 def to_spec(values: State) -> m.ServiceSpec:
@@ -154,7 +161,7 @@ def _state(svc: m.Service, prior: Optional[State]) -> State:
                      routing=routing_state(spec.routing), scaling=scaling_state(spec.scaling), timeouts=None)
     prior.update(
         id=spec.name, version=svc.version or None, state=svc.state, endpoints=list(svc.endpoints),
-        running_replicas=svc.replicas or None,
+        running_replicas=svc.replicas,
         placements=[{"node_id": p.node_id, "node_name": p.node_name, "replicas": p.replicas,
                      "ready_replicas": p.ready_replicas, "endpoint": p.endpoint or None, "version": p.version or None}
                     for p in svc.placements])
@@ -211,7 +218,14 @@ class ServiceResource(Resource):
                     Attribute("min", Number(), optional=True, description="Fewest replicas (default 1)."),
                     Attribute("max", Number(), optional=True, description="Most replicas (default `min`)."),
                     Attribute("target_rpm", Number(), optional=True,
-                              description="Requests per minute one replica takes (default: the model's measured capacity)."),
+                              description="Requests per minute one replica takes (default: the model's measured capacity; "
+                                          "with `vertical`, a 1-core replica)."),
+                    Attribute("vertical", Bool(), optional=True,
+                              description="Also change each replica's cpu quota, memory limit and workers among the sizes "
+                                          "measured at packaging, choosing the fewest cores that hold the load."),
+                    Attribute("zero_after", String(), optional=True,
+                              description="Idle time after which no replica runs warm; the next request starts one "
+                                          "(scale to zero), e.g. `10m`."),
                 ], Nesting.SINGLE, optional=True, description="How the replica count follows the load."),
                 NestedAttribute("routing", ROUTING_ATTRIBUTES, Nesting.SINGLE, optional=True,
                                 description="How each node's endpoint sends requests to the service's forms "

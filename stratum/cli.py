@@ -43,6 +43,9 @@ def _add_node(sub) -> None:
     p.add_argument("--advertise-host", default=None,
                    help="host put in service endpoint URLs (default: --serve-host, or the node's first address for 0.0.0.0)")
     p.add_argument("--cache-size", default="4096", help="bento cache size limit in MiB")
+    p.add_argument("--cgroups", choices=("auto", "off"), default="auto",
+                   help="run each replica in a cgroup of its own, so its cpu quota and memory limit can change "
+                        "while it serves (vertical scaling): auto uses cgroup v2, else v1, when writable")
     p.add_argument("--log-level", default="INFO")
 
 

@@ -184,10 +184,10 @@ def _empty(method: str):
 
 class NodeDaemon(Process):
     def __init__(self, workdir: str, name: str, server: str, join_token: str | None, tier: str = "", labels: dict | None = None,
-                 netns: str | None = None, extra: list[str] | None = None):
+                 netns: str | None = None, extra: list[str] | None = None, env: dict | None = None):
         self.name = name
         self.data_dir = os.path.join(workdir, f"node-{name}")
         argv = stratum_argv("node", "--server", server, "--name", name, "--data-dir", self.data_dir,
                             *(["--join-token", join_token] if join_token else []), *(["--tier", tier] if tier else []),
                             *[a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")], *(extra or []))
-        super().__init__(argv, os.path.join(workdir, f"node-{name}.log"), netns=netns)
+        super().__init__(argv, os.path.join(workdir, f"node-{name}.log"), env=env, netns=netns)

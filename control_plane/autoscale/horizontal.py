@@ -33,14 +33,13 @@ class ServiceScaler:
         self.forecaster = Forecaster(horizon=max(lead, 1)) if mode == "predictive" else None
         self._seen = -1  # last minute fed to the forecaster
 
-    def decide(self, now: int, arrivals: list[tuple[int, float]], current: int) -> tuple[int, str]:
-        """Replicas for the service; `now` is the current (unfinished) minute, `arrivals` the
-        finished minutes with requests (missing minutes had none)."""
-        if self.mode == "fixed":
-            return current, "fixed"
+    def need(self, now: int, arrivals: list[tuple[int, float]], capacity_rpm: float, *,
+             p95_ms: float = 0.0, slo_ms: float = 0.0) -> tuple[float, str]:
+        """Requests per minute to provision for, held through the cool-down, and why; `now` is the
+        current (unfinished) minute, `arrivals` the finished minutes with requests (missing minutes
+        had none), `capacity_rpm` what runs now, `p95_ms` the last minute's (the safety net)."""
         counts = dict(arrivals)
         last = counts.get(now - 1, 0.0)
-        capacity = current * self.per_replica_rpm
         if self.mode == "reactive":
             need, why = last / REACTIVE_UTILISATION, f"last minute {last:g} req at {REACTIVE_UTILISATION:.0%}"
         else:
@@ -48,8 +47,15 @@ class ServiceScaler:
             for minute in range(start, now):
                 self.forecaster.observe(minute, counts.get(minute, 0.0))
                 self._seen = minute
-            need, why = demand_to_serve(self.forecaster.forecast().upper, self.lead, last, capacity, self.cfg)
-        held = self.hold.add(now, need)
+            need, why = demand_to_serve(self.forecaster.forecast().upper, self.lead, last, capacity_rpm, self.cfg,
+                                        live_p95_ms=p95_ms, slo_ms=slo_ms)
+        return self.hold.add(now, need), why
+
+    def decide(self, now: int, arrivals: list[tuple[int, float]], current: int) -> tuple[int, str]:
+        """Replicas of one size for the service."""
+        if self.mode == "fixed":
+            return current, "fixed"
+        held, why = self.need(now, arrivals, current * self.per_replica_rpm)
         n = math.ceil(held / self.per_replica_rpm - 1e-9) if self.per_replica_rpm > 0 else current
         n = min(max(n, self.lo), self.hi)
         return n, f"{why}: {held:.0f} req/min needs {n} x {self.per_replica_rpm:g}"

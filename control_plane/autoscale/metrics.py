@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 
 from node_daemon.replicas.metrics import BUCKETS_MS, percentile_ms
+from stratum.clock import minute_of
 
 
 class ServiceSeries:
@@ -22,7 +23,20 @@ class ServiceSeries:
         self.retention = retention_min
         self._s: dict[str, OrderedDict] = {}  # service -> minute -> [requests, failures, in_flight, buckets]
         self.totals: dict[str, list] = {}  # service -> [requests, failures, buckets, latency sum s]: only grow
+        self._reported: dict[str, dict[str, float]] = {}  # service -> node id -> unix time of its last report
         self._lock = threading.Lock()
+
+    def reported(self, service: str, node_id: str, at: float) -> None:
+        """A node reported on the service at `at`: every minute that had ended by then is in."""
+        with self._lock:
+            self._reported.setdefault(service, {})[node_id] = at
+
+    def complete_to(self, service: str, node_ids) -> int | None:
+        """The last minute every one of these nodes (those that have reported) has sent: a minute
+        missing from the series up to it had no requests; later ones may still be on their way."""
+        with self._lock:
+            times = [t for n, t in self._reported.get(service, {}).items() if n in node_ids]
+        return minute_of(min(times)) - 1 if times else None
 
     def add(self, service: str, samples) -> None:
         with self._lock:
@@ -56,6 +70,7 @@ class ServiceSeries:
         with self._lock:
             self._s.pop(service, None)
             self.totals.pop(service, None)
+            self._reported.pop(service, None)
 
     def points(self, service: str, minutes: int = 60) -> list[dict]:
         with self._lock:

@@ -30,6 +30,7 @@ class PackagedVersion:
     p95_ms: float | None = None  # of POST /predict, one request at a time, measured right after start
     capacity_rps: float | None = None  # requests/s one replica sustains (concurrent clients)
     ms_per_kib: float | None = None  # extra service time per KiB of request body
+    sizes: list | None = None  # replica sizes measured (profile.py): capacity and p95 per cpu quota and workers
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,4 +52,4 @@ def package_model_version(artifact_dir: str | os.PathLike, name: str, version: s
     return PackagedVersion(digest=digest, tag=art.tag, size_bytes=art.size_bytes, artifact_sha256=art.artifact_sha256,
                            load_time_s=prof.load_time_s if prof else None, rss_bytes=prof.rss_bytes if prof else None,
                            p95_ms=prof.p95_ms if prof else None, capacity_rps=prof.capacity_rps if prof else None,
-                           ms_per_kib=prof.ms_per_kib if prof else None)
+                           ms_per_kib=prof.ms_per_kib if prof else None, sizes=prof.sizes if prof else None)

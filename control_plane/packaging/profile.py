@@ -6,10 +6,17 @@
     profile.p95_ms         # one small request at a time
     profile.capacity_rps   # small requests from `concurrency` clients at once: what one replica sustains
     profile.ms_per_kib     # extra service time per KiB of request body: the slope between two batch sizes
+    profile.sizes          # per replica size (cpu quota, workers): capacity_rps, p95_ms under load, memory_mb
 
 It runs the bento with the node daemon's own ReplicaRunner (node_daemon/replicas/runner.py),
 so the numbers are what a node will see for one replica with `workers` workers; the placement
 and autoscaling code read them as the replica's memory need and cold-start time.
+
+Sizes (vertical scaling, control_plane/autoscale/vertical.py): the same replica is measured again
+under cgroup cpu quotas of 1, 0.5 and 0.25 cores (changed live, no restart), and a second replica
+with 2 workers under 2 cores when the host has them. Each size's memory limit is its measured RSS
+plus half again (a replica grows with traffic). Without writable cgroups the 1-worker replica is
+measured unlimited as the 1-core size, and the sizes say `"limited": false`.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from node_daemon.replicas.runner import ReplicaRunner
+from node_daemon.replicas.cgroups import Cgroups
+from node_daemon.replicas.runner import Replica, ReplicaRunner
+
+QUOTAS = (1.0, 0.5, 0.25)  # cores, for the 1-worker replica
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class BentoProfile:
     p95_ms: float | None = None
     capacity_rps: float | None = None
     ms_per_kib: float | None = None
+    sizes: list | None = None  # [{cpu, workers, memory_mb, capacity_rps, p95_ms, limited}]
 
     @property
     def rss_mib(self) -> int:
@@ -73,25 +84,61 @@ def _post(url: str, body: bytes | None) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def _load(url: str, body: bytes, requests: int, concurrency: int) -> tuple[float, float]:
+    """`requests` POSTs from `concurrency` clients at once: (requests/s, p95 ms)."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        lat = sorted(pool.map(lambda _: _post(url, body), range(requests)))
+    return round(requests / (time.perf_counter() - t0), 1), round(lat[int(0.95 * (len(lat) - 1))], 3)
+
+
+def _memory_mb(rss: int) -> int:
+    return -(-int(rss * 1.5) // (64 << 20)) * 64
+
+
+def _sizes(runner: ReplicaRunner, replica: Replica, bento: str, body: bytes, requests: int, concurrency: int,
+           ready_timeout: float) -> list[dict]:
+    limited = runner.cgroups is not None
+    out = []
+    for cpu in QUOTAS if limited else (1.0,):
+        if limited:
+            runner.set_limits(replica, cpu, None)
+        rps, p95 = _load(replica.url, body, requests, concurrency)
+        out.append({"cpu": cpu, "workers": 1, "memory_mb": _memory_mb(replica.rss_bytes()), "capacity_rps": rps,
+                    "p95_ms": p95, "limited": limited})
+    if limited:
+        runner.set_limits(replica, None, None)
+    if (os.cpu_count() or 1) >= 2:
+        two = runner.start(bento, workers=2, ready_timeout=ready_timeout, limits=(2.0, None) if limited else None)
+        try:
+            _post(two.url, body)
+            rps, p95 = _load(two.url, body, requests, 2 * concurrency)
+            out.append({"cpu": 2.0, "workers": 2, "memory_mb": _memory_mb(two.rss_bytes()), "capacity_rps": rps,
+                        "p95_ms": p95, "limited": limited})
+        finally:
+            runner.stop(two)
+    return out
+
+
 def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os.PathLike, *,
                   instances: list[dict] | None = None, requests: int = 40, workers: int = 1,
-                  ready_timeout: float = 120.0, concurrency: int = 4, batch_rows: int = 4096) -> BentoProfile:
+                  ready_timeout: float = 120.0, concurrency: int = 4, batch_rows: int = 4096,
+                  sizes: bool = True) -> BentoProfile:
     """Serve `bento` (a tag in bentoml_home) once, send `requests` POST /predict (GET /healthz when no
     instances are given), then `requests` more from `concurrency` clients at once, then batches of
     `batch_rows` / 8 and `batch_rows` rows; read the RSS of its process tree, stop it. Request placement
     works from these numbers (control_plane/placement/forms.py)."""
-    runner = ReplicaRunner(bentoml_home, run_dir)
+    cgroups = Cgroups.usable(prefix=f"stratum/profile-{os.getpid()}") if sizes and instances else None
+    runner = ReplicaRunner(bentoml_home, run_dir, cgroups=cgroups)
     replica = runner.start(bento, workers=workers, ready_timeout=ready_timeout)
+    measured = None
     try:
         load_time = replica.load_time_s or 0.0
         body = json.dumps({"instances": instances}).encode() if instances else None
         latencies = [_post(replica.url, body) for _ in range(requests)]
         capacity = ms_per_kib = None
         if body is not None:
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                list(pool.map(lambda _: _post(replica.url, body), range(requests)))
-            capacity = round(requests / (time.perf_counter() - t0), 1)
+            capacity = _load(replica.url, body, requests, concurrency)[0]
             # The slope between two batch sizes: the fixed cost of a request (HTTP, parsing, dispatch)
             # cancels out, so what is left is the time per byte of input.
             sizes, times = [], []
@@ -102,12 +149,16 @@ def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os
                 times.append(statistics.median(_post(replica.url, b) for _ in range(5)))
             ms_per_kib = round(max(times[1] - times[0], 0.0) / ((sizes[1] - sizes[0]) / 1024), 5)
         rss = replica.rss_bytes()
+        if sizes and body is not None and workers == 1:
+            measured = _sizes(runner, replica, bento, body, requests, concurrency, ready_timeout)
     finally:
         runner.stop(replica)
+        if cgroups is not None:
+            cgroups.close()
     return BentoProfile(load_time_s=round(load_time, 3), rss_bytes=rss, requests=requests,
                         p50_ms=round(statistics.median(latencies), 3) if latencies else None, workers=workers,
                         p95_ms=round(sorted(latencies)[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
-                        capacity_rps=capacity, ms_per_kib=ms_per_kib)
+                        capacity_rps=capacity, ms_per_kib=ms_per_kib, sizes=measured)
 
 
 def profile_artifact(artifact_dir: str | os.PathLike, bento: str, bentoml_home: str | os.PathLike,

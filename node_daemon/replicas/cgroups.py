@@ -57,16 +57,44 @@ class Cgroups:
             return [self.root / self.prefix / name]
         return [self.root / "cpu" / self.prefix / name, self.root / "memory" / self.prefix / name]
 
+    @classmethod
+    def usable(cls, root: str = "/sys/fs/cgroup", prefix: str = "stratum") -> "Cgroups | None":
+        """detect(), and only when this process may create groups there (root, or a delegated tree)."""
+        cg = cls.detect(root, prefix)
+        if cg is None:
+            return None
+        try:
+            cg.create(".probe")
+            cg.remove(".probe", timeout=1.0)
+        except (OSError, CgroupError):
+            return None
+        return cg
+
     def create(self, name: str) -> None:
         if self.mode == "v2":
-            parent = self.root / self.prefix
-            parent.mkdir(exist_ok=True)
-            for d in (self.root, parent):  # controllers must be enabled on the way down
+            # controllers must be enabled on the way down, at every level of the prefix
+            d = self.root
+            for part in Path(self.prefix).parts:
                 ctl = d / "cgroup.subtree_control"
                 if not {"cpu", "memory"} <= set(ctl.read_text().split()):
                     _write(ctl, "+cpu +memory")
+                d = d / part
+                d.mkdir(exist_ok=True)
+            ctl = d / "cgroup.subtree_control"
+            if not {"cpu", "memory"} <= set(ctl.read_text().split()):
+                _write(ctl, "+cpu +memory")
         for d in self.dirs(name):
             d.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Remove this prefix's own directories when nothing is left in them (best effort)."""
+        tops = [self.root / self.prefix] if self.mode == "v2" else [self.root / c / self.prefix for c in ("cpu", "memory")]
+        for top in tops:
+            for d in sorted((p for p in top.glob("**/") if p.is_dir()), key=lambda p: -len(p.parts)):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
 
     def add(self, name: str, pid: int) -> None:
         for d in self.dirs(name):

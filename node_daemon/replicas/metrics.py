@@ -4,7 +4,7 @@
     m.record(now, latency_s, failed=False, in_flight=3)    # O(1) per answered request
     m.take(now)          # the minutes that ended, oldest first; each is handed out once
 
-A minute is the wall-clock minute (unix time // 60), so the control plane can add up the minutes of
+A minute is the wall-clock minute (unix time // 60; stratum/clock.py), so the control plane can add up the minutes of
 every node running the service. Latencies go into fixed buckets (upper bounds in ms, BUCKETS_MS),
 from which the control plane reads percentiles; queue depth is the most requests in flight seen.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, field
+
+from stratum.clock import minute_of
 
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)  # and one for slower
 
@@ -38,7 +40,7 @@ class MinuteMetrics:
         self._done: list[Minute] = []
 
     def _minute(self, now: float) -> Minute:
-        m = int(now // 60)
+        m = minute_of(now)
         cur = self._cur
         if cur is None or cur.minute != m:
             if cur is not None and m > cur.minute:
@@ -59,7 +61,7 @@ class MinuteMetrics:
 
     def take(self, now: float) -> list[dict]:
         """Minutes that have ended by `now`."""
-        if self._cur is not None and int(now // 60) > self._cur.minute:
+        if self._cur is not None and minute_of(now) > self._cur.minute:
             self._done.append(self._cur)
             self._cur = None
             del self._done[:-self.keep]

@@ -201,7 +201,7 @@ class ReplicaRunner:
     def spawn(self, bento: str, *, workers: int = 1, env: dict | None = None, replica_id: str | None = None,
               limits: tuple | None = None) -> Replica:
         """Launch `bentoml serve` without waiting for it (see wait_ready). `limits` (cpu cores,
-        memory MiB), either may be None: the replica runs in a cgroup of its own with them."""
+        memory MiB), either may be None: with cgroups, the replica runs in a group of its own with them."""
         rid = replica_id or f"r{os.getpid()}-{next(_ids)}"
         port = self.ports.allocate()
         log_path = self.run_dir / f"{rid}.log"
@@ -221,11 +221,12 @@ class ReplicaRunner:
             created = 0.0
         (self.run_dir / f"{rid}.pid").write_text(f"{proc.pid} {created}\n")
         replica = Replica(rid, bento, self.host, port, workers, proc, log_path, time.monotonic())
-        if self.cgroups is not None and limits is not None:
-            # moved right after exec, before bentoml forks its workers (they inherit the group)
+        if self.cgroups is not None:
+            # moved right after exec, before bentoml forks its workers (they inherit the group); a
+            # replica started without limits gets a group too, so limits can be set later, live
             self.cgroups.create(rid)
             self.cgroups.add(rid, proc.pid)
-            self.cgroups.set(rid, *limits)
+            self.cgroups.set(rid, *(limits or (None, None)))
             replica.extra["cgroup"] = rid
         with self._lock:
             self.replicas[rid] = replica

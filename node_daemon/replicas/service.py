@@ -5,6 +5,7 @@
     await svc.deploy(BentoRef(tag, digest), replicas=2, workers=1)
     await svc.roll(BentoRef(new_tag, new_digest))                  # model changed: rolling replacement
     await svc.scale(3)
+    await svc.resize((0.5, 512))                                   # every replica's cpu quota and memory, live
     await svc.destroy()                                            # replicas stopped, ports freed
 
 Rolling replacement, one replica at a time (surge 1): start a replica of the new bento, wait
@@ -47,6 +48,7 @@ class LocalService:
         self.replicas: list[Replica] = []
         self.bento: BentoRef | None = None
         self.workers = 1
+        self.limits: tuple | None = None  # (cpu cores, memory MiB) of each replica's cgroup; None: none
         self._seq = itertools.count(1)
         self._lock = asyncio.Lock()
         # On-demand pool (form "on_demand"): replicas started by a request that finds none and
@@ -80,7 +82,8 @@ class LocalService:
     async def _start_one(self, ref: BentoRef, workers: int, form: str = "edge") -> Replica:
         tag = await self._resolve(ref)
         try:
-            replica = await self.runner.astart(tag, workers=workers, replica_id=f"{self.service_id}-{next(self._seq)}")
+            replica = await self.runner.astart(tag, workers=workers, replica_id=f"{self.service_id}-{next(self._seq)}",
+                                               limits=self.limits)
         except BaseException:
             self._unpin(ref)
             raise
@@ -112,6 +115,18 @@ class LocalService:
                 self.replicas.append(await self._start_one(self.bento, self.workers))
             while len(self.replicas) > replicas:
                 await self._retire(self.replicas.pop(0))
+
+    async def resize(self, limits: tuple | None) -> None:
+        """Vertical scaling without a restart: each replica's cgroup cpu quota and memory limit
+        (either may be None for no limit); replicas started later get them too."""
+        async with self._lock:
+            self.limits = limits
+            if self.runner.cgroups is None:
+                if limits and any(limits):
+                    log.warning("service %s: no cgroups on this node; limits %s not applied", self.service_id, limits)
+                return
+            for r in self.replicas + self.pool:
+                await asyncio.to_thread(self.runner.set_limits, r, *(limits or (None, None)))
 
     async def roll(self, ref: BentoRef, workers: int | None = None) -> None:
         """Replace every replica by one of `ref`, one at a time: new ready, then old drained and stopped."""
@@ -192,5 +207,5 @@ class LocalService:
 
     def describe(self) -> dict:
         return {"service_id": self.service_id, "endpoint": self.endpoint, "bento": self.bento.__dict__ if self.bento else None,
-                "workers": self.workers, "replicas": [r.describe() for r in self.replicas],
+                "workers": self.workers, "limits": self.limits, "replicas": [r.describe() for r in self.replicas],
                 "on_demand": [r.describe() for r in self.pool], "router": self.router.stats()}

@@ -117,7 +117,7 @@ class Operation(_message.Message):
     def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[str] = ..., state: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "artifact_digest", "best_algorithm", "score", "leaderboard", "dataset_digest", "bento_digest", "bento_tag", "bento_size_bytes", "load_time_s", "memory_mb", "reason", "created_at", "p95_ms", "capacity_rps", "ms_per_kib")
+    __slots__ = ("version", "artifact_digest", "best_algorithm", "score", "leaderboard", "dataset_digest", "bento_digest", "bento_tag", "bento_size_bytes", "load_time_s", "memory_mb", "reason", "created_at", "p95_ms", "capacity_rps", "ms_per_kib", "sizes")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     BEST_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +134,7 @@ class ModelVersion(_message.Message):
     P95_MS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_RPS_FIELD_NUMBER: _ClassVar[int]
     MS_PER_KIB_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
     version: str
     artifact_digest: str
     best_algorithm: str
@@ -150,7 +151,8 @@ class ModelVersion(_message.Message):
     p95_ms: float
     capacity_rps: float
     ms_per_kib: float
-    def __init__(self, version: _Optional[str] = ..., artifact_digest: _Optional[str] = ..., best_algorithm: _Optional[str] = ..., score: _Optional[float] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., dataset_digest: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_tag: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., load_time_s: _Optional[float] = ..., memory_mb: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., p95_ms: _Optional[float] = ..., capacity_rps: _Optional[float] = ..., ms_per_kib: _Optional[float] = ...) -> None: ...
+    sizes: _containers.RepeatedCompositeFieldContainer[ReplicaSize]
+    def __init__(self, version: _Optional[str] = ..., artifact_digest: _Optional[str] = ..., best_algorithm: _Optional[str] = ..., score: _Optional[float] = ..., leaderboard: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., dataset_digest: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_tag: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., load_time_s: _Optional[float] = ..., memory_mb: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., p95_ms: _Optional[float] = ..., capacity_rps: _Optional[float] = ..., ms_per_kib: _Optional[float] = ..., sizes: _Optional[_Iterable[_Union[ReplicaSize, _Mapping]]] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("spec", "state", "serving", "latest_version", "versions", "operation", "error")
@@ -347,16 +349,34 @@ class ServiceSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ..., slo: _Optional[_Union[Slo, _Mapping]] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., scaling: _Optional[_Union[Scaling, _Mapping]] = ...) -> None: ...
 
 class Scaling(_message.Message):
-    __slots__ = ("mode", "min", "max", "target_rpm")
+    __slots__ = ("mode", "min", "max", "target_rpm", "vertical", "zero_after_s")
     MODE_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
     TARGET_RPM_FIELD_NUMBER: _ClassVar[int]
+    VERTICAL_FIELD_NUMBER: _ClassVar[int]
+    ZERO_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     mode: str
     min: int
     max: int
     target_rpm: float
-    def __init__(self, mode: _Optional[str] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., target_rpm: _Optional[float] = ...) -> None: ...
+    vertical: bool
+    zero_after_s: float
+    def __init__(self, mode: _Optional[str] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., target_rpm: _Optional[float] = ..., vertical: bool = ..., zero_after_s: _Optional[float] = ...) -> None: ...
+
+class ReplicaSize(_message.Message):
+    __slots__ = ("cpu", "memory_mb", "workers", "capacity_rpm", "p95_ms")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_RPM_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    cpu: float
+    memory_mb: int
+    workers: int
+    capacity_rpm: float
+    p95_ms: float
+    def __init__(self, cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., workers: _Optional[int] = ..., capacity_rpm: _Optional[float] = ..., p95_ms: _Optional[float] = ...) -> None: ...
 
 class ValidateServiceRequest(_message.Message):
     __slots__ = ("service", "planned")
@@ -425,7 +445,7 @@ class Placement(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., replicas: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., endpoint: _Optional[str] = ..., version: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("spec", "state", "version", "bento_digest", "endpoints", "placements", "message", "replicas", "scaling_reason")
+    __slots__ = ("spec", "state", "version", "bento_digest", "endpoints", "placements", "message", "replicas", "scaling_reason", "size")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -435,6 +455,7 @@ class Service(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     SCALING_REASON_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
     spec: ServiceSpec
     state: str
     version: str
@@ -444,7 +465,8 @@ class Service(_message.Message):
     message: str
     replicas: int
     scaling_reason: str
-    def __init__(self, spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., state: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., message: _Optional[str] = ..., replicas: _Optional[int] = ..., scaling_reason: _Optional[str] = ...) -> None: ...
+    size: ReplicaSize
+    def __init__(self, spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., state: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., message: _Optional[str] = ..., replicas: _Optional[int] = ..., scaling_reason: _Optional[str] = ..., size: _Optional[_Union[ReplicaSize, _Mapping]] = ...) -> None: ...
 
 class GetServiceRequest(_message.Message):
     __slots__ = ("name",)

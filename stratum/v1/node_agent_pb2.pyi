@@ -121,7 +121,7 @@ class Assignments(_message.Message):
     def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceAssignment, _Mapping]]] = ...) -> None: ...
 
 class ServiceAssignment(_message.Message):
-    __slots__ = ("service", "version", "bento_digest", "bento_size_bytes", "replicas", "workers", "routing")
+    __slots__ = ("service", "version", "bento_digest", "bento_size_bytes", "replicas", "workers", "routing", "cpu_limit", "memory_limit_mb")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BENTO_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,8 @@ class ServiceAssignment(_message.Message):
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    CPU_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_MB_FIELD_NUMBER: _ClassVar[int]
     service: str
     version: str
     bento_digest: str
@@ -136,7 +138,9 @@ class ServiceAssignment(_message.Message):
     replicas: int
     workers: int
     routing: RoutingPlan
-    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., routing: _Optional[_Union[RoutingPlan, _Mapping]] = ...) -> None: ...
+    cpu_limit: float
+    memory_limit_mb: int
+    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., bento_digest: _Optional[str] = ..., bento_size_bytes: _Optional[int] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., routing: _Optional[_Union[RoutingPlan, _Mapping]] = ..., cpu_limit: _Optional[float] = ..., memory_limit_mb: _Optional[int] = ...) -> None: ...
 
 class RoutingPlan(_message.Message):
     __slots__ = ("mode", "slo_p95_ms", "on_demand_replicas", "idle_stop_s", "ood_share_max", "forms", "peers", "input_bounds_json")

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from control_plane.packaging.profile import profile_artifact
+from node_daemon.replicas.cgroups import Cgroups
 from node_daemon.replicas.cache import BentoCache
 from node_daemon.replicas.router import RouterThread
 from node_daemon.replicas.runner import ReplicaError, ReplicaRunner, port_is_free
@@ -167,7 +168,16 @@ def test_profile_measures_load_time_and_memory(built, artifact, tmp_path):
     assert 0 < prof.load_time_s < 120
     assert prof.rss_bytes > 50 << 20 and prof.rss_mib == -(-prof.rss_bytes // (1 << 20))
     assert prof.p50_ms is not None and prof.p50_ms > 0
+    # replica sizes for vertical scaling: the same replica under cgroup cpu quotas, and 2 workers on 2 cores
+    sizes = {(z["cpu"], z["workers"]): z for z in prof.sizes}
+    assert set(sizes) == {(1.0, 1), (0.5, 1), (0.25, 1), (2.0, 2)} and all(z["limited"] for z in prof.sizes)
+    assert all(z["capacity_rps"] > 0 and z["p95_ms"] > 0 and z["memory_mb"] >= prof.rss_mib for z in prof.sizes)
+    # a quarter of a core serves fewer requests a second than a whole one (CFS throttling at work)
+    assert sizes[(0.25, 1)]["capacity_rps"] < sizes[(1.0, 1)]["capacity_rps"]
+    assert sizes[(2.0, 2)]["memory_mb"] > sizes[(1.0, 1)]["memory_mb"]  # a second worker process
     assert not bentoml_processes()
+    cg = Cgroups.detect()
+    assert not list(cg.dirs("x")[0].parent.glob("profile-*"))  # its groups are gone
 
 
 def test_a_restarted_node_reaps_replicas_left_by_its_previous_run(node, pk_root):
