@@ -98,6 +98,16 @@ resource "stratum_service" "d" {
   model   = "m"
   scaling = { mode = "magic", min = 3, max = 2 }
 }
+resource "stratum_service" "e" {
+  name    = "e"
+  model   = "m"
+  scaling = { vertical = true, zero_after = "whenever" }
+}
+resource "stratum_service" "f" {
+  name    = "f"
+  model   = "m"
+  scaling = { vertical = true, zero_after = "10m" }
+}
 '''
     run_steps(ws, [Step(cfg, plan_only=True, expect_error=[
         "'fastest' is not a routing mode", 'with stratum_service.a',
@@ -105,7 +115,10 @@ resource "stratum_service" "d" {
         'with stratum_service.b',
         'on-demand replicas serve only with mode = "straightline"', 'with stratum_service.c',
         "'magic' is not a scaling mode", "scaling.max = 2: give 3 to 64 replicas", 'with stratum_service.d',
+        "Invalid scaling.zero_after", "invalid duration 'whenever'", 'with stratum_service.e',
+        'vertical scaling needs mode = "predictive" or "reactive"',
+        'scale to zero needs mode = "predictive" or "reactive"', 'with stratum_service.f',
     ])])
-    for name in "abcd":
+    for name in "abcdef":
         with pytest.raises(Exception):
             admin.GetService(m.GetServiceRequest(name=name))

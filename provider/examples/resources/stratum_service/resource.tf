@@ -27,6 +27,21 @@ resource "stratum_service" "congestion" {
   }
 }
 
+# Autoscaled: replicas follow the last minute's requests (1 to 4), each replica's cpu quota and
+# workers among the sizes measured at packaging, and none runs warm after 15 idle minutes.
+resource "stratum_service" "congestion_autoscaled" {
+  name  = "congestion-autoscaled"
+  model = stratum_model.congestion.id
+  slo   = { p95_latency_ms = 200 }
+  scaling = {
+    mode       = "reactive"
+    min        = 1
+    max        = 4
+    vertical   = true
+    zero_after = "15m"
+  }
+}
+
 # curl -s "$(terraform output -raw congestion_endpoint)/predict" -H 'Content-Type: application/json' \
 #   -d '{"instances": [{"intersection": "i-01", "hour": 8, "weekday": 1, "weather": "rain",
 #        "temperature_c": 6.5, "vehicles_per_min": 41.0, "pedestrians_per_min": 12.0}]}'
