@@ -144,3 +144,40 @@ def test_bad_model_specs_fail_at_plan_and_create_nothing(ws, admin, model_args, 
     with pytest.raises(grpc.RpcError) as e:
         admin.GetModel(m.GetModelRequest(name="m"))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_autoscaled_service_applies_imports_and_changes_in_place(ws, control_plane, node):
+    """`scaling` with vertical and zero_after: apply, import with an empty plan, then a change of
+    bounds is an in-place update. The autoscaler's size shows on the service, never as a diff."""
+    (ws.dir / "data").mkdir(parents=True)
+    shutil.copy(EXAMPLE / "data" / "traffic.csv", ws.dir / "data" / "traffic.csv")
+    text = example_config()
+    base = ws.provider + text[:text.index('resource "stratum_service"')]
+    scaled = base + '''
+resource "stratum_service" "auto" {
+  name  = "auto"
+  model = stratum_model.congestion.id
+  slo   = { p95_latency_ms = 500 }
+  scaling = { mode = "reactive", min = 1, max = %d, vertical = true, zero_after = "15m" }
+}
+'''
+    c = control_plane.client()
+
+    def sized(ws):
+        svc = ws.resources()["stratum_service.auto"]
+        assert svc["scaling"] == {"mode": "reactive", "min": 1, "max": 1, "target_rpm": None, "vertical": True,
+                                  "zero_after": "15m"}
+        assert svc["running_replicas"] == 1 and svc["state"] == "ready"
+        # the autoscaler gives the idle service the fewest cores it measured
+        wait_for(lambda: c.GetService(m.GetServiceRequest(name="auto")).size.cpu == 0.25, 90, interval=0.5,
+                 what="the smallest replica size")
+
+    run_steps(ws, [Step(scaled % 1, check=sized, import_address="stratum_service.auto", import_id="auto")])
+    ws.write(scaled % 2)
+    res = ws.plan()
+    assert res.rc == 2 and "stratum_service.auto will be updated in-place" in res.stdout, res.stdout
+    ws.apply()
+    assert ws.resources()["stratum_service.auto"]["scaling"]["max"] == 2 and ws.plan().rc == 0
+    assert c.GetService(m.GetServiceRequest(name="auto")).spec.scaling.max == 2
+    ws.destroy()
+    c.close()
