@@ -22,6 +22,7 @@ from google.protobuf import json_format
 
 from control_plane.autoscale.horizontal import ServiceScaler
 from control_plane.autoscale.vertical import Size, options, refine, sizes_of
+from control_plane.provision.pools import POOL_LABEL, SLOT_PREFIX
 from control_plane.services import Services, replica_bounds, replicas_of, scaled
 from stratum.clock import MINUTE_S, minute_of
 from stratum.logs import event
@@ -30,6 +31,15 @@ from stratum.v1 import models_pb2 as m
 log = logging.getLogger("stratum.autoscale")
 
 DEFAULT_RPM = 600.0  # per replica when the model version has no measured capacity
+VM_BOOT_S = 180.0  # a cloud VM's boot and join, added to the lead time of services that use pools
+
+
+def lead_minutes(version: dict | None, uses_pools: bool) -> int:
+    """Minutes from a decision to the capacity serving: a replica's start from a cached bento (its
+    measured load time), plus a VM's boot where the service runs on cloud pools; and the minute
+    it then serves."""
+    start_s = float((version or {}).get("load_time_s") or 2.0) + (VM_BOOT_S if uses_pools else 0.0)
+    return 1 + math.ceil(start_s / MINUTE_S)
 
 
 @dataclass
@@ -87,7 +97,8 @@ class Autoscaler:
         h = self.held.get(name)
         if h is None or h.fingerprint != fp:
             per = self._per_replica(spec, version)
-            h = self.held[name] = _Held(fp, ServiceScaler(spec.scaling.mode, lo, hi, per), since=now_min)
+            lead = lead_minutes(version, self._uses_pools(doc))
+            h = self.held[name] = _Held(fp, ServiceScaler(spec.scaling.mode, lo, hi, per, lead=lead), since=now_min)
         # Decide on the minutes every node has sent: a minute not yet reported is not a quiet one.
         done = self.services.series.complete_to(name, set(doc["placement"]))
         now_min = min(now_min, done + 1) if done is not None else now_min
@@ -135,6 +146,18 @@ class Autoscaler:
                 return
             if self.services.scale(name, n, text, size=size, zero=zero):
                 return
+
+    def _uses_pools(self, doc: dict) -> bool:
+        """Placed on a cloud pool's VM, or on a slot for one."""
+        for node_id in doc["placement"]:
+            if node_id.startswith(SLOT_PREFIX):
+                return True
+            try:
+                if POOL_LABEL in self.services.nodes.get(node_id).labels:
+                    return True
+            except Exception:  # noqa: BLE001 - a node gone: not a pool VM we know of
+                continue
+        return False
 
     def _cap(self, h: _Held, z: Size) -> float:
         return h.capacity.get(_key(z), z.capacity_rpm)

@@ -75,3 +75,12 @@ def test_refine_learns_from_minutes_at_the_ceiling_only():
 def test_size_as_dict_round_trips_the_fields_the_assignment_needs():
     d = Size(0.5, 320, 1, 29.99999).as_dict()
     assert d == {"cpu": 0.5, "memory_mb": 320, "workers": 1, "capacity_rpm": 30.0}
+
+
+def test_the_lead_time_is_the_replica_start_plus_a_vm_boot_on_pools():
+    from control_plane.autoscale.loop import VM_BOOT_S, lead_minutes
+    from stratum.clock import MINUTE_S
+
+    assert lead_minutes({"load_time_s": 2.1}, False) == 2  # starts within the minute, serves the next
+    assert lead_minutes({"load_time_s": 2.1}, True) == 1 + -(-(2.1 + VM_BOOT_S) // MINUTE_S)
+    assert lead_minutes(None, False) == 2  # not measured: about 2 s
