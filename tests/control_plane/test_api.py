@@ -229,3 +229,22 @@ def test_a_taken_listen_port_is_an_error_not_a_shared_port(tmp_path):
                                         "--node-listen", "127.0.0.1:0"), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"cannot listen on 127.0.0.1:{port}: the address is in use" in r.stderr
+
+
+def test_place_what_if_refuses_bad_queries_on_their_fields(control_plane):
+    from stratum.v1 import models_pb2 as m
+
+    c = control_plane.client()
+    bad = m.PlacementQuery(requirements=m.Requirements(cpu=-1, tiers=["mars"]), replicas=-2,
+                           placement=m.PlacementPreferences(prefer_tiers=["venus"]))
+    with pytest.raises(grpc.RpcError) as e:
+        c.PlaceWhatIf(bad)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    v = violations(e.value)
+    assert {"requirements.cpu", "requirements.tiers[0]", "replicas", "placement.prefer_tiers[0]"} <= set(v), v
+    with pytest.raises(grpc.RpcError) as e:
+        c.PlaceWhatIf(m.PlacementQuery(model="no-such-model"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "no-such-model" in violations(e.value)["model"]
+    # a good query with no nodes: nowhere to go, every reason said
+    answer = c.PlaceWhatIf(m.PlacementQuery(requirements=m.Requirements(cpu=1)))
+    assert not answer.placements and answer.violations
