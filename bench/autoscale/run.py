@@ -1,6 +1,7 @@
 """Autoscaling benchmark: a trace-replay simulator (per minute, discrete events) of four policies.
 
     python -m bench.autoscale.run [--days 28] [--trace FILE] [--profile FILE] [--rows 100000]
+        [--quantile 0.995] [--cooldown 10] [--max-util 0.9] [--lookahead 0] [--peak 0] [--surprise 0]
 
 Policies, over the same trace and the same sites, in one run:
 
@@ -49,7 +50,7 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from control_plane.autoscale.agent import AgentConfig, Hold, demand_to_serve, vm_changes  # noqa: E402
+from control_plane.autoscale.agent import FORECAST_QUANTILE, AgentConfig, Hold, demand_to_serve, vm_changes  # noqa: E402
 from control_plane.autoscale.forecast import DAY, Forecaster, mape  # noqa: E402
 from control_plane.autoscale.optimiser import Config, Site, cheapest, per_unit  # noqa: E402
 
@@ -133,8 +134,11 @@ class Sim:
             cap += self.vm_cap.get(pool, 0.0) * sum(1 for _, r in vms if r <= t)
         return cap
 
-    def apply(self, t: int, need: float, *, instant: bool = False) -> None:
+    def apply(self, t: int, need: float, *, instant: bool = False, keep_need: float = 0.0) -> None:
+        """Provision for `need` now; a VM whose paid hour ends is renewed while `keep_need` (the
+        policy's look-ahead, 0: none) still wants it."""
         alloc = cheapest(need, self.configs, self.sites)
+        keep = cheapest(keep_need, self.configs, self.sites).vms if keep_need > need else {}
         want = {k: v for k, v in alloc.replicas.items() if not next(s for s in self.sites if s.name == k[0]).pool}
         for key in set(self.owned) | set(want):
             have = self.owned.get(key, [])
@@ -149,7 +153,8 @@ class Sim:
             if configs:
                 c = self.cfg[configs[0]]
                 self.vm_cap[s.name] = per_unit(c, s.cpu, s.memory_mb) * c.capacity_rpm
-            start, stop = vm_changes([v[0] for v in self.vms[s.name]], alloc.vms.get(s.name, 0), t, self.agent)
+            start, stop = vm_changes([v[0] for v in self.vms[s.name]], alloc.vms.get(s.name, 0), t, self.agent,
+                                     keep=keep.get(s.name, 0))
             for i in sorted(stop, reverse=True):
                 del self.vms[s.name][i]
             ready = t if instant else t + self.vm_boot + self.replica_start
@@ -162,13 +167,16 @@ class Sim:
                 self.cost += s.price_per_hour / 60 * len(self.vms[s.name])
 
 
-def simulate(policy: str, arrivals: np.ndarray, configs, sites, args) -> dict:
+def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: list | None = None) -> dict:
+    """One policy over one trace; `record`, when given, collects (minute, arrivals, capacity) of
+    each violating minute."""
     sim = Sim(configs, sites, vm_boot=args.vm_boot, billing=args.billing)
     lead = args.vm_boot + 2  # minutes until capacity ordered now is ready, and the minute it serves
     agent = AgentConfig(billing_min=args.billing, cooldown_min=args.cooldown, max_utilisation=args.max_util)
     hold = Hold(agent.cooldown_min if policy == "predictive" else 5 if policy == "reactive" else 1)
     f = Forecaster(horizon=lead, quantile=args.quantile) if policy == "predictive" else None
-    violations = 0
+    violations = safety_net = 0
+    keep_need, expected = 0.0, math.inf
     preds, acts = [], []
     t0 = time.perf_counter()
     if policy == "static_peak":
@@ -177,13 +185,20 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args) -> dict:
         cap = sim.capacity(t)
         sim.capacity_sum += cap
         violations += a > cap + 1e-9
+        if record is not None and a > cap + 1e-9:
+            record.append((t, int(a), round(cap)))
         sim.bill()
         if policy == "static_peak":
             continue
         if policy == "predictive":
             f.observe(t, a)
             fc = f.forecast()
-            need, _ = demand_to_serve(fc.upper, lead, a, cap, agent)
+            need, why = demand_to_serve(fc.upper, lead, a, cap, agent, peak=fc.peak if args.peak else None,
+                                        expected_rpm=expected if args.surprise else None)
+            expected = float(fc.upper[0])  # this forecast's bound on the next minute
+            safety_net += why.endswith("reactive")
+            if args.lookahead:  # renew a VM's hour while the next `lookahead` minutes want it
+                keep_need = float(f.base_ahead(args.lookahead).max()) + float((fc.upper - fc.mean).max())
             if t + lead < len(arrivals) and t >= DAY:
                 preds.append(fc.mean[lead - 1])
                 acts.append(arrivals[t + lead])
@@ -191,9 +206,10 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args) -> dict:
             need = a / 0.7
         else:  # oracle: exactly the arrivals of the minutes its orders can serve
             need = float(arrivals[t + 1:t + 1 + lead].max()) if t + 1 < len(arrivals) else 0.0
-        sim.apply(t, hold.add(t, need))
+        sim.apply(t, hold.add(t, need), keep_need=keep_need)
     minutes = len(arrivals)
     return {"cost": round(sim.cost, 4), "violating_minutes": int(violations), "vm_starts": sim.vm_starts,
+            "safety_net_minutes": safety_net if f else None,
             "mean_capacity_over_arrivals": round(sim.capacity_sum / max(float(arrivals.sum()), 1.0), 3),
             "violating_pct": round(float(100 * violations / minutes), 3),
             "forecast_mape_pct": round(mape(acts, preds), 2) if preds else None,
@@ -219,9 +235,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--vm-boot", type=int, default=3, help="minutes from a VM request to a booted VM")
     ap.add_argument("--billing", type=int, default=60, help="minimum billing period of a VM, minutes")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quantile", type=float, default=0.99, help="predictive: the forecast's upper quantile")
+    ap.add_argument("--quantile", type=float, default=FORECAST_QUANTILE, help="predictive: the forecast's upper quantile")
     ap.add_argument("--cooldown", type=int, default=10, help="predictive: minutes a lower target must hold")
-    ap.add_argument("--max-util", type=float, default=0.85, help="predictive: the reactive safety net's threshold")
+    ap.add_argument("--max-util", type=float, default=0.9, help="predictive: the reactive safety net's threshold")
+    ap.add_argument("--lookahead", type=int, default=0, help="predictive: minutes of seasonal look-ahead when "
+                    "a VM's paid hour ends (0: none)")
+    ap.add_argument("--peak", type=int, default=0, help="predictive: 1 to provision for the forecast's peak bound")
+    ap.add_argument("--surprise", type=int, default=0, help="predictive: 1 to fire the safety net only when "
+                    "live arrivals exceed the forecast's bound for the minute")
     ap.add_argument("--only", choices=("generated", "taylor"), help="replay one of the two traces")
     args = ap.parse_args(argv)
 

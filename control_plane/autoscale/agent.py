@@ -14,6 +14,11 @@ What the agent provisions for, each minute:
 - a lower target is applied only after it has held for `cooldown_min` (no flapping), and a
   cloud VM is given back only at the end of a period already paid for (`billing_min`): stopping
   it earlier saves nothing.
+
+Optional refinements, measured in bench/autoscale (README, "What was tried"): a bound on the
+lead's highest minute instead of per-step bounds (`peak`), a safety net that fires only when the
+forecast missed the live minute (`expected_rpm`), and renewing a VM's paid period while a longer
+look-ahead still wants it (`vm_changes(keep=...)`).
 """
 
 from __future__ import annotations
@@ -23,19 +28,31 @@ from collections import deque
 from dataclasses import dataclass
 
 
+FORECAST_QUANTILE = 0.995  # the forecast's upper bound provisioned for (bench/autoscale README: what was tried)
+
+
 @dataclass(frozen=True)
 class AgentConfig:
-    max_utilisation: float = 0.85
+    max_utilisation: float = 0.9  # 0.85 bought VM-hours on Poisson noise (bench/autoscale README)
     cooldown_min: int = 10
     billing_min: int = 60  # minimum billing period of a VM, minutes (1 for per-second billing)
 
 
 def demand_to_serve(upper, lead: int, live_rpm: float, capacity_rpm: float, cfg: AgentConfig,
-                    live_p95_ms: float = 0.0, slo_ms: float = 0.0) -> tuple[float, str]:
-    """Requests per minute to provision for, and why."""
+                    live_p95_ms: float = 0.0, slo_ms: float = 0.0, peak: float | None = None,
+                    expected_rpm: float | None = None) -> tuple[float, str]:
+    """Requests per minute to provision for, and why. `peak`, when given, is the forecast's bound on
+    the highest minute of the lead (Forecast.peak) and is used instead of the per-step bounds.
+    `expected_rpm`, when given, is the bound an earlier forecast put on the live minute: the
+    utilisation net then fires only when the forecast missed (live arrivals above it), not on the
+    noise it already provisioned for."""
     ahead = list(upper[:max(lead, 1)])
     need, why = (max(ahead), f"forecast upper bound over {len(ahead)} min") if ahead else (0.0, "no forecast")
+    if peak is not None and math.isfinite(peak):
+        need, why = peak, f"forecast peak bound over {lead} min"
     hot = capacity_rpm > 0 and live_rpm > cfg.max_utilisation * capacity_rpm
+    if expected_rpm is not None:
+        hot = hot and live_rpm > expected_rpm
     slow = slo_ms > 0 and live_p95_ms > slo_ms
     if hot or slow or capacity_rpm <= 0 and live_rpm > 0:
         react = live_rpm / cfg.max_utilisation
@@ -59,12 +76,17 @@ class Hold:
         return max(t for _, t in self.recent)
 
 
-def vm_changes(started: list[int], want: int, now: int, cfg: AgentConfig) -> tuple[int, list[int]]:
+def vm_changes(started: list[int], want: int, now: int, cfg: AgentConfig, keep: int = 0) -> tuple[int, list[int]]:
     """For one pool: how many VMs to start, and which running ones (indexes into `started`, their
-    start minutes) to stop now. Surplus VMs stop only in the last minute of a paid period."""
+    start minutes) to stop now. Surplus VMs stop only in the last minute of a paid period. `keep`
+    is how many a longer look-ahead (e.g. Forecaster.base_ahead over the next hour) still wants:
+    that many are renewed for another period rather than stopped and soon restarted, which would
+    pay a new period anyway and leave the boot time uncovered. It never starts a VM by itself."""
     if want >= len(started):
         return want - len(started), []
-    surplus = len(started) - want
+    surplus = len(started) - max(want, keep)
+    if surplus <= 0:
+        return 0, []
     at_end = [i for i, s in enumerate(started) if (now - s) % cfg.billing_min == cfg.billing_min - 1]
     at_end.sort(key=lambda i: -started[i])  # the newest first
     return 0, at_end[:surplus]

@@ -10,7 +10,7 @@ Two parts, after Barista (a forecaster plus an error compensator trained on its 
 
 1. Base: least squares over the last `window` minutes of a linear trend plus Fourier terms of
    the day (1,440 min) and the week (10,080 min). It is refit every `refit_every` minutes, a few
-   milliseconds of numpy.
+   milliseconds of numpy; every minute until the compensator exists (a cold start's ramp).
 2. Compensator: a gradient-boosted regressor (scikit-learn's HistGradientBoosting) that predicts
    the base model's residual `h` minutes ahead from the latest residuals, the step `h` and the
    time of day. It fixes what the smooth seasonal curve cannot follow: bursts, regime changes,
@@ -18,7 +18,13 @@ Two parts, after Barista (a forecaster plus an error compensator trained on its 
 
 The upper bound adds the `quantile` of the forecast errors actually made at each step `h` (kept
 in a ring of the last `error_window` forecasts). Until enough errors exist, it uses the base
-residuals' spread. Pure: time is the minute index passed in, never read.
+residuals' spread. `peak` bounds the highest minute of the whole horizon instead: the forecast's
+highest mean plus the `quantile` of how far the highest actual minute rose above it. That is what
+capacity must cover, and a burst shows in it whatever the step it starts at.
+
+`base_ahead(n)` evaluates the seasonal base alone n minutes ahead (the compensator only knows the
+horizon): a cheap look at the next hour, for decisions such as renewing a VM's paid hour.
+Pure: time is the minute index passed in, never read.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -38,6 +45,7 @@ class Forecast:
     minute: int  # the last observed minute; mean[i] is for minute + 1 + i
     mean: np.ndarray
     upper: np.ndarray
+    peak: float = math.nan  # bound on the highest minute of the horizon (see the module's doc)
 
 
 def _design(t: np.ndarray, daily: int, weekly: int, t0: float, scale: float) -> np.ndarray:
@@ -71,6 +79,7 @@ class Forecaster:
         # forecasts made, to measure the errors actually made at each step h
         self._made: deque = deque(maxlen=horizon + 1)  # (minute made, mean array)
         self._errors = [deque(maxlen=error_window) for _ in range(horizon)]
+        self._peak_errors: deque = deque(maxlen=error_window)  # max actual - max mean, per horizon
         self.fits = self.comp_fits = 0
 
     # -- data ---------------------------------------------------------------------------------
@@ -83,7 +92,9 @@ class Forecaster:
             for m in range(max(self.t[-1] + 1, minute - self.window), minute):
                 self._append(m, last)
         self._append(minute, float(count))
-        if minute - self._fit_at >= self.refit_every:
+        # Until the compensator follows what the base misses, refit the base every minute: on the
+        # short history of a cold start that costs little, and a stale base misses a ramp.
+        if minute - self._fit_at >= (self.refit_every if self._comp is not None or not self.use_comp else 1):
             self._fit()
         if self.use_comp and minute - self._comp_at >= self.comp_refit_every and len(self.t) >= max(DAY // 2, 4 * self.lags):
             self._fit_comp()
@@ -93,6 +104,9 @@ class Forecaster:
             h = minute - made - 1
             if 0 <= h < self.horizon:
                 self._errors[h].append(count - mean[h])
+            if h == self.horizon - 1:  # its whole horizon is now known: how far the peak rose above
+                seen = max(islice(reversed(self.y), self.horizon - 1), default=count)
+                self._peak_errors.append(max(seen, count) - float(mean.max()))
         self.t.append(minute)
         self.y.append(count)
 
@@ -164,8 +178,19 @@ class Forecaster:
             spread[h] = (np.quantile(np.fromiter(errs, float, len(errs)), self.quantile) if len(errs) >= 60
                          else 1.645 * self._resid_sd)
         upper = mean + np.maximum(spread, 0.0)
+        pe = self._peak_errors
+        peak = float(mean.max()) + (max(float(np.quantile(np.fromiter(pe, float, len(pe)), self.quantile)), 0.0)
+                                    if len(pe) >= 60 else float(np.maximum(spread, 0.0).max()))
         self._made.append((now, mean))
-        return Forecast(now, mean, upper)
+        return Forecast(now, mean, upper, peak)
+
+    def base_ahead(self, minutes: int) -> np.ndarray:
+        """The seasonal base (trend + Fourier terms, no compensator) for the next `minutes` minutes
+        after the last observed one, at least 0."""
+        if self._coef is None:
+            raise ValueError("no data observed yet")
+        now = int(self.t[-1])
+        return np.maximum(self._base(np.arange(now + 1, now + 1 + max(minutes, 0), dtype=float)), 0.0)
 
 
 def mape(actual, predicted) -> float:

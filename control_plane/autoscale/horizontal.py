@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from control_plane.autoscale.agent import AgentConfig, Hold, demand_to_serve
+from control_plane.autoscale.agent import FORECAST_QUANTILE, AgentConfig, Hold, demand_to_serve
 from control_plane.autoscale.forecast import Forecaster
 
 MODES = ("fixed", "predictive", "reactive")
@@ -30,7 +30,7 @@ class ServiceScaler:
         self.per_replica_rpm, self.lead = per_replica_rpm, lead
         self.cfg = cfg or AgentConfig()
         self.hold = Hold(self.cfg.cooldown_min if mode == "predictive" else 5)
-        self.forecaster = Forecaster(horizon=max(lead, 1)) if mode == "predictive" else None
+        self.forecaster = Forecaster(horizon=max(lead, 1), quantile=FORECAST_QUANTILE) if mode == "predictive" else None
         self._seen = -1  # last minute fed to the forecaster
 
     def need(self, now: int, arrivals: list[tuple[int, float]], capacity_rpm: float, *,

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from google.protobuf import json_format
+from threadpoolctl import threadpool_limits
 
 from control_plane.autoscale.horizontal import ServiceScaler
 from control_plane.autoscale.vertical import Size, options, refine, sizes_of
@@ -72,7 +73,13 @@ class Autoscaler:
         return rps * 60 * (spec.workers or 1) if rps else DEFAULT_RPM
 
     def tick(self, now: float | None = None) -> None:
-        now_min = minute_of(time.time() if now is None else now)
+        # One OpenMP thread for the compensators' fits and predictions: their inputs are tiny, and
+        # spinning threads contend with the replicas and training jobs on the same cores.
+        with threadpool_limits(1, user_api="openmp"):
+            self._tick(time.time() if now is None else now)
+
+    def _tick(self, now: float) -> None:
+        now_min = minute_of(now)
         live = set()
         for doc in self.services.store.list_docs("services"):
             if doc.get("deleting"):

@@ -45,3 +45,29 @@ def test_vms_stop_only_at_the_end_of_a_paid_period_newest_first():
 
 def test_replicas_for():
     assert replicas_for(250, 100) == 3 and replicas_for(0, 100) == 0 and replicas_for(10, 0) == 0
+
+
+def test_a_peak_bound_replaces_the_per_step_bounds():
+    need, why = demand_to_serve(np.array([100, 250, 180]), lead=3, live_rpm=90, capacity_rpm=300, cfg=CFG, peak=270)
+    assert need == 270 and "peak" in why
+    assert demand_to_serve(np.array([100, 250]), lead=2, live_rpm=90, capacity_rpm=300, cfg=CFG,
+                           peak=float("nan"))[0] == 250  # no peak yet: the per-step bounds
+
+
+def test_the_safety_net_fires_on_a_forecast_miss_not_on_noise_the_forecast_bounded():
+    # 280 of 300 is over 80 %, but the forecast had bounded this minute at 290: no reaction
+    need, why = demand_to_serve(np.array([290, 295]), lead=2, live_rpm=280, capacity_rpm=300, cfg=CFG, expected_rpm=290)
+    assert need == 295 and "forecast" in why
+    # the forecast had said 250: a miss, react
+    need, why = demand_to_serve(np.array([290, 295]), lead=2, live_rpm=280, capacity_rpm=300, cfg=CFG, expected_rpm=250)
+    assert need == 280 / 0.8 and why.endswith(": reactive")
+
+
+def test_vms_the_look_ahead_still_wants_are_renewed_at_the_end_of_their_hour():
+    started = [0, 30, 45]
+    assert vm_changes(started, 1, 89, CFG, keep=3) == (0, [])  # wanted again soon: renewed
+    assert vm_changes(started, 1, 89, CFG, keep=2) == (0, [1])  # one surplus beyond the look-ahead
+    assert vm_changes(started, 0, 119, CFG, keep=1) == (0, [0])  # the only one at its end, 2 others kept
+    assert vm_changes(started, 5, 50, CFG, keep=1) == (2, [])  # keep never stops or starts on its own
+    per_second = AgentConfig(billing_min=1)
+    assert vm_changes(started, 0, 50, per_second, keep=2) == (0, [2])

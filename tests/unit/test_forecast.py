@@ -84,3 +84,44 @@ def test_bad_settings_are_refused():
 
 def test_mape_ignores_minutes_without_arrivals():
     assert mape([0, 100, 200], [5, 110, 180]) == pytest.approx(10.0)
+
+
+def test_the_base_curve_ahead_follows_the_season_an_hour_out():
+    s = seasonal(4 * DAY, trend=0.01)
+    f = Forecaster(horizon=3, compensator=False)
+    for t, y in enumerate(s[:3 * DAY]):
+        f.observe(t, y)
+    ahead = f.base_ahead(120)
+    assert ahead.shape == (120,)
+    assert mape(s[3 * DAY:3 * DAY + 120], ahead) < 1.0
+    assert np.allclose(ahead[:3], f.forecast().mean)  # without a compensator, the forecast is the base
+    with pytest.raises(ValueError, match="no data"):
+        Forecaster().base_ahead(10)
+
+
+def test_the_peak_bound_covers_about_its_quantile_of_the_highest_minute_of_the_horizon():
+    rng = np.random.default_rng(4)
+    s = rng.poisson(seasonal(4 * DAY)).astype(float)
+    f = Forecaster(horizon=4, compensator=False, quantile=0.9)
+    covered, per_step_max_covered = [], []
+    for t, y in enumerate(s):
+        f.observe(t, y)
+        if t >= 3 * DAY and t + 4 < len(s):
+            fc = f.forecast()
+            assert fc.peak >= fc.mean.max()
+            covered.append(s[t + 1:t + 5].max() <= fc.peak)
+            per_step_max_covered.append(s[t + 1:t + 5].max() <= fc.upper.max())
+    # the per-step bounds cover each minute at 90 %, so the highest of four minutes less often
+    assert 0.84 <= np.mean(covered) <= 0.96, np.mean(covered)
+    assert np.mean(per_step_max_covered) < np.mean(covered)
+
+
+def test_a_cold_start_follows_a_ramp_before_the_compensator_exists():
+    # 5 hours flat, then a steep ramp: the base of an hour ago would still say 100
+    s = np.concatenate([np.full(300, 100.0), 100 + 2.0 * np.arange(1, 101)])
+    f = Forecaster(horizon=3)
+    for t, y in enumerate(s[:350]):
+        f.observe(t, y)
+    assert f.comp_fits == 0  # too little history for the compensator yet
+    # a base last fitted at minute 300 would be about 100 off; refitted each minute, it has followed
+    assert abs(f.forecast().mean[0] - s[350]) < 60, f.forecast().mean
