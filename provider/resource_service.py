@@ -247,7 +247,7 @@ class ServiceResource(Resource):
                 Attribute("version", String(), computed=True, description="Model version being served."),
                 Attribute("state", String(), computed=True, description="`ready`, `pending`, `failed` or `deleting`."),
                 Attribute("running_replicas", Number(), computed=True,
-                          description="Replicas it runs now: `replicas`, or the autoscaler's count."),
+                          description="Replicas it runs now: `replicas`, or the autoscaler's count (0 when scaled to zero)."),
             ],
         )
 
