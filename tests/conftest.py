@@ -8,9 +8,10 @@ from tests.harness import ControlPlane, NodeDaemon
 
 
 @pytest.fixture
-def control_plane(tmp_path):
-    """A running control plane on 127.0.0.1 (SQLite store, 1 s heartbeats, 3 s node timeout)."""
-    cp = ControlPlane(str(tmp_path)).start()
+def control_plane(tmp_path, request):
+    """A running control plane on 127.0.0.1 (SQLite store, 1 s heartbeats, 3 s node timeout); it
+    measures replica sizes when packaging only for tests marked `profile_sizes`."""
+    cp = ControlPlane(str(tmp_path), sizes=request.node.get_closest_marker("profile_sizes") is not None).start()
     yield cp
     cp.stop()
 

@@ -45,7 +45,10 @@ def package_model_version(artifact_dir: str | os.PathLike, name: str, version: s
     digest = store.put(art.path)
     assert digest == art.sha256, "archive changed while it was stored"
     os.unlink(art.path)
-    prof: BentoProfile | None = profile_artifact(artifact_dir, art.tag, home, work / "profile", workers=workers) if profile else None
+    # STRATUM_PROFILE_SIZES=0 (tests only) skips the replica sizes: about 4 s a version
+    sizes = os.environ.get("STRATUM_PROFILE_SIZES", "1") != "0"
+    prof: BentoProfile | None = (profile_artifact(artifact_dir, art.tag, home, work / "profile", workers=workers,
+                                                  sizes=sizes) if profile else None)
     meta = {"tag": art.tag, "size_bytes": art.size_bytes, "artifact_sha256": art.artifact_sha256,
             **({"profile": prof.to_dict()} if prof else {})}
     store.put_metadata(digest, meta)

@@ -42,7 +42,8 @@ def replica_limits(node_id: str, service: str) -> dict[str, dict]:
 
 def test_a_service_scales_out_in_vertically_and_to_zero_live(tmp_path):
     env = {"STRATUM_MINUTE_S": str(MINUTE)}
-    plane = ControlPlane(str(tmp_path), extra=["--autoscale-interval", "1s", "--training-workers", "2"], env=env).start()
+    plane = ControlPlane(str(tmp_path), extra=["--autoscale-interval", "1s", "--training-workers", "2"], env=env,
+                         sizes=True).start()
     node = NodeDaemon(str(tmp_path), "edge-1", plane.endpoint, plane.join_token, tier="edge", env=env).start()
     stop = threading.Event()
     try:

@@ -146,6 +146,7 @@ def test_bad_model_specs_fail_at_plan_and_create_nothing(ws, admin, model_args, 
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.profile_sizes
 def test_an_autoscaled_service_applies_imports_and_changes_in_place(ws, control_plane, node):
     """`scaling` with vertical and zero_after: apply, import with an empty plan, then a change of
     bounds is an in-place update. The autoscaler's size shows on the service, never as a diff."""
