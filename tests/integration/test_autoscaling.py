@@ -28,9 +28,9 @@ from tests.lifecycle import DATA, model_spec, rows_of, upload, wait_service, wai
 
 pytestmark = pytest.mark.timeout(600)
 
-MINUTE = 8  # seconds per metrics minute in this test
-TARGET = 12.0  # requests per minute a 1-core replica takes (scaling.target_rpm)
-RATE = 1.4  # requests per second during the step: ~11 a minute, which needs ~16 at 70 % utilisation
+MINUTE = 6  # seconds per metrics minute in this test
+TARGET = 9.0  # requests per minute a 1-core replica takes (scaling.target_rpm)
+RATE = 1.4  # requests per second during the step: ~8 a minute, which needs ~12 at 70 % utilisation
 
 
 def replica_limits(node_id: str, service: str) -> dict[str, dict]:
