@@ -57,3 +57,14 @@ def test_scaling_spec_validation_and_the_count_to_run():
     assert replicas_of(fixed, {"scaled": 7}) == 3  # the autoscaler's count applies only with a scaling mode
     auto = m.ServiceSpec(name="s", model="m", replicas=2, scaling=m.Scaling(mode="reactive", min=1, max=4))
     assert replicas_of(auto) == 2 and replicas_of(auto, {"scaled": 3}) == 3 and replicas_of(auto, {"scaled": 9}) == 4
+
+
+def test_predictive_starts_from_a_few_sparse_minutes_within_bounds():
+    # a new service: three minutes seen, two of them without requests (missing from the series)
+    s = ServiceScaler("predictive", 1, 4, 60, lead=2)
+    for now, arrivals in ((3, [(2, 30.0)]), (6, [(2, 30.0), (5, 200.0)]), (7, [(2, 30.0), (5, 200.0), (6, 250.0)])):
+        n, why = s.decide(now, arrivals, 1)
+        assert 1 <= n <= 4, (now, n, why)
+    assert n == 4 and "reactive" in why  # 250 live against 60 of capacity: the safety net, capped at max
+    need, _ = s.need(8, [(7, 0.0)], 240.0)
+    assert need >= 250 / 0.9  # scale-in waits for the cool-down
