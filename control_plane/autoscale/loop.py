@@ -148,8 +148,11 @@ class Autoscaler:
                 else f"{h.scaler.per_replica_rpm:g}")
             if n == n_now and _key(size) == _key(size_now) and zero == zero_now:  # nothing to change
                 if text != doc.get("scaling_reason"):
-                    doc["scaling_reason"] = text
-                    self.services.store.put_doc("services", name, doc)
+                    # read again: an update through the API since this tick's read must not be undone
+                    fresh = self.services.store.get_doc("services", name)
+                    if fresh is not None and fresh["spec"] == doc["spec"] and not fresh.get("deleting"):
+                        fresh["scaling_reason"] = text
+                        self.services.store.put_doc("services", name, fresh)
                 return
             if self.services.scale(name, n, text, size=size, zero=zero):
                 return
