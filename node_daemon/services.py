@@ -91,6 +91,11 @@ class ServiceManager:
     async def close(self) -> None:
         for name in list(self.services):
             await self._remove(name)
+        # a last sweep: anything the runner started that no service holds any more (an on-demand
+        # start in flight, say); then this node's own cgroup directories
+        await asyncio.to_thread(self.runner.stop_all)
+        if self.runner.cgroups is not None:
+            self.runner.cgroups.close()
 
     def endpoint(self, st: _State) -> str:
         host = self.advertise_host
