@@ -111,11 +111,24 @@ def replica_bounds(spec: m.ServiceSpec) -> tuple[int, int]:
     return lo, max(spec.scaling.max, lo)
 
 
+def size_of(doc: dict | None) -> dict | None:
+    """The autoscaler's replica size of a stored service, when its spec scales vertically."""
+    sc = ((doc or {}).get("spec") or {}).get("scaling") or {}
+    return doc.get("size") if sc.get("mode") in ("predictive", "reactive") and sc.get("vertical") else None
+
+
+def scaled_to_zero(doc: dict | None) -> bool:
+    """The autoscaler scaled this stored service to zero, and its spec allows it."""
+    sc = ((doc or {}).get("spec") or {}).get("scaling") or {}
+    return (bool((doc or {}).get("zero")) and sc.get("mode") in ("predictive", "reactive")
+            and float(sc.get("zero_after_s") or 0) > 0)
+
+
 def sized(spec: m.ServiceSpec, doc: dict | None) -> m.ServiceSpec:
     """The spec with the autoscaler's replica size (scaling.vertical): its cpu and memory are what
     placement reserves, its workers what each replica runs."""
-    size = (doc or {}).get("size")
-    if not size or not (scaled(spec) and spec.scaling.vertical):
+    size = size_of(doc)
+    if not size:
         return spec
     out = m.ServiceSpec()
     out.CopyFrom(spec)
@@ -126,7 +139,7 @@ def sized(spec: m.ServiceSpec, doc: dict | None) -> m.ServiceSpec:
 def warm_replicas(spec: m.ServiceSpec, doc: dict | None) -> int:
     """Replicas running without a request waiting: 0 for a service scaled to zero (its placement
     keeps room for the replica its next request starts)."""
-    return 0 if (doc or {}).get("zero") and scaled(spec) and spec.scaling.zero_after_s > 0 else replicas_of(spec, doc)
+    return 0 if scaled_to_zero(doc) else replicas_of(spec, doc)
 
 
 def replicas_of(spec: m.ServiceSpec, doc: dict | None = None) -> int:
@@ -435,8 +448,8 @@ class Services:
         version = serving["version"] if serving else ""
         out = m.Service(spec=spec, version=version, bento_digest=serving["bento_digest"] if serving else "",
                         replicas=warm_replicas(spec, doc), scaling_reason=doc.get("scaling_reason", "") if scaled(spec) else "")
-        if doc.get("size") and scaled(spec) and spec.scaling.vertical:
-            out.size.CopyFrom(m.ReplicaSize(**doc["size"]))
+        if size_of(doc):
+            out.size.CopyFrom(m.ReplicaSize(**size_of(doc)))
         problems, ready = [], True
         zero = out.replicas == 0  # scaled to zero: ready with no warm replica
         for node_id, replicas in sorted(doc["placement"].items()):
@@ -562,8 +575,7 @@ class Services:
                 v = serving[spec["model"]]
                 if v is None:
                     continue
-                size = doc.get("size") if (spec.get("scaling") or {}).get("vertical") else None
-                zero = bool(doc.get("zero")) and float((spec.get("scaling") or {}).get("zero_after_s") or 0) > 0
+                size, zero = size_of(doc), scaled_to_zero(doc)
                 a = na.ServiceAssignment(service=doc["name"], version=v["version"], bento_digest=v["bento_digest"],
                                          bento_size_bytes=v["bento_size_bytes"], replicas=0 if zero else n,
                                          workers=(size or {}).get("workers") or spec.get("workers") or 1,
