@@ -11,16 +11,26 @@ Two parts, after Barista (a forecaster plus an error compensator trained on its 
 1. Base: least squares over the last `window` minutes of a linear trend plus Fourier terms of
    the day (1,440 min) and the week (10,080 min). It is refit every `refit_every` minutes, a few
    milliseconds of numpy; every minute until the compensator exists (a cold start's ramp).
-2. Compensator: a gradient-boosted regressor (scikit-learn's HistGradientBoosting) that predicts
-   the base model's residual `h` minutes ahead from the latest residuals, the step `h` and the
-   time of day. It fixes what the smooth seasonal curve cannot follow: bursts, regime changes,
-   autocorrelated noise. It is refit every `comp_refit_every` minutes on the last `comp_window`.
+2. Compensator, on the base's residuals (what the smooth seasonal curve cannot follow: this day's
+   level, bursts, regime changes), in two stages:
+   a. Local level: a line through the last `local` residuals, extrapolated h minutes. Refit every
+      minute (one small matrix product). Per-minute counts are Poisson, so one minute says little;
+      an hour of them pins the level to a few requests (bench/autoscale README: it halved the
+      level error on the Taylor trace).
+   b. A gradient-boosted regressor (scikit-learn's HistGradientBoosting) that predicts what the
+      level leaves, h minutes ahead, from the latest residuals, their means over `spans`, the
+      step h and the time of day. It is refit every `comp_refit_every` minutes on the last
+      `comp_window`, and kept only if it beats the level alone on the window's latest fifth: on
+      smooth demand the level leaves only noise, and a model of noise adds its own.
 
 The upper bound adds the `quantile` of the forecast errors actually made at each step `h` (kept
-in a ring of the last `error_window` forecasts). Until enough errors exist, it uses the base
-residuals' spread. `peak` bounds the highest minute of the whole horizon instead: the forecast's
-highest mean plus the `quantile` of how far the highest actual minute rose above it. That is what
-capacity must cover, and a burst shows in it whatever the step it starts at.
+in a ring of the last `error_window` forecasts). With `scaled`, errors are kept divided by the
+square root of their forecast and scaled back by the new one: Poisson noise grows with the rate,
+so the bound is tighter at night and wider at the peak, where capacity runs out. Until enough
+errors exist, it uses the base residuals' spread. `peak` bounds the highest minute of the whole
+horizon instead: the forecast's highest mean plus the `quantile` of how far the highest actual
+minute rose above it. That is what capacity must cover, and a burst shows in it whatever the step
+it starts at.
 
 `base_ahead(n)` evaluates the seasonal base alone n minutes ahead (the compensator only knows the
 horizon): a cheap look at the next hour, for decisions such as renewing a VM's paid hour.
@@ -63,12 +73,21 @@ class Forecaster:
     def __init__(self, horizon: int = 5, *, daily: int = 10, weekly: int = 4, window: int = 14 * DAY,
                  refit_every: int = 60, compensator: bool = True, comp_window: int = 2 * DAY,
                  comp_refit_every: int = 6 * 60, lags: int = 10, quantile: float = 0.95, error_window: int = DAY,
-                 ridge: float = 1.0, seed: int = 0):
-        if horizon < 1 or window < 60 or not 0.5 <= quantile < 1:
-            raise ValueError("horizon >= 1, window >= 60 and 0.5 <= quantile < 1")
+                 ridge: float = 1.0, seed: int = 0, scaled: bool = True, spans: tuple = (30, 60), local: int = 60):
+        if horizon < 1 or window < 60 or not 0.5 <= quantile < 1 or local == 1 or local < 0:
+            raise ValueError("horizon >= 1, window >= 60, 0.5 <= quantile < 1 and local 0 (off) or >= 2")
         self.horizon, self.daily, self.weekly, self.window = horizon, daily, weekly, window
         self.refit_every, self.comp_refit_every, self.comp_window = refit_every, comp_refit_every, comp_window
         self.use_comp, self.lags, self.quantile, self.ridge, self.seed = compensator, lags, quantile, ridge, seed
+        self.scaled, self.spans = scaled, tuple(spans)
+        self.local = local if compensator else 0
+        self._history = max((self.lags, *self.spans, local))  # residuals the features and the level read
+        # Local level: least-squares line through the last `local` residuals, evaluated h minutes on
+        # (row h-1 of these weights applied to those residuals, oldest first).
+        if local:
+            x = np.arange(local, dtype=float) - (local - 1)
+            pinv = np.linalg.pinv(np.stack([x, np.ones(local)], axis=1))
+            self._level_w = np.stack([np.array([h, 1.0]) @ pinv for h in range(1, horizon + 1)])
         self.t: deque = deque(maxlen=window)
         self.y: deque = deque(maxlen=window)
         self._coef: np.ndarray | None = None
@@ -81,6 +100,7 @@ class Forecaster:
         self._errors = [deque(maxlen=error_window) for _ in range(horizon)]
         self._peak_errors: deque = deque(maxlen=error_window)  # max actual - max mean, per horizon
         self.fits = self.comp_fits = 0
+        self.comp_kept = 0  # fits whose compensator beat the level alone on held-out minutes
 
     # -- data ---------------------------------------------------------------------------------
     def observe(self, minute: int, count: float) -> None:
@@ -94,7 +114,7 @@ class Forecaster:
         self._append(minute, float(count))
         # Until the compensator follows what the base misses, refit the base every minute: on the
         # short history of a cold start that costs little, and a stale base misses a ramp.
-        if minute - self._fit_at >= (self.refit_every if self._comp is not None or not self.use_comp else 1):
+        if minute - self._fit_at >= (self.refit_every if self.comp_fits or not self.use_comp else 1):
             self._fit()
         if self.use_comp and minute - self._comp_at >= self.comp_refit_every and len(self.t) >= max(DAY // 2, 4 * self.lags):
             self._fit_comp()
@@ -103,7 +123,8 @@ class Forecaster:
         for made, mean in self._made:  # score the forecasts that covered this minute
             h = minute - made - 1
             if 0 <= h < self.horizon:
-                self._errors[h].append(count - mean[h])
+                err = count - mean[h]
+                self._errors[h].append(err / math.sqrt(max(mean[h], 1.0)) if self.scaled else err)
             if h == self.horizon - 1:  # its whole horizon is now known: how far the peak rose above
                 seen = max(islice(reversed(self.y), self.horizon - 1), default=count)
                 self._peak_errors.append(max(seen, count) - float(mean.max()))
@@ -136,24 +157,40 @@ class Forecaster:
     def _features(self, resid: np.ndarray, t: np.ndarray, idx: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Rows for predicting resid[idx + h] from what is known at idx."""
         lagged = np.stack([resid[idx - k] for k in range(self.lags)], axis=1)
-        mean10 = lagged.mean(axis=1, keepdims=True)
+        cum = np.concatenate([[0.0], np.cumsum(resid)])
+        means = [lagged.mean(axis=1)] + [(cum[idx + 1] - cum[np.maximum(idx + 1 - s, 0)]) / np.minimum(idx + 1, s)
+                                         for s in self.spans]
         day = 2 * math.pi * ((t[idx] + h) % DAY) / DAY
-        return np.column_stack([lagged, mean10, h, np.sin(day), np.cos(day)])
+        return np.column_stack([lagged, *means, h, np.sin(day), np.cos(day)])
+
+    def _level(self, resid: np.ndarray, idx: np.ndarray, h: int) -> np.ndarray:
+        """The local level's forecast of resid[idx + h] from the `local` residuals up to idx."""
+        if not self.local:
+            return np.zeros(len(idx))
+        w = self._level_w[h - 1]
+        full = np.convolve(resid, w[::-1], mode="valid")  # full[i]: residuals i .. i + local - 1
+        return full[idx - (self.local - 1)]
 
     def _fit_comp(self) -> None:
         n = min(len(self.t), self.comp_window)
         t = np.fromiter(self.t, float, len(self.t))[-n:]
         y = np.fromiter(self.y, float, len(self.y))[-n:]
         resid = y - self._base(t)
-        idx = np.arange(self.lags - 1, n - 1)
+        idx = np.arange(self._history - 1, n - 1)
         rows, target = [], []
         for h in range(1, self.horizon + 1):
             ok = idx[idx + h < n]
             rows.append(self._features(resid, t, ok, np.full(len(ok), h, float)))
-            target.append(resid[ok + h])
+            target.append(resid[ok + h] - self._level(resid, ok, h))
         X, Y = np.concatenate(rows), np.concatenate(target)
-        self._comp = HistGradientBoostingRegressor(max_iter=60, max_depth=4, learning_rate=0.1,
-                                                   random_state=self.seed).fit(X, Y)
+        # Keep it only if it beats the level alone on the latest fifth of the window: on smooth
+        # demand the level already leaves only noise, and a model of noise adds its own.
+        late = np.concatenate([np.arange(len(r)) >= 0.8 * len(r) for r in rows])
+        model = HistGradientBoostingRegressor(max_iter=60, max_depth=4, learning_rate=0.1, random_state=self.seed)
+        model.fit(X[~late], Y[~late])
+        keep = np.mean((Y[late] - model.predict(X[late])) ** 2) < 0.98 * np.mean(Y[late] ** 2)
+        self._comp = model.fit(X, Y) if keep else None
+        self.comp_kept += bool(keep)
         self._comp_at = int(t[-1])
         self.comp_fits += 1
 
@@ -164,19 +201,25 @@ class Forecaster:
         now = int(self.t[-1])
         ahead = np.arange(now + 1, now + 1 + self.horizon, dtype=float)
         mean = self._base(ahead)
-        if self._comp is not None and len(self.t) >= self.lags:
-            t = np.fromiter(self.t, float, len(self.t))[-self.lags:]
-            y = np.fromiter(self.y, float, len(self.y))[-self.lags:]
+        if len(self.t) >= self._history and (self._comp is not None or self.local):
+            t = np.fromiter(islice(reversed(self.t), self._history), float, self._history)[::-1]
+            y = np.fromiter(islice(reversed(self.y), self._history), float, self._history)[::-1]
             resid = y - self._base(t)
-            hs = np.arange(1, self.horizon + 1, dtype=float)
-            rows = self._features(resid, t, np.full(self.horizon, self.lags - 1), hs)
-            mean = mean + self._comp.predict(rows)
+            if self.local:
+                mean = mean + self._level_w @ resid[-self.local:]
+            if self._comp is not None:
+                hs = np.arange(1, self.horizon + 1, dtype=float)
+                rows = self._features(resid, t, np.full(self.horizon, self._history - 1), hs)
+                mean = mean + self._comp.predict(rows)
         mean = np.maximum(mean, 0.0)
         spread = np.empty(self.horizon)
         for h in range(self.horizon):
             errs = self._errors[h]
-            spread[h] = (np.quantile(np.fromiter(errs, float, len(errs)), self.quantile) if len(errs) >= 60
-                         else 1.645 * self._resid_sd)
+            if len(errs) < 60:
+                spread[h] = 1.645 * self._resid_sd
+            else:
+                q = float(np.quantile(np.fromiter(errs, float, len(errs)), self.quantile))
+                spread[h] = q * math.sqrt(max(mean[h], 1.0)) if self.scaled else q
         upper = mean + np.maximum(spread, 0.0)
         pe = self._peak_errors
         peak = float(mean.max()) + (max(float(np.quantile(np.fromiter(pe, float, len(pe)), self.quantile)), 0.0)

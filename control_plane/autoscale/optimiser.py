@@ -85,7 +85,8 @@ def cheapest(demand_rpm: float, configs: list[Config], sites: list[Site]) -> All
         options = [(math.ceil(left / c.capacity_rpm), c) for c in configs
                    if per_unit(c, s.cpu, s.memory_mb) >= math.ceil(left / c.capacity_rpm)]
         if options:
-            k, c = min(options, key=lambda o: (o[0] * o[1].cpu, o[0], o[1].name))
+            # fewest cores; on a tie the most requests (two 1-core replicas may serve more than one 2-worker one)
+            k, c = min(options, key=lambda o: (o[0] * o[1].cpu, -o[0] * o[1].capacity_rpm, o[0], o[1].name))
         else:
             k, c = fit, best
         out.replicas[(s.name, c.name)] = k
@@ -115,7 +116,8 @@ def cheapest(demand_rpm: float, configs: list[Config], sites: list[Site]) -> All
             left -= n * serve
             continue
         # the last VM: whichever single VM covers what is left for the least money
-        last = min(((o[1].price_per_hour, o[4] * o[2].cpu, o[1].name, o[2].name), o) for o in options
+        last = min(((o[1].price_per_hour, o[4] * o[2].cpu, -o[4] * o[2].capacity_rpm, o[1].name, o[2].name), o)
+                   for o in options
                    if o[4] * o[2].capacity_rpm >= left - 1e-9)
         _, (_, s, c, k, need, _) = last
         out.vms[s.name] = out.vms.get(s.name, 0) + 1

@@ -54,6 +54,38 @@ def test_the_compensator_follows_what_the_seasonal_curve_cannot():
     assert with_comp < 0.8 * without, (with_comp, without)
 
 
+def test_the_local_level_follows_a_swing_the_seasonal_terms_cannot():
+    # a 5-hour swing of +-40 on top of the day: only the recent residuals know where it stands
+    rng = np.random.default_rng(4)
+    n = 4 * DAY
+    s = rng.poisson(seasonal(n) + 40 * np.sin(2 * math.pi * np.arange(n) / 300)).astype(float)
+    without = mape(*run(Forecaster(horizon=3, local=0), s, warm=3 * DAY, step=2)[:2][::-1])
+    with_level = mape(*run(Forecaster(horizon=3), s, warm=3 * DAY, step=2)[:2][::-1])
+    assert with_level < 0.8 * without, (with_level, without)
+
+
+def test_the_boosted_stage_is_kept_only_when_it_beats_the_level():
+    rng = np.random.default_rng(2)
+    n = 4 * DAY
+    shift = np.repeat(rng.choice([0.0, 120.0], size=n // 180 + 1), 180)[:n]
+    f = Forecaster(horizon=3, comp_refit_every=120)
+    run(f, rng.poisson(seasonal(n) + shift).astype(float), warm=n)
+    assert 0 < f.comp_kept <= f.comp_fits
+
+
+def test_the_bound_is_wider_where_poisson_noise_is():
+    s = np.random.default_rng(5).poisson(seasonal(4 * DAY)).astype(float)
+    p, a, u = run(Forecaster(horizon=3, quantile=0.95), s, warm=3 * DAY, step=2)
+    rate = seasonal(4 * DAY)[3 * DAY + 3:][:len(u)]
+    spread = u - p
+    ratio = spread[rate > 250].mean() / spread[rate < 150].mean()
+    assert ratio > 1.15  # sqrt(280 / 120) = 1.5
+    assert 0.9 <= float(np.mean(a <= u)) <= 0.99
+    fp, _, fu = run(Forecaster(horizon=3, quantile=0.95, scaled=False), s, warm=3 * DAY, step=2)
+    flat = fu - fp  # unscaled: about one spread for every rate
+    assert flat[rate > 250].mean() / flat[rate < 150].mean() < ratio - 0.1
+
+
 def test_same_input_same_forecast():
     s = np.random.default_rng(3).poisson(seasonal(DAY)).astype(float)
     a, b = Forecaster(horizon=4), Forecaster(horizon=4)

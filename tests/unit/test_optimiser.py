@@ -72,3 +72,14 @@ def test_gap_to_the_optimum_on_small_cases_is_small():
         if o.cost_per_hour > 0:
             gaps.append(a.cost_per_hour / o.cost_per_hour)
     assert sum(gaps) / len(gaps) <= 1.10, gaps
+
+
+def test_on_equal_cores_the_configuration_that_serves_more_wins():
+    # Two 1-core replicas (2 x 66) serve more than one 2-worker replica (102) on the same 2 cores:
+    # the edge box and the last, partly used VM must take the two (they once took the 102).
+    small, large = Config("small", 1.0, 1024, 1, 66), Config("large", 2.0, 2048, 2, 102)
+    edge, pool = Site("edge", 2.0, 4096), Site("std", 2.0, 8192, price_per_hour=0.0832, max_vms=40)
+    a = cheapest(90, [small, large], [edge, pool])
+    assert a.replicas == {("edge", "small"): 2} and a.capacity_rpm == 132
+    a = cheapest(132 + 90, [small, large], [edge, pool])
+    assert a.vms == {"std": 1} and a.replicas[("std", "small")] == 2 and a.capacity_rpm == 264
