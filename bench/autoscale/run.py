@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 
 from control_plane.autoscale.agent import FORECAST_QUANTILE, AgentConfig, Hold, demand_to_serve, vm_changes  # noqa: E402
 from control_plane.autoscale.forecast import DAY, Forecaster, mape  # noqa: E402
-from control_plane.autoscale.optimiser import Config, Site, cheapest, per_unit  # noqa: E402
+from control_plane.autoscale.optimiser import Config, Site, cheapest, vm_capacity  # noqa: E402
 
 POLICIES = ("predictive", "reactive", "static_peak", "oracle")
 
@@ -149,10 +149,8 @@ class Sim:
                 have = sorted(have)[:n]
             self.owned[key] = have
         for s in (s for s in self.sites if s.pool):
-            configs = [c for (site, c), k in alloc.replicas.items() if site == s.name and k]
-            if configs:
-                c = self.cfg[configs[0]]
-                self.vm_cap[s.name] = per_unit(c, s.cpu, s.memory_mb) * c.capacity_rpm
+            if alloc.vms.get(s.name):  # a VM serves what its fullest pattern of replicas serves
+                self.vm_cap[s.name] = vm_capacity(self.configs, s)
             start, stop = vm_changes([v[0] for v in self.vms[s.name]], alloc.vms.get(s.name, 0), t, self.agent,
                                      keep=keep.get(s.name, 0))
             for i in sorted(stop, reverse=True):

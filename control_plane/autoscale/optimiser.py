@@ -9,13 +9,13 @@
 A configuration is what one replica gets (cpu quota, memory, workers) and how many requests a
 minute it serves within the objective (its profile, measured when packaged, refined from live
 metrics). A site is an enrolled node (its free capacity; free of charge) or a cloud pool (VMs of
-one size at a price per hour, up to max_vms). Capacity is aggregated per site: the VMs of a pool
-are one bin of vms x size, so a replica never straddles VMs only approximately (configs are
-small next to VM sizes).
+one size at a price per hour, up to max_vms). Each unit (an owned node's room, or one VM) is
+filled with a pattern of replicas (`patterns`: mixes of configs too), so a replica never straddles
+VMs.
 
-`cheapest` is the heuristic the agent runs every minute: fill owned capacity first with the
-configuration that gives it the most requests, then rent the pool VMs with the lowest price per
-request, and for the last, partly used VM the cheapest option that covers the rest.
+`cheapest` is the heuristic the agent runs every minute: owned nodes first, each with the pattern
+of the fewest cores that covers what is left (else its fullest); then full VMs of the pool with
+the lowest price per request, and for the last VM the cheapest pattern that covers the rest.
 `optimum` solves the same problem exactly as an integer program (HiGHS) to measure the gap.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class Site:
         return self.price_per_hour > 0
 
 
+@dataclass(frozen=True)
+class Pattern:
+    counts: tuple  # replicas of each config, in the order given
+    capacity_rpm: float
+    cores: float
+
+
 @dataclass
 class Allocation:
     replicas: dict = field(default_factory=dict)  # (site, config) -> replicas
@@ -68,105 +76,137 @@ def _summ(a: Allocation, configs: dict[str, Config], sites: dict[str, Site]) -> 
     return a
 
 
+MAX_PER_CONFIG = 256  # replicas of one config in one unit: bounds the enumeration below
+MAX_PATTERNS = 20_000
+
+
+@lru_cache(maxsize=4096)
+def patterns(configs: tuple[Config, ...], cpu: float, mem: int) -> tuple[Pattern, ...]:
+    """Every way to fill one unit (a VM, or an owned node's free room) with replicas of `configs`:
+    mixes too, because one config may run out of cores while another runs out of memory (two
+    0.5-core replicas, one light and one heavy, fill a VM that neither fills alone). Capped at
+    MAX_PATTERNS, the fullest first."""
+    out: list[Pattern] = []
+
+    def fill(i: int, counts: tuple[int, ...], cpu_left: float, mem_left: int) -> None:
+        if len(out) >= MAX_PATTERNS:
+            return
+        if i == len(configs):
+            if any(counts):
+                out.append(Pattern(counts, sum(n * c.capacity_rpm for n, c in zip(counts, configs)),
+                                   sum(n * c.cpu for n, c in zip(counts, configs))))
+            return
+        c = configs[i]
+        for n in range(min(per_unit(c, max(cpu_left, 0.0), max(mem_left, 0)), MAX_PER_CONFIG), -1, -1):
+            fill(i + 1, counts + (n,), cpu_left - n * c.cpu, mem_left - n * c.memory_mb)
+
+    fill(0, (), float(cpu), int(mem))
+    return tuple(out)
+
+
+def _fullest(pats: tuple[Pattern, ...]) -> Pattern | None:
+    return max(pats, key=lambda p: (p.capacity_rpm, -p.cores), default=None)
+
+
+def _cover(pats: tuple[Pattern, ...], left: float) -> Pattern | None:
+    """The pattern that serves `left` with the fewest cores; on a tie the one that serves more
+    (two 1-core replicas may serve more than one 2-worker one), then the fewest replicas."""
+    fits = [p for p in pats if p.capacity_rpm >= left - 1e-9]
+    return min(fits, key=lambda p: (p.cores, -p.capacity_rpm, sum(p.counts)), default=None)
+
+
+def vm_capacity(configs: list[Config], site: Site) -> float:
+    """Requests per minute one VM (or an owned node's room) serves when filled the fullest way."""
+    best = _fullest(patterns(tuple(configs), site.cpu, site.memory_mb))
+    return best.capacity_rpm if best else 0.0
+
+
 def cheapest(demand_rpm: float, configs: list[Config], sites: list[Site]) -> Allocation:
     cfg = {c.name: c for c in configs}
     st = {s.name: s for s in sites}
+    key = tuple(configs)
     out = Allocation()
     left = max(demand_rpm, 0.0)
-    # 1. Owned capacity: the config that serves the most there; replicas until the demand is met.
+
+    def take(site: Site, p: Pattern, units: int = 1) -> None:
+        for n, c in zip(p.counts, configs):
+            if n:
+                out.replicas[(site.name, c.name)] = out.replicas.get((site.name, c.name), 0) + n * units
+        if site.pool:
+            out.vms[site.name] = out.vms.get(site.name, 0) + units
+
+    # 1. Owned capacity (free): the fewest cores that cover what is left, else the fullest fill.
     for s in sorted((s for s in sites if not s.pool), key=lambda s: s.name):
         if left <= 0:
             break
-        best = max(configs, key=lambda c: (per_unit(c, s.cpu, s.memory_mb) * c.capacity_rpm, -c.cpu, c.name))
-        fit = per_unit(best, s.cpu, s.memory_mb)
-        if not fit:
+        pats = patterns(key, s.cpu, s.memory_mb)
+        p = _cover(pats, left) or _fullest(pats)
+        if p is None:
             continue
-        # fewest replicas of any config that still covers what is left, else all that fit of the best
-        options = [(math.ceil(left / c.capacity_rpm), c) for c in configs
-                   if per_unit(c, s.cpu, s.memory_mb) >= math.ceil(left / c.capacity_rpm)]
-        if options:
-            # fewest cores; on a tie the most requests (two 1-core replicas may serve more than one 2-worker one)
-            k, c = min(options, key=lambda o: (o[0] * o[1].cpu, -o[0] * o[1].capacity_rpm, o[0], o[1].name))
-        else:
-            k, c = fit, best
-        out.replicas[(s.name, c.name)] = k
-        left -= k * c.capacity_rpm
-    # 2. Pool VMs: full VMs of the lowest price per request, then the cheapest cover of the rest.
-    pools = [s for s in sites if s.pool]
+        take(s, p)
+        left -= p.capacity_rpm
+    # 2. Pool VMs: full VMs of the lowest price per request, then the cheapest VM that covers the rest.
     while left > 1e-9:
         options = []
-        for s in pools:
-            used = out.vms.get(s.name, 0)
-            if used >= s.max_vms:
-                continue
-            for c in configs:
-                k = per_unit(c, s.cpu, s.memory_mb)
-                if k:
-                    serve = k * c.capacity_rpm
-                    need = min(k, math.ceil(left / c.capacity_rpm))
-                    options.append((s.price_per_hour / serve, s, c, k, need, serve))
+        for s in (s for s in sites if s.pool and out.vms.get(s.name, 0) < s.max_vms):
+            best = _fullest(patterns(key, s.cpu, s.memory_mb))
+            if best is not None:
+                options.append((s.price_per_hour / best.capacity_rpm, s.name, s, best))
         if not options:
             out.short_rpm = left
             break
-        rate, s, c, k, need, serve = min(options, key=lambda o: (o[0], o[1].name, o[2].name))
-        if serve < left:
-            n = min(s.max_vms - out.vms.get(s.name, 0), math.floor(left / serve))
-            out.vms[s.name] = out.vms.get(s.name, 0) + n
-            out.replicas[(s.name, c.name)] = out.replicas.get((s.name, c.name), 0) + n * k
-            left -= n * serve
+        _, _, s, best = min(options, key=lambda o: o[:2])
+        if best.capacity_rpm < left:
+            n = min(s.max_vms - out.vms.get(s.name, 0), math.floor(left / best.capacity_rpm))
+            take(s, best, n)
+            left -= n * best.capacity_rpm
             continue
         # the last VM: whichever single VM covers what is left for the least money
-        last = min(((o[1].price_per_hour, o[4] * o[2].cpu, -o[4] * o[2].capacity_rpm, o[1].name, o[2].name), o)
-                   for o in options
-                   if o[4] * o[2].capacity_rpm >= left - 1e-9)
-        _, (_, s, c, k, need, _) = last
-        out.vms[s.name] = out.vms.get(s.name, 0) + 1
-        out.replicas[(s.name, c.name)] = out.replicas.get((s.name, c.name), 0) + need
-        left -= need * c.capacity_rpm
+        lasts = [(o[2].price_per_hour, p.cores, -p.capacity_rpm, o[1], o[2], p) for o in options
+                 if (p := _cover(patterns(key, o[2].cpu, o[2].memory_mb), left))]
+        *_, s, p = min(lasts, key=lambda o: o[:4])
+        take(s, p)
+        left -= p.capacity_rpm
     return _summ(out, cfg, st)
 
 
 def optimum(demand_rpm: float, configs: list[Config], sites: list[Site], time_limit: float = 30.0) -> Allocation:
     """The exact minimum-cost allocation (integer program, HiGHS), for measuring cheapest's gap.
-    Ties in cost are broken towards fewer cores."""
+    One variable per site and pattern: how many VMs of a pool are filled that way (an owned node:
+    whether its room is), so replicas never straddle VMs. Ties in cost go to fewer cores."""
     import highspy
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit))
-    inf = highspy.kHighsInf
-    n_idx, v_idx = {}, {}
+    key = tuple(configs)
+    cols: list[tuple[Site, Pattern]] = []
     for s in sites:
-        for c in configs:
-            n_idx[(s.name, c.name)] = h.getNumCol()
-            h.addVar(0, inf)
-            h.changeColIntegrality(n_idx[(s.name, c.name)], highspy.HighsVarType.kInteger)
-            h.changeColCost(n_idx[(s.name, c.name)], 1e-6 * c.cpu)
-        if s.pool:
-            v_idx[s.name] = h.getNumCol()
-            h.addVar(0, s.max_vms)
-            h.changeColIntegrality(v_idx[s.name], highspy.HighsVarType.kInteger)
-            h.changeColCost(v_idx[s.name], s.price_per_hour)
-    idx = list(n_idx.values())
-    h.addRow(demand_rpm, inf, len(idx), idx, [c.capacity_rpm for s in sites for c in configs])
-    for s in sites:
-        cols = [n_idx[(s.name, c.name)] for c in configs]
-        for attr, cap in (("cpu", s.cpu), ("memory_mb", s.memory_mb)):
-            coef = [getattr(c, attr) for c in configs]
-            if s.pool:  # sum of replicas' needs <= cap x VMs
-                h.addRow(-inf, 0, len(cols) + 1, cols + [v_idx[s.name]], coef + [-cap])
-            else:
-                h.addRow(-inf, cap, len(cols), cols, coef)
-    h.run()
+        pats = patterns(key, s.cpu, s.memory_mb)
+        first = h.getNumCol()
+        for p in pats:
+            h.addVar(0, s.max_vms if s.pool else 1)
+            h.changeColIntegrality(h.getNumCol() - 1, highspy.HighsVarType.kInteger)
+            h.changeColCost(h.getNumCol() - 1, s.price_per_hour + 1e-6 * p.cores)
+            cols.append((s, p))
+        if pats:  # at most max_vms VMs of a pool; one pattern for an owned node's room
+            idx = list(range(first, h.getNumCol()))
+            h.addRow(0, s.max_vms if s.pool else 1, len(idx), idx, [1.0] * len(idx))
     out = Allocation()
+    if not cols:
+        out.short_rpm = demand_rpm
+        return out
+    h.addRow(demand_rpm, highspy.kHighsInf, len(cols), list(range(len(cols))), [p.capacity_rpm for _, p in cols])
+    h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         out.short_rpm = demand_rpm
         return out
     x = h.getSolution().col_value
-    for key, i in n_idx.items():
-        if round(x[i]):
-            out.replicas[key] = int(round(x[i]))
-    for s, i in v_idx.items():
-        if round(x[i]):
-            out.vms[s] = int(round(x[i]))
+    for (s, p), v in zip(cols, x):
+        units = int(round(v))
+        for n, c in zip(p.counts, configs):
+            if n and units:
+                out.replicas[(s.name, c.name)] = out.replicas.get((s.name, c.name), 0) + n * units
+        if s.pool and units:
+            out.vms[s.name] = out.vms.get(s.name, 0) + units
     return _summ(out, {c.name: c for c in configs}, {s.name: s for s in sites})
