@@ -39,6 +39,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import shutil
 import sys
 import tempfile
@@ -58,29 +59,39 @@ POLICIES = ("predictive", "reactive", "static_peak", "oracle")
 
 
 # -- traces ---------------------------------------------------------------------------------------
-def generated_trace(days: int, seed: int = 0) -> np.ndarray:
+def generated_rates(days: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The generated trace's seasonal rate, its bursts (requests/min added), and the Poisson counts."""
     rng = np.random.default_rng(seed)
     t = np.arange(days * DAY)
     day = (t % DAY) / DAY
     daily = np.clip(np.sin(math.pi * (day - 0.25) * 1.25), 0, None) ** 1.5  # quiet nights, a day hump
     weekend = np.where((t // DAY) % 7 >= 5, 0.6, 1.0)
-    rate = 100 + 260 * daily * weekend
+    seasonal = 100 + 260 * daily * weekend
     bursts = np.zeros(len(t))
     for start in rng.choice(len(t) - 30, size=days * 3, replace=False):  # ~3 bursts a day, 5-20 min
         length = int(rng.integers(5, 21))
         bursts[start:start + length] += rng.uniform(40, 120)
-    rate = np.clip(rate + bursts, 100, 400)
-    return rng.poisson(rate).astype(float)
+    rate = np.clip(seasonal + bursts, 100, 400)
+    return seasonal, bursts, rng.poisson(rate).astype(float)
 
 
-def taylor_trace(days: int, seed: int = 0) -> np.ndarray:
+def generated_trace(days: int, seed: int = 0) -> np.ndarray:
+    return generated_rates(days, seed)[2]
+
+
+def taylor_rates(days: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Taylor's per-minute rate (100-400 requests/min) and its Poisson counts."""
     import pmdarima.datasets
 
     y = pmdarima.datasets.load_taylor(as_series=False).astype(float)
     per_min = np.interp(np.arange(len(y) * 30) / 30.0, np.arange(len(y)), y)
     rate = 100 + 300 * (per_min - per_min.min()) / (per_min.max() - per_min.min())
     rate = rate[-days * DAY:] if days * DAY < len(rate) else rate
-    return np.random.default_rng(seed).poisson(rate).astype(float)
+    return rate, np.random.default_rng(seed).poisson(rate).astype(float)
+
+
+def taylor_trace(days: int, seed: int = 0) -> np.ndarray:
+    return taylor_rates(days, seed)[1]
 
 
 def file_trace(path: str) -> np.ndarray:
@@ -165,9 +176,10 @@ class Sim:
                 self.cost += s.price_per_hour / 60 * len(self.vms[s.name])
 
 
-def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: list | None = None) -> dict:
+def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: list | None = None,
+             known: tuple | None = None) -> dict:
     """One policy over one trace; `record`, when given, collects (minute, arrivals, capacity) of
-    each violating minute."""
+    each violating minute. `known` (the `bound` policy): the trace's seasonal rate and bursts."""
     sim = Sim(configs, sites, vm_boot=args.vm_boot, billing=args.billing)
     lead = args.vm_boot + 2  # minutes until capacity ordered now is ready, and the minute it serves
     agent = AgentConfig(billing_min=args.billing, cooldown_min=args.cooldown, max_utilisation=args.max_util)
@@ -202,6 +214,13 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: li
                 acts.append(arrivals[t + lead])
         elif policy == "reactive":
             need = a / 0.7
+        elif policy == "bound":  # the true rate over the lead, a burst once it runs, plus headroom
+            seasonal, bursts = known
+            rate = np.clip(seasonal[t + 1:t + 1 + lead] + bursts[t], 100, 400) if bursts is not None \
+                else seasonal[t + 1:t + 1 + lead]
+            kind, _, value = args.bound.partition("=")
+            need = float((rate + (float(value) * np.sqrt(rate) if kind == "z" else float(value))).max()) \
+                if len(rate) else 0.0
         else:  # oracle: exactly the arrivals of the minutes its orders can serve
             need = float(arrivals[t + 1:t + 1 + lead].max()) if t + 1 < len(arrivals) else 0.0
         sim.apply(t, hold.add(t, need), keep_need=keep_need)
@@ -242,6 +261,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--surprise", type=int, default=0, help="predictive: 1 to fire the safety net only when "
                     "live arrivals exceed the forecast's bound for the minute")
     ap.add_argument("--only", choices=("generated", "taylor"), help="replay one of the two traces")
+    ap.add_argument("--bound", help="also run `bound`, a reference no forecaster can beat: it knows the trace's "
+                    "true rate over the lead (and a burst's level once it runs, not before) and adds z=<z> x "
+                    "sqrt(rate) or h=<req/min> of headroom")
     args = ap.parse_args(argv)
 
     if args.profile:
@@ -251,21 +273,30 @@ def main(argv: list[str] | None = None) -> dict:
     # One edge box (2 cores, free), and two cloud pools priced like t3.large and c5.2xlarge.
     sites = [Site("edge", 2.0, 4096), Site("cloud-std", 2.0, 8192, price_per_hour=0.0832, max_vms=40),
              Site("cloud-big", 8.0, 16384, price_per_hour=0.34, max_vms=10)]
-    traces = {"file": file_trace(args.trace)} if args.trace else {
-        "generated": generated_trace(args.days, args.seed), "taylor": taylor_trace(args.days, args.seed)}
+    known: dict = {}  # what the bound policy knows of each built-in trace
+    if args.trace:
+        traces = {"file": file_trace(args.trace)}
+    else:
+        seasonal, bursts, counts = generated_rates(args.days, args.seed)
+        rate, taylor = taylor_rates(args.days, args.seed)
+        traces = {"generated": counts, "taylor": taylor}
+        known = {"generated": (seasonal, bursts), "taylor": (rate, None)}
     if args.only:
         traces = {args.only: traces[args.only]}
+    if args.bound and (args.trace or not re.fullmatch(r"[zh]=\d+(\.\d+)?", args.bound)):
+        raise SystemExit("--bound takes z=<number> or h=<number>, on the built-in traces only (a file has no known rate)")
+    policies = POLICIES + (("bound",) if args.bound else ())
     results, verdicts = {}, {}
     for name, arrivals in traces.items():
         results[name] = {}
-        for policy in POLICIES:
-            results[name][policy] = simulate(policy, arrivals, configs, sites, args)
+        for policy in policies:
+            results[name][policy] = simulate(policy, arrivals, configs, sites, args, known=known.get(name))
             print(f"{name} {policy}: {results[name][policy]}", file=sys.stderr)
         verdicts[name] = judge(results[name])
         r = results[name]
         print(f"\n{name}: {len(arrivals)} minutes, {arrivals.min():.0f}-{arrivals.max():.0f} requests/min")
         print(f"  {'policy':12} {'cost':>9} {'violating min':>14} {'%':>7} {'forecast MAPE %':>16}")
-        for policy in POLICIES:
+        for policy in policies:
             x = r[policy]
             m = f"{x['forecast_mape_pct']:.2f}" if x["forecast_mape_pct"] is not None else "-"
             print(f"  {policy:12} {x['cost']:9.2f} {x['violating_minutes']:14d} {x['violating_pct']:7.3f} {m:>16}")
