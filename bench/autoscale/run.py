@@ -2,6 +2,7 @@
 
     python -m bench.autoscale.run [--days 28] [--trace FILE] [--profile FILE] [--rows 100000]
         [--quantile 0.995] [--cooldown 10] [--max-util 0.9] [--lookahead 0] [--peak 0] [--surprise 0]
+        [--bound z=3 | h=100]
 
 Policies, over the same trace and the same sites, in one run:
 
@@ -10,7 +11,9 @@ Policies, over the same trace and the same sites, in one run:
 * reactive: HPA-like: provision for the last minute's arrivals at 70 % utilisation, scale in only
   to the highest target of the last 5 minutes (HPA's stabilisation window);
 * static peak: provision for the trace's peak, all the time;
-* oracle: perfect foresight of the arrivals over the lead time, 100 % utilisation.
+* oracle: perfect foresight of the arrivals over the lead time, 100 % utilisation;
+* bound (with `--bound`, built-in traces only): knows the true rate over the lead (a burst once it
+  runs) and adds z x sqrt(rate) or h req/min: what a perfect forecaster would pay for that headroom.
 
 Each policy goes through the same optimiser (control_plane/autoscale/optimiser.py) and the same
 rules for VMs: new ones are ready after `--vm-boot` minutes plus a minute to start the replica,
