@@ -140,6 +140,10 @@ class ServiceManager:
         if limits != svc.limits:  # vertical: live, before any new replica starts with the old ones
             event(log, "resizing replicas", service=a.service, cpu=a.cpu_limit, memory_mb=a.memory_limit_mb)
             await svc.resize(limits)
+        if a.routing.on_demand_replicas:
+            # The on-demand pool before the warm replicas go (scale to zero): a request that comes
+            # while the last one stops then waits for a cold start instead of getting a 503.
+            svc.on_demand(a.routing.on_demand_replicas, a.routing.idle_stop_s or 300.0)
         if svc.bento != ref or svc.workers != workers or len(svc.replicas) != a.replicas:
             if svc.replicas and svc.bento != ref:
                 event(log, "rolling service", service=a.service, to_version=a.version)

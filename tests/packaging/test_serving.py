@@ -224,3 +224,60 @@ def test_an_on_demand_service_starts_on_the_first_request_and_stops_when_idle(no
     assert svc.router.stats()["failures"] == 0 and cold > 0.2  # it did wait for a start
     loop_thread.run(svc.destroy())
     assert not bentoml_processes()
+
+
+def test_a_request_while_the_last_warm_replica_goes_to_zero_waits_for_a_cold_start(node, built, loop_thread):
+    # Scale to zero: the on-demand pool must be in place before the last warm replica goes. A
+    # request that came in between got a 503 (seen once in the live autoscaling test); it must
+    # wait for an on-demand replica instead.
+    import asyncio
+
+    from node_daemon.services import ServiceManager
+    from stratum.v1 import node_agent_pb2 as na
+
+    cache, runner = node
+    mgr = ServiceManager(runner, cache, fetch=None)
+
+    def assignment(generation: int, replicas: int, on_demand: int) -> na.Assignments:
+        return na.Assignments(generation=generation, services=[na.ServiceAssignment(
+            service="zero", version="v1", bento_digest=built[0].sha256, replicas=replicas, workers=1,
+            routing=na.RoutingPlan(mode="local", on_demand_replicas=on_demand, idle_stop_s=60))])
+
+    def settled(replicas: int) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            st = mgr.services.get("zero")
+            if st is not None and st.state == "ready" and len(st.service.replicas) == replicas and st.want.replicas == replicas:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"service did not settle at {replicas} replicas")
+
+    loop_thread.run(mgr.apply(assignment(1, 1, 0)))
+    settled(1)
+    svc = mgr.services["zero"].service
+    answers: list[int] = []
+    clients: list[threading.Thread] = []
+    real_astop = runner.astop
+
+    async def astop(replica):  # the warm replica has left the router and stops: now a request comes
+        await real_astop(replica)
+        before = svc.router.requests
+        client = threading.Thread(target=lambda: answers.append(post(svc.endpoint, {"instances": SAMPLE}, 120)[0]))
+        client.start()
+        clients.append(client)
+        while svc.router.requests == before:  # dispatched: answered, or parked for an on-demand start
+            await asyncio.sleep(0.01)
+
+    runner.astop = astop
+    try:
+        loop_thread.run(mgr.apply(assignment(2, 0, 1)))
+        deadline = time.monotonic() + 60
+        while not clients and time.monotonic() < deadline:  # the warm replica stopped
+            time.sleep(0.05)
+        assert clients, "the warm replica was never stopped"
+        clients[0].join(120)
+        settled(0)
+    finally:
+        runner.astop = real_astop
+        loop_thread.run(mgr.close())
+    assert answers == [200] and svc.router.failures == 0
