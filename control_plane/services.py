@@ -448,8 +448,9 @@ class Services:
         version = serving["version"] if serving else ""
         out = m.Service(spec=spec, version=version, bento_digest=serving["bento_digest"] if serving else "",
                         replicas=warm_replicas(spec, doc), scaling_reason=doc.get("scaling_reason", "") if scaled(spec) else "")
-        if size_of(doc):
-            out.size.CopyFrom(m.ReplicaSize(**size_of(doc)))
+        size = size_of(doc)
+        if size:
+            out.size.CopyFrom(m.ReplicaSize(**size))
         problems, ready = [], True
         zero = out.replicas == 0  # scaled to zero: ready with no warm replica
         for node_id, replicas in sorted(doc["placement"].items()):

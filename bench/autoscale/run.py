@@ -59,6 +59,7 @@ from control_plane.autoscale.forecast import DAY, Forecaster, mape  # noqa: E402
 from control_plane.autoscale.optimiser import Config, Site, cheapest, vm_capacity  # noqa: E402
 
 POLICIES = ("predictive", "reactive", "static_peak", "oracle")
+RATE_MIN, RATE_MAX = 100, 400  # requests/min of the built-in traces
 
 
 # -- traces ---------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def generated_rates(days: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, n
     for start in rng.choice(len(t) - 30, size=days * 3, replace=False):  # ~3 bursts a day, 5-20 min
         length = int(rng.integers(5, 21))
         bursts[start:start + length] += rng.uniform(40, 120)
-    rate = np.clip(seasonal + bursts, 100, 400)
+    rate = np.clip(seasonal + bursts, RATE_MIN, RATE_MAX)
     return seasonal, bursts, rng.poisson(rate).astype(float)
 
 
@@ -88,7 +89,7 @@ def taylor_rates(days: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
     y = pmdarima.datasets.load_taylor(as_series=False).astype(float)
     per_min = np.interp(np.arange(len(y) * 30) / 30.0, np.arange(len(y)), y)
-    rate = 100 + 300 * (per_min - per_min.min()) / (per_min.max() - per_min.min())
+    rate = RATE_MIN + (RATE_MAX - RATE_MIN) * (per_min - per_min.min()) / (per_min.max() - per_min.min())
     rate = rate[-days * DAY:] if days * DAY < len(rate) else rate
     return rate, np.random.default_rng(seed).poisson(rate).astype(float)
 
@@ -188,6 +189,10 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: li
     agent = AgentConfig(billing_min=args.billing, cooldown_min=args.cooldown, max_utilisation=args.max_util)
     hold = Hold(agent.cooldown_min if policy == "predictive" else 5 if policy == "reactive" else 1)
     f = Forecaster(horizon=lead, quantile=args.quantile) if policy == "predictive" else None
+    if policy == "bound":
+        seasonal, bursts = known
+        kind, _, value = args.bound.partition("=")
+        z, h = (float(value), None) if kind == "z" else (None, float(value))
     violations = safety_net = 0
     keep_need, expected = 0.0, math.inf
     preds, acts = [], []
@@ -218,12 +223,10 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: li
         elif policy == "reactive":
             need = a / 0.7
         elif policy == "bound":  # the true rate over the lead, a burst once it runs, plus headroom
-            seasonal, bursts = known
-            rate = np.clip(seasonal[t + 1:t + 1 + lead] + bursts[t], 100, 400) if bursts is not None \
-                else seasonal[t + 1:t + 1 + lead]
-            kind, _, value = args.bound.partition("=")
-            need = float((rate + (float(value) * np.sqrt(rate) if kind == "z" else float(value))).max()) \
-                if len(rate) else 0.0
+            rate = seasonal[t + 1:t + 1 + lead]
+            if bursts is not None:
+                rate = np.clip(rate + bursts[t], RATE_MIN, RATE_MAX)
+            need = float((rate + (z * np.sqrt(rate) if z is not None else h)).max()) if len(rate) else 0.0
         else:  # oracle: exactly the arrivals of the minutes its orders can serve
             need = float(arrivals[t + 1:t + 1 + lead].max()) if t + 1 < len(arrivals) else 0.0
         sim.apply(t, hold.add(t, need), keep_need=keep_need)

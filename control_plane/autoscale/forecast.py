@@ -81,12 +81,12 @@ class Forecaster:
         self.use_comp, self.lags, self.quantile, self.ridge, self.seed = compensator, lags, quantile, ridge, seed
         self.scaled, self.spans = scaled, tuple(spans)
         self.local = local if compensator else 0
-        self._history = max((self.lags, *self.spans, local))  # residuals the features and the level read
+        self._history = max((self.lags, *self.spans, self.local))  # residuals the features and the level read
         # Local level: least-squares line through the last `local` residuals, evaluated h minutes on
         # (row h-1 of these weights applied to those residuals, oldest first).
-        if local:
-            x = np.arange(local, dtype=float) - (local - 1)
-            pinv = np.linalg.pinv(np.stack([x, np.ones(local)], axis=1))
+        if self.local:
+            x = np.arange(self.local, dtype=float) - (self.local - 1)
+            pinv = np.linalg.pinv(np.stack([x, np.ones(self.local)], axis=1))
             self._level_w = np.stack([np.array([h, 1.0]) @ pinv for h in range(1, horizon + 1)])
         self.t: deque = deque(maxlen=window)
         self.y: deque = deque(maxlen=window)

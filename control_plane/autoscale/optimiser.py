@@ -85,7 +85,7 @@ def patterns(configs: tuple[Config, ...], cpu: float, mem: int) -> tuple[Pattern
     """Every way to fill one unit (a VM, or an owned node's free room) with replicas of `configs`:
     mixes too, because one config may run out of cores while another runs out of memory (two
     0.5-core replicas, one light and one heavy, fill a VM that neither fills alone). Capped at
-    MAX_PATTERNS, the fullest first."""
+    MAX_PATTERNS, enumerated from the most replicas of the first config down."""
     out: list[Pattern] = []
 
     def fill(i: int, counts: tuple[int, ...], cpu_left: float, mem_left: int) -> None:
