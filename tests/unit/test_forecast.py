@@ -112,6 +112,10 @@ def test_bad_settings_are_refused():
         Forecaster(horizon=0)
     with pytest.raises(ValueError):
         Forecaster(quantile=1.0)
+    for local in (1, -5):  # a line needs two points; 0 turns the level off
+        with pytest.raises(ValueError, match="local 0 \\(off\\) or >= 2"):
+            Forecaster(local=local)
+    assert Forecaster(local=0).local == 0
 
 
 def test_mape_ignores_minutes_without_arrivals():
