@@ -87,13 +87,13 @@ def run(args) -> int:
 async def _serve(ident, labels, args) -> None:
     """The agent plus the services it runs: bento cache and replica runner under the data dir."""
     from node_daemon.replicas.cache import BentoCache
-    from node_daemon.replicas.runner import ReplicaRunner
+    from stratum.runtime.runner import ReplicaRunner
     from node_daemon.services import ServiceManager
 
     cache = BentoCache(os.path.join(ident.data_dir, "bentos"), max_bytes=int(float(args.cache_size) * 2**20))
     cgroups = None
     if args.cgroups == "auto":
-        from node_daemon.replicas.cgroups import Cgroups
+        from stratum.runtime.cgroups import Cgroups
 
         cgroups = Cgroups.usable(prefix=f"stratum/{ident.node_id}")
         event(log, "replica cgroups", mode=cgroups.mode if cgroups else "none (no vertical scaling)")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
 from node_daemon.replicas.cache import BentoCache, CacheError
-from node_daemon.replicas.runner import ReplicaError, ReplicaRunner
+from stratum.runtime.runner import ReplicaError, ReplicaRunner
 from node_daemon.replicas.service import BentoRef, LocalService
 from stratum.logs import event
 from stratum.request_placement import FormProfile, InputCheck, Placer, Profiles

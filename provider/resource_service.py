@@ -26,7 +26,7 @@ from provider.common import (check_timeouts, client_of, delete_and_wait, get_for
                              wholly_known)
 from provider.nested import NestedAttribute, Nesting
 from stratum.durations import format_duration, parse_duration
-from stratum.v1 import models_pb2 as m
+from stratum.v1 import models_pb2 as m, plans_pb2 as plans
 
 SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing", "scaling")
 COMPUTED = ("endpoints", "placements", "version", "state", "running_replicas")
@@ -274,7 +274,7 @@ class ServiceResource(Resource):
             in_run[spec.name] = spec
             others = [s for name, s in list(in_run.items()) if name != spec.name]
             try:
-                res = client.call("ValidateService", m.ValidateServiceRequest(service=spec, planned=others),
+                res = client.call("ValidateService", plans.ValidateServiceRequest(service=spec, planned=others),
                                   action=f"checking service {values['name']!r}", attributes=SPEC_FIELDS)
                 for note in res.notes:  # e.g. the cloud VMs it would rent, and their cost
                     diags.add_warning(f"Service {values['name']!r} would rent cloud VMs", note)

@@ -62,7 +62,7 @@ from control_plane.packaging.store import ArtifactStore  # noqa: E402
 from control_plane.placement.forms import routing_plan  # noqa: E402
 from control_plane.services import plan_message  # noqa: E402
 from node_daemon.replicas.cache import BentoCache  # noqa: E402
-from node_daemon.replicas.runner import ReplicaRunner  # noqa: E402
+from stratum.runtime.runner import ReplicaRunner  # noqa: E402
 from node_daemon.replicas.service import BentoRef, LocalService  # noqa: E402
 from node_daemon.services import route  # noqa: E402
 

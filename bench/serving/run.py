@@ -40,7 +40,7 @@ import aiohttp  # noqa: E402
 from control_plane.packaging.build import build_bento  # noqa: E402
 from control_plane.packaging.store import ArtifactStore  # noqa: E402
 from node_daemon.replicas.cache import BentoCache  # noqa: E402
-from node_daemon.replicas.runner import PortAllocator, ReplicaRunner, bentoml_cli, bentoml_env, http_ok  # noqa: E402
+from stratum.runtime.runner import PortAllocator, ReplicaRunner, bentoml_cli, bentoml_env, http_ok  # noqa: E402
 
 ROWS = [{"speed": 20.0, "count": 80, "zone": "north"}, {"speed": 75.5, "count": 3, "zone": "south"}]
 BODY = json.dumps({"instances": ROWS}).encode()

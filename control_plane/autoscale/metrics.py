@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from node_daemon.replicas.metrics import BUCKETS_MS, percentile_ms
+from stratum.runtime.latency import BUCKETS_MS, percentile_ms
 from stratum.clock import minute_of
 
 

@@ -8,7 +8,7 @@
     profile.ms_per_kib     # extra service time per KiB of request body: the slope between two batch sizes
     profile.sizes          # per replica size (cpu quota, workers): capacity_rps, p95_ms under load, memory_mb
 
-It runs the bento with the node daemon's own ReplicaRunner (node_daemon/replicas/runner.py),
+It runs the bento with the node daemon's own ReplicaRunner (stratum/runtime/runner.py),
 so the numbers are what a node will see for one replica with `workers` workers; the placement
 and autoscaling code read them as the replica's memory need and cold-start time.
 
@@ -31,8 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from node_daemon.replicas.cgroups import Cgroups
-from node_daemon.replicas.runner import Replica, ReplicaRunner
+from stratum.runtime.cgroups import Cgroups
+from stratum.runtime.runner import Replica, ReplicaRunner
 
 QUOTAS = (1.0, 0.5, 0.25)  # cores, for the 1-worker replica
 

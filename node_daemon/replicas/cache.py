@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from node_daemon.replicas.runner import bentoml_cli, bentoml_env
+from stratum.runtime.runner import bentoml_cli, bentoml_env
 from stratum.bentos import read_bento_info
 from stratum.digests import CHUNK_SIZE, HEX64 as _HEX64, file_sha256, parse_digest
 

@@ -45,7 +45,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from node_daemon.replicas.metrics import MinuteMetrics
+from stratum.runtime.latency import MinuteMetrics
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from node_daemon.replicas.cache import BentoCache
 from node_daemon.replicas.router import ServiceRouter
-from node_daemon.replicas.runner import Replica, ReplicaRunner
+from stratum.runtime.runner import Replica, ReplicaRunner
 
 log = logging.getLogger(__name__)
 

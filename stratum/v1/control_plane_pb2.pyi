@@ -1,6 +1,8 @@
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from stratum.v1 import apps_pb2 as _apps_pb2
 from stratum.v1 import datasets_pb2 as _datasets_pb2
 from stratum.v1 import models_pb2 as _models_pb2
+from stratum.v1 import plans_pb2 as _plans_pb2
 from stratum.v1 import pools_pb2 as _pools_pb2
 from stratum.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers

@@ -3,9 +3,11 @@
 import grpc
 import warnings
 
+from stratum.v1 import apps_pb2 as stratum_dot_v1_dot_apps__pb2
 from stratum.v1 import control_plane_pb2 as stratum_dot_v1_dot_control__plane__pb2
 from stratum.v1 import datasets_pb2 as stratum_dot_v1_dot_datasets__pb2
 from stratum.v1 import models_pb2 as stratum_dot_v1_dot_models__pb2
+from stratum.v1 import plans_pb2 as stratum_dot_v1_dot_plans__pb2
 from stratum.v1 import pools_pb2 as stratum_dot_v1_dot_pools__pb2
 from stratum.v1 import types_pb2 as stratum_dot_v1_dot_types__pb2
 
@@ -160,7 +162,7 @@ class ControlPlaneStub(object):
                 _registered_method=True)
         self.ValidateService = channel.unary_unary(
                 '/stratum.v1.ControlPlane/ValidateService',
-                request_serializer=stratum_dot_v1_dot_models__pb2.ValidateServiceRequest.SerializeToString,
+                request_serializer=stratum_dot_v1_dot_plans__pb2.ValidateServiceRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
                 _registered_method=True)
         self.PlaceWhatIf = channel.unary_unary(
@@ -217,6 +219,46 @@ class ControlPlaneStub(object):
                 '/stratum.v1.ControlPlane/DeleteCloudPool',
                 request_serializer=stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolResponse.FromString,
+                _registered_method=True)
+        self.ValidateApp = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ValidateApp',
+                request_serializer=stratum_dot_v1_dot_plans__pb2.ValidateAppRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+                _registered_method=True)
+        self.CreateApp = channel.unary_unary(
+                '/stratum.v1.ControlPlane/CreateApp',
+                request_serializer=stratum_dot_v1_dot_apps__pb2.AppSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_apps__pb2.App.FromString,
+                _registered_method=True)
+        self.GetApp = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetApp',
+                request_serializer=stratum_dot_v1_dot_apps__pb2.GetAppRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_apps__pb2.App.FromString,
+                _registered_method=True)
+        self.UpdateApp = channel.unary_unary(
+                '/stratum.v1.ControlPlane/UpdateApp',
+                request_serializer=stratum_dot_v1_dot_apps__pb2.AppSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_apps__pb2.App.FromString,
+                _registered_method=True)
+        self.DeleteApp = channel.unary_unary(
+                '/stratum.v1.ControlPlane/DeleteApp',
+                request_serializer=stratum_dot_v1_dot_apps__pb2.DeleteAppRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_apps__pb2.DeleteAppResponse.FromString,
+                _registered_method=True)
+        self.ListAppRuns = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ListAppRuns',
+                request_serializer=stratum_dot_v1_dot_apps__pb2.ListAppRunsRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_apps__pb2.ListAppRunsResponse.FromString,
+                _registered_method=True)
+        self.RunAppNow = channel.unary_unary(
+                '/stratum.v1.ControlPlane/RunAppNow',
+                request_serializer=stratum_dot_v1_dot_apps__pb2.RunAppNowRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_apps__pb2.AppRun.FromString,
+                _registered_method=True)
+        self.StreamAppLogs = channel.unary_stream(
+                '/stratum.v1.ControlPlane/StreamAppLogs',
+                request_serializer=stratum_dot_v1_dot_apps__pb2.StreamAppLogsRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_apps__pb2.LogChunk.FromString,
                 _registered_method=True)
 
 
@@ -501,6 +543,68 @@ class ControlPlaneServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateApp(self, request, context):
+        """Checks an app spec at plan time: the fields (cron, time zone, ports,
+        command or artifact), the apps and services it connects to (no cycle),
+        the Vault paths of secret_env, and that some ready node meets its
+        requirements (binaries and fixed ports included) with everything planned
+        alongside. INVALID_ARGUMENT names every problem.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApp(self, request, context):
+        """Records an app's desired state and places it; returns at once. Idempotent
+        on the name: the same spec returns the existing app.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApp(self, request, context):
+        """Returns an app with its instances, endpoints and latest run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateApp(self, request, context):
+        """Changes an app; its instances restart with the new spec.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteApp(self, request, context):
+        """Stops an app everywhere. Returns at once with state "deleting"; the app
+        is NOT_FOUND once every node has stopped it. OK if missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAppRuns(self, request, context):
+        """The runs of a batch or periodic app, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunAppNow(self, request, context):
+        """Starts a run of a batch or periodic app now (recorded like any run).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamAppLogs(self, request, context):
+        """Streams an app's log from the node that holds it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -626,7 +730,7 @@ def add_ControlPlaneServicer_to_server(servicer, server):
             ),
             'ValidateService': grpc.unary_unary_rpc_method_handler(
                     servicer.ValidateService,
-                    request_deserializer=stratum_dot_v1_dot_models__pb2.ValidateServiceRequest.FromString,
+                    request_deserializer=stratum_dot_v1_dot_plans__pb2.ValidateServiceRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.SerializeToString,
             ),
             'PlaceWhatIf': grpc.unary_unary_rpc_method_handler(
@@ -683,6 +787,46 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.DeleteCloudPool,
                     request_deserializer=stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolResponse.SerializeToString,
+            ),
+            'ValidateApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateApp,
+                    request_deserializer=stratum_dot_v1_dot_plans__pb2.ValidateAppRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.SerializeToString,
+            ),
+            'CreateApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApp,
+                    request_deserializer=stratum_dot_v1_dot_apps__pb2.AppSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_apps__pb2.App.SerializeToString,
+            ),
+            'GetApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApp,
+                    request_deserializer=stratum_dot_v1_dot_apps__pb2.GetAppRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_apps__pb2.App.SerializeToString,
+            ),
+            'UpdateApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApp,
+                    request_deserializer=stratum_dot_v1_dot_apps__pb2.AppSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_apps__pb2.App.SerializeToString,
+            ),
+            'DeleteApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteApp,
+                    request_deserializer=stratum_dot_v1_dot_apps__pb2.DeleteAppRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_apps__pb2.DeleteAppResponse.SerializeToString,
+            ),
+            'ListAppRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAppRuns,
+                    request_deserializer=stratum_dot_v1_dot_apps__pb2.ListAppRunsRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_apps__pb2.ListAppRunsResponse.SerializeToString,
+            ),
+            'RunAppNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunAppNow,
+                    request_deserializer=stratum_dot_v1_dot_apps__pb2.RunAppNowRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_apps__pb2.AppRun.SerializeToString,
+            ),
+            'StreamAppLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamAppLogs,
+                    request_deserializer=stratum_dot_v1_dot_apps__pb2.StreamAppLogsRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_apps__pb2.LogChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1358,7 +1502,7 @@ class ControlPlane(object):
             request,
             target,
             '/stratum.v1.ControlPlane/ValidateService',
-            stratum_dot_v1_dot_models__pb2.ValidateServiceRequest.SerializeToString,
+            stratum_dot_v1_dot_plans__pb2.ValidateServiceRequest.SerializeToString,
             stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
             options,
             channel_credentials,
@@ -1657,6 +1801,222 @@ class ControlPlane(object):
             '/stratum.v1.ControlPlane/DeleteCloudPool',
             stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolRequest.SerializeToString,
             stratum_dot_v1_dot_pools__pb2.DeleteCloudPoolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ValidateApp',
+            stratum_dot_v1_dot_plans__pb2.ValidateAppRequest.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ValidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/CreateApp',
+            stratum_dot_v1_dot_apps__pb2.AppSpec.SerializeToString,
+            stratum_dot_v1_dot_apps__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetApp',
+            stratum_dot_v1_dot_apps__pb2.GetAppRequest.SerializeToString,
+            stratum_dot_v1_dot_apps__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/UpdateApp',
+            stratum_dot_v1_dot_apps__pb2.AppSpec.SerializeToString,
+            stratum_dot_v1_dot_apps__pb2.App.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/DeleteApp',
+            stratum_dot_v1_dot_apps__pb2.DeleteAppRequest.SerializeToString,
+            stratum_dot_v1_dot_apps__pb2.DeleteAppResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAppRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ListAppRuns',
+            stratum_dot_v1_dot_apps__pb2.ListAppRunsRequest.SerializeToString,
+            stratum_dot_v1_dot_apps__pb2.ListAppRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunAppNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/RunAppNow',
+            stratum_dot_v1_dot_apps__pb2.RunAppNowRequest.SerializeToString,
+            stratum_dot_v1_dot_apps__pb2.AppRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamAppLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/StreamAppLogs',
+            stratum_dot_v1_dot_apps__pb2.StreamAppLogsRequest.SerializeToString,
+            stratum_dot_v1_dot_apps__pb2.LogChunk.FromString,
             options,
             channel_credentials,
             insecure,

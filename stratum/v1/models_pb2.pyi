@@ -32,16 +32,18 @@ class Selection(_message.Message):
     def __init__(self, metric: _Optional[str] = ..., cv_folds: _Optional[int] = ...) -> None: ...
 
 class Retrain(_message.Message):
-    __slots__ = ("max_age", "on_drift", "drift_threshold", "min_samples")
+    __slots__ = ("max_age", "on_drift", "drift_threshold", "min_samples", "on_new_data")
     MAX_AGE_FIELD_NUMBER: _ClassVar[int]
     ON_DRIFT_FIELD_NUMBER: _ClassVar[int]
     DRIFT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ON_NEW_DATA_FIELD_NUMBER: _ClassVar[int]
     max_age: str
     on_drift: bool
     drift_threshold: float
     min_samples: int
-    def __init__(self, max_age: _Optional[str] = ..., on_drift: bool = ..., drift_threshold: _Optional[float] = ..., min_samples: _Optional[int] = ...) -> None: ...
+    on_new_data: bool
+    def __init__(self, max_age: _Optional[str] = ..., on_drift: bool = ..., drift_threshold: _Optional[float] = ..., min_samples: _Optional[int] = ..., on_new_data: bool = ...) -> None: ...
 
 class ModelSpec(_message.Message):
     __slots__ = ("name", "dataset", "dataset_digest", "task", "target", "candidates", "grids", "preprocessing", "selection", "seed", "retrain", "pinned_version")
@@ -227,7 +229,7 @@ class TrainingScript(_message.Message):
     def __init__(self, filename: _Optional[str] = ..., source: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Requirements(_message.Message):
-    __slots__ = ("cpu", "memory_mb", "tiers", "labels", "arch", "gpu", "gpu_model", "gpu_memory_mb", "zone", "data")
+    __slots__ = ("cpu", "memory_mb", "tiers", "labels", "arch", "gpu", "gpu_model", "gpu_memory_mb", "zone", "data", "binaries")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +247,7 @@ class Requirements(_message.Message):
     GPU_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     ZONE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    BINARIES_FIELD_NUMBER: _ClassVar[int]
     cpu: float
     memory_mb: int
     tiers: _containers.RepeatedScalarFieldContainer[str]
@@ -255,7 +258,8 @@ class Requirements(_message.Message):
     gpu_memory_mb: int
     zone: str
     data: str
-    def __init__(self, cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., tiers: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., arch: _Optional[str] = ..., gpu: _Optional[int] = ..., gpu_model: _Optional[str] = ..., gpu_memory_mb: _Optional[int] = ..., zone: _Optional[str] = ..., data: _Optional[str] = ...) -> None: ...
+    binaries: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., tiers: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., arch: _Optional[str] = ..., gpu: _Optional[int] = ..., gpu_model: _Optional[str] = ..., gpu_memory_mb: _Optional[int] = ..., zone: _Optional[str] = ..., data: _Optional[str] = ..., binaries: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Slo(_message.Message):
     __slots__ = ("p95_latency_ms",)
@@ -327,7 +331,7 @@ class ServiceMetrics(_message.Message):
     def __init__(self, points: _Optional[_Iterable[_Union[MetricPoint, _Mapping]]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing", "scaling")
+    __slots__ = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing", "scaling", "connects_to")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
@@ -337,6 +341,7 @@ class ServiceSpec(_message.Message):
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     SCALING_FIELD_NUMBER: _ClassVar[int]
+    CONNECTS_TO_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     replicas: int
@@ -346,7 +351,8 @@ class ServiceSpec(_message.Message):
     placement: PlacementPreferences
     routing: Routing
     scaling: Scaling
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ..., slo: _Optional[_Union[Slo, _Mapping]] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., scaling: _Optional[_Union[Scaling, _Mapping]] = ...) -> None: ...
+    connects_to: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., replicas: _Optional[int] = ..., workers: _Optional[int] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ..., slo: _Optional[_Union[Slo, _Mapping]] = ..., placement: _Optional[_Union[PlacementPreferences, _Mapping]] = ..., routing: _Optional[_Union[Routing, _Mapping]] = ..., scaling: _Optional[_Union[Scaling, _Mapping]] = ..., connects_to: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Scaling(_message.Message):
     __slots__ = ("mode", "min", "max", "target_rpm", "vertical", "zero_after_s")
@@ -377,14 +383,6 @@ class ReplicaSize(_message.Message):
     capacity_rpm: float
     p95_ms: float
     def __init__(self, cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., workers: _Optional[int] = ..., capacity_rpm: _Optional[float] = ..., p95_ms: _Optional[float] = ...) -> None: ...
-
-class ValidateServiceRequest(_message.Message):
-    __slots__ = ("service", "planned")
-    SERVICE_FIELD_NUMBER: _ClassVar[int]
-    PLANNED_FIELD_NUMBER: _ClassVar[int]
-    service: ServiceSpec
-    planned: _containers.RepeatedCompositeFieldContainer[ServiceSpec]
-    def __init__(self, service: _Optional[_Union[ServiceSpec, _Mapping]] = ..., planned: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ...) -> None: ...
 
 class PlacementQuery(_message.Message):
     __slots__ = ("requirements", "replicas", "placement", "model")

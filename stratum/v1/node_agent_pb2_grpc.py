@@ -49,6 +49,16 @@ class NodeAgentStub(object):
                 request_serializer=stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_node__agent__pb2.BentoChunk.FromString,
                 _registered_method=True)
+        self.FetchBlob = channel.unary_stream(
+                '/stratum.v1.NodeAgent/FetchBlob',
+                request_serializer=stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_node__agent__pb2.BentoChunk.FromString,
+                _registered_method=True)
+        self.UploadOutput = channel.stream_unary(
+                '/stratum.v1.NodeAgent/UploadOutput',
+                request_serializer=stratum_dot_v1_dot_node__agent__pb2.UploadOutputRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_node__agent__pb2.UploadOutputResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer(object):
@@ -87,6 +97,22 @@ class NodeAgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchBlob(self, request, context):
+        """Streams any stored blob by sha256 (app artifacts), like FetchBento.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadOutput(self, request_iterator, context):
+        """Uploads the output file of a batch or periodic run (a header, then the
+        bytes; see ControlPlane.UploadBlob). The run's report then names its
+        sha256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -104,6 +130,16 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.FetchBento,
                     request_deserializer=stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_node__agent__pb2.BentoChunk.SerializeToString,
+            ),
+            'FetchBlob': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchBlob,
+                    request_deserializer=stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_node__agent__pb2.BentoChunk.SerializeToString,
+            ),
+            'UploadOutput': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadOutput,
+                    request_deserializer=stratum_dot_v1_dot_node__agent__pb2.UploadOutputRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_node__agent__pb2.UploadOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -187,6 +223,60 @@ class NodeAgent(object):
             '/stratum.v1.NodeAgent/FetchBento',
             stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.SerializeToString,
             stratum_dot_v1_dot_node__agent__pb2.BentoChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchBlob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/stratum.v1.NodeAgent/FetchBlob',
+            stratum_dot_v1_dot_node__agent__pb2.FetchBentoRequest.SerializeToString,
+            stratum_dot_v1_dot_node__agent__pb2.BentoChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadOutput(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/stratum.v1.NodeAgent/UploadOutput',
+            stratum_dot_v1_dot_node__agent__pb2.UploadOutputRequest.SerializeToString,
+            stratum_dot_v1_dot_node__agent__pb2.UploadOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,7 +39,7 @@ class NetworkInterface(_message.Message):
     def __init__(self, name: _Optional[str] = ..., mac: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., up: bool = ..., mtu: _Optional[int] = ..., speed_mbps: _Optional[int] = ...) -> None: ...
 
 class Capabilities(_message.Message):
-    __slots__ = ("cpu_cores", "cpu_physical_cores", "cpu_model", "arch", "cpu_mhz", "memory_mb", "disk_mb", "disk_free_mb", "gpus", "interfaces", "os", "os_release", "kernel", "hostname", "daemon_version")
+    __slots__ = ("cpu_cores", "cpu_physical_cores", "cpu_model", "arch", "cpu_mhz", "memory_mb", "disk_mb", "disk_free_mb", "gpus", "interfaces", "os", "os_release", "kernel", "hostname", "daemon_version", "binaries")
     CPU_CORES_FIELD_NUMBER: _ClassVar[int]
     CPU_PHYSICAL_CORES_FIELD_NUMBER: _ClassVar[int]
     CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class Capabilities(_message.Message):
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     DAEMON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BINARIES_FIELD_NUMBER: _ClassVar[int]
     cpu_cores: int
     cpu_physical_cores: int
     cpu_model: str
@@ -70,7 +71,16 @@ class Capabilities(_message.Message):
     kernel: str
     hostname: str
     daemon_version: str
-    def __init__(self, cpu_cores: _Optional[int] = ..., cpu_physical_cores: _Optional[int] = ..., cpu_model: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_mhz: _Optional[float] = ..., memory_mb: _Optional[int] = ..., disk_mb: _Optional[int] = ..., disk_free_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., interfaces: _Optional[_Iterable[_Union[NetworkInterface, _Mapping]]] = ..., os: _Optional[str] = ..., os_release: _Optional[str] = ..., kernel: _Optional[str] = ..., hostname: _Optional[str] = ..., daemon_version: _Optional[str] = ...) -> None: ...
+    binaries: _containers.RepeatedCompositeFieldContainer[Binary]
+    def __init__(self, cpu_cores: _Optional[int] = ..., cpu_physical_cores: _Optional[int] = ..., cpu_model: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_mhz: _Optional[float] = ..., memory_mb: _Optional[int] = ..., disk_mb: _Optional[int] = ..., disk_free_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., interfaces: _Optional[_Iterable[_Union[NetworkInterface, _Mapping]]] = ..., os: _Optional[str] = ..., os_release: _Optional[str] = ..., kernel: _Optional[str] = ..., hostname: _Optional[str] = ..., daemon_version: _Optional[str] = ..., binaries: _Optional[_Iterable[_Union[Binary, _Mapping]]] = ...) -> None: ...
+
+class Binary(_message.Message):
+    __slots__ = ("name", "path")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class Utilisation(_message.Message):
     __slots__ = ("cpu_percent", "memory_used_mb", "memory_percent", "disk_free_mb", "load1", "net_rx_bytes", "net_tx_bytes", "gpu_percent")

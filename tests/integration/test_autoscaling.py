@@ -21,7 +21,7 @@ import grpc
 import pandas as pd
 import pytest
 
-from node_daemon.replicas.cgroups import Cgroups
+from stratum.runtime.cgroups import Cgroups
 from stratum.v1 import datasets_pb2 as ds, models_pb2 as m
 from tests.harness import ControlPlane, NodeDaemon, wait_for
 from tests.lifecycle import DATA, model_spec, rows_of, upload, wait_service, wait_trained

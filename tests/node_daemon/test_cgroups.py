@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from node_daemon.replicas.cgroups import CgroupError, Cgroups
+from stratum.runtime.cgroups import CgroupError, Cgroups
 
 
 @pytest.fixture

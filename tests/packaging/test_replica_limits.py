@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from node_daemon.replicas.cgroups import Cgroups
-from node_daemon.replicas.runner import ReplicaRunner
+from stratum.runtime.cgroups import Cgroups
+from stratum.runtime.runner import ReplicaRunner
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -12,10 +12,10 @@ import psutil
 import pytest
 
 from control_plane.packaging.profile import profile_artifact
-from node_daemon.replicas.cgroups import Cgroups
+from stratum.runtime.cgroups import Cgroups
 from node_daemon.replicas.cache import BentoCache
 from node_daemon.replicas.router import RouterThread
-from node_daemon.replicas.runner import ReplicaError, ReplicaRunner, port_is_free
+from stratum.runtime.runner import ReplicaError, ReplicaRunner, port_is_free
 from node_daemon.replicas.service import BentoRef, LocalService
 from tests.packaging.conftest import SAMPLE, local_predictions
 

@@ -1,8 +1,8 @@
-"""Per-minute endpoint metrics (node_daemon/replicas/metrics.py): pure, the clock passed in."""
+"""Per-minute endpoint metrics (stratum/runtime/latency.py): pure, the clock passed in."""
 
 from __future__ import annotations
 
-from node_daemon.replicas.metrics import BUCKETS_MS, MinuteMetrics, percentile_ms
+from stratum.runtime.latency import BUCKETS_MS, MinuteMetrics, percentile_ms
 
 
 def test_minutes_are_counted_and_handed_out_once_when_they_end():

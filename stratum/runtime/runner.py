@@ -193,7 +193,7 @@ class ReplicaRunner:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.ports = ports or PortAllocator(host)
-        self.cgroups = cgroups  # node_daemon/replicas/cgroups.py: per-replica cpu and memory limits; None: none
+        self.cgroups = cgroups  # stratum/runtime/cgroups.py: per-replica cpu and memory limits; None: none
         self.replicas: dict[str, Replica] = {}
         self._lock = threading.Lock()
 
