@@ -47,7 +47,7 @@ class Demo:
 
     def spawn(self, name: str, *args: str) -> None:
         with open(os.path.join(self.logs, f"{name}.log"), "ab") as log:
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "stratum.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "cli", *args], stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True))
 
     def wait(self, what: str, cond, timeout: float = 60):
@@ -154,7 +154,7 @@ def run(args) -> int:
         env = {**os.environ, "HOME": home, "TF_CLI_CONFIG_FILE": rc, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
                "STRATUM_ENDPOINT": endpoint, "STRATUM_TOKEN": open(os.path.join(data_dir, "admin.token")).read().strip(),
                "STRATUM_CA_CERT": os.path.join(data_dir, "ca.pem")}
-        subprocess.run([sys.executable, "-m", "stratum.cli", "provider", "install"], env=env, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "cli", "provider", "install"], env=env, check=True, capture_output=True)
         console.print("[green]✓[/green] provider installed in the implied local mirror")
         modules = os.path.join(workdir, "modules")
         shutil.copytree(os.path.join(REPO, "modules"), modules, dirs_exist_ok=True)

@@ -1,7 +1,8 @@
-"""The `stratum` command line.
+"""The `stratum` command line: the argument parser and the dispatch to each daemon or tool.
 
-Subcommands import their module lazily so `stratum node` on a small device
-never loads control-plane code, and the reverse.
+It lives outside stratum/ because it imports every daemon, and stratum/ is the base layer they
+share. Subcommands import their module lazily so `stratum node` on a small device never loads
+control-plane code, and the reverse.
 """
 
 from __future__ import annotations
@@ -105,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "provider":
             from provider.install import run
         elif args.command == "status":
-            from stratum.status import run
+            from cli.status import run
         elif args.command == "model":
-            from stratum.model_cli import run
+            from cli.model import run
         else:
-            from stratum.demo import run
+            from cli.demo import run
         return run(args) or 0
     except KeyboardInterrupt:
         return 130

@@ -68,6 +68,6 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    from stratum.cli import main
+    from cli.main import main
 
     sys.exit(main(["control-plane", *sys.argv[1:]]))

@@ -1,6 +1,6 @@
 """Real processes for tests and benchmarks: control planes and node daemons.
 
-Everything runs as a child process of the test (`python -m stratum.cli ...`),
+Everything runs as a child process of the test (`python -m cli ...`),
 listening on 127.0.0.1 or inside a network namespace, and is killed at the end.
 """
 
@@ -96,7 +96,7 @@ class Process:
 
 
 def stratum_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "stratum.cli", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 class ControlPlane(Process):

@@ -214,7 +214,7 @@ def main() -> int:
         {"instrument": _instrument, "flush": _flush, "gc": _gc, "gcoff": lambda: _scheduled(None),
          "gcyoung": lambda: _scheduled(0.1)}[p]()
     sys.stderr.write(json.dumps({"msg": "bench control plane variant", "patches": PATCHES}) + "\n")
-    from stratum.cli import main as cli_main
+    from cli.main import main as cli_main
 
     return cli_main(["control-plane", *sys.argv[1:]])
 

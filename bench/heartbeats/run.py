@@ -127,8 +127,8 @@ class VariantControlPlane(ControlPlane):
 
     def __init__(self, workdir: str, patches: list[str], **kw):
         super().__init__(workdir, **kw)
-        i = self.argv.index("stratum.cli")
-        self.argv[i:i + 2] = ["bench.heartbeats.cp_variant"]  # "-m stratum.cli control-plane" -> "-m bench.heartbeats.cp_variant"
+        i = self.argv.index("cli")
+        self.argv[i:i + 2] = ["bench.heartbeats.cp_variant"]  # "-m cli control-plane" -> "-m bench.heartbeats.cp_variant"
         self.env["STRATUM_BENCH_CP_PATCHES"] = ",".join(patches)
 
 

@@ -26,7 +26,7 @@ def test_unreachable_postgresql_is_one_clear_line(tmp_path):
     import sys
     from tests.harness import free_port
     url = f"postgresql://stratum:hunter2@127.0.0.1:{free_port()}/x"
-    res = subprocess.run([sys.executable, "-m", "stratum.cli", "control-plane", "--data-dir", str(tmp_path / "d"),
+    res = subprocess.run([sys.executable, "-m", "cli", "control-plane", "--data-dir", str(tmp_path / "d"),
                           "--listen", "127.0.0.1:0", "--store", url], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "cannot open store" in res.stderr and "Traceback" not in res.stderr

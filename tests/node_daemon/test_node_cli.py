@@ -17,7 +17,7 @@ TOKEN = tokens.format_join_token("ab" * 32, "jt-0123456789ab", "s3cr3t")
 
 
 def node_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stratum.cli", "node", *args], capture_output=True, text=True, cwd=REPO, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "cli", "node", *args], capture_output=True, text=True, cwd=REPO, timeout=timeout)
 
 
 def _one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -69,7 +69,7 @@ def test_malformed_join_token(tmp_path, token, why):
 
 def test_join_token_required_on_first_start(tmp_path):
     env_free = {k: v for k, v in os.environ.items() if k != "STRATUM_JOIN_TOKEN"}
-    done = subprocess.run([sys.executable, "-m", "stratum.cli", "node", "--server", "127.0.0.1:7443", "--data-dir", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "cli", "node", "--server", "127.0.0.1:7443", "--data-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, env=env_free, timeout=60)
     assert done.returncode == 2
     assert "--join-token" in _one_error_line(done)

@@ -146,7 +146,7 @@ def test_starts_while_control_plane_is_down(control_plane, start_node, tmp_path)
 
 
 def _node_once(control_plane, tmp_path, name: str, token: str, *extra: str, data_dir: str | None = None):
-    argv = [sys.executable, "-m", "stratum.cli", "node", "--server", control_plane.endpoint, "--join-token", token,
+    argv = [sys.executable, "-m", "cli", "node", "--server", control_plane.endpoint, "--join-token", token,
             "--name", name, "--data-dir", data_dir or str(tmp_path / f"once-{name}"), *extra]
     # These runs must fail fast; a daemon that started instead would hit the timeout.
     done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -220,7 +220,7 @@ def test_unreachable_server_message(tmp_path):
     from tests.harness import free_port
 
     endpoint = f"127.0.0.1:{free_port()}"
-    done = subprocess.run([sys.executable, "-m", "stratum.cli", "node", "--server", endpoint, "--data-dir", str(tmp_path),
+    done = subprocess.run([sys.executable, "-m", "cli", "node", "--server", endpoint, "--data-dir", str(tmp_path),
                            "--join-token", tokens.format_join_token("ab" * 32, "jt-0123456789ab", "x")],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr

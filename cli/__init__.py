@@ -1,0 +1,1 @@
+"""The `stratum` command line (console script `stratum`, or `python -m cli`)."""
