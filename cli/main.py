@@ -47,6 +47,7 @@ def _add_node(sub) -> None:
     p.add_argument("--cgroups", choices=("auto", "off"), default="auto",
                    help="run each replica in a cgroup of its own, so its cpu quota and memory limit can change "
                         "while it serves (vertical scaling): auto uses cgroup v2, else v1, when writable")
+    p.add_argument("--metrics-listen", default="", help="HOST:PORT to serve Prometheus metrics on (/metrics); default: none")
     p.add_argument("--log-level", default="INFO")
 
 

@@ -80,7 +80,16 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     pools = Pools(cfg.store, tokens, nodes, server="", busy_nodes=services.nodes_in_use, interval=cfg.pool_interval)
     services.pools = pools
 
-    server = grpc.aio.server(interceptors=[AdminTokenInterceptor(dd.admin_token)], options=SERVER_OPTIONS)
+    registry = None
+    interceptors = [AdminTokenInterceptor(dd.admin_token)]
+    if cfg.metrics_listen:
+        from prometheus_client import CollectorRegistry
+
+        from control_plane.api.rpc_metrics import RpcMetricsInterceptor
+
+        registry = CollectorRegistry()
+        interceptors.insert(0, RpcMetricsInterceptor(registry))  # outermost: it counts the token check's denials too
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     chain = dd.server_cert_pem + dd.ca_cert_pem  # the CA in the chain lets new nodes discover it (see pki.fetch_ca)
     tls = grpc.ssl_server_credentials([(dd.server_key_pem, chain)])
     mtls = grpc.ssl_server_credentials([(dd.server_key_pem, chain)], root_certificates=dd.ca_cert_pem, require_client_auth=True)
@@ -111,12 +120,13 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     ], server)
 
     await server.start()
-    if cfg.metrics_listen:
-        from prometheus_client import CollectorRegistry, start_http_server
+    if registry is not None:
+        from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, start_http_server
 
         from control_plane.autoscale.metrics import PrometheusCollector
 
-        registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=registry)
         registry.register(PrometheusCollector(services.series))
         m_host, _, m_port = cfg.metrics_listen.rpartition(":")
         start_http_server(int(m_port), addr=m_host or "127.0.0.1", registry=registry)

@@ -15,6 +15,7 @@ import signal
 
 import grpc
 
+from node_daemon import metrics
 from node_daemon.capabilities import collect
 from node_daemon.identity import Identity
 from node_daemon.utilisation import Sampler
@@ -63,6 +64,8 @@ class Agent:
         self.sampler = Sampler(ident.data_dir)
         self.stop = asyncio.Event()
         self.sessions = 0  # sessions that got a Welcome; a new one resets the backoff
+        self.reconnects = 0  # attempts after a session ended or failed (node_daemon/metrics.py reads these)
+        self.connected = False
         self.services = services  # node_daemon.services.ServiceManager, or None (no replicas on this node)
         self.stub = None  # the current session's NodeAgent stub (FetchBento uses it)
         self.report_due = asyncio.Event()
@@ -94,6 +97,7 @@ class Agent:
             # A session that got as far as Welcome was healthy: start the backoff over.
             attempt = 1 if self.sessions > welcomed_before else attempt + 1
             delay = backoff(attempt)
+            self.reconnects += 1
             event(log, "reconnecting", endpoint=self.endpoint, attempt=attempt, retry_in_s=round(delay, 2))
             try:
                 await asyncio.wait_for(self.stop.wait(), timeout=delay)
@@ -117,6 +121,7 @@ class Agent:
                     raise SessionLost(f"expected Welcome, got {first.WhichOneof('body')}")
                 interval = first.welcome.heartbeat_interval_s or DEFAULT_INTERVAL_S
                 self.sessions += 1
+                self.connected = True
                 event(log, "session started", endpoint=self.endpoint, node_id=first.welcome.node_id,
                       heartbeat_interval_s=interval, session=self.sessions)
                 await self._heartbeats(call, interval)
@@ -124,11 +129,14 @@ class Agent:
                 raise SessionLost("no Welcome from the control plane") from None
             finally:
                 self.stub = None
+                self.connected = False
                 call.cancel()
 
     async def _heartbeats(self, call, interval: float) -> None:
         acked = 0
         seq = 0
+        loop = asyncio.get_running_loop()
+        sent_at: dict[int, float] = {}  # seq -> loop time it was sent, until acked (at most MISSED_ACKS)
 
         async def read_acks():
             nonlocal acked
@@ -138,7 +146,12 @@ class Agent:
                     raise SessionLost("control plane ended the session")
                 kind = msg.WhichOneof("body")
                 if kind == "heartbeat_ack":
-                    acked = max(acked, msg.heartbeat_ack.seq)
+                    ack = msg.heartbeat_ack.seq
+                    acked = max(acked, ack)
+                    if ack in sent_at:
+                        metrics.heartbeat_acked(loop.time() - sent_at[ack])
+                    for s in [s for s in sent_at if s <= ack]:  # and any older one whose ack never came
+                        del sent_at[s]
                 elif kind == "assignments" and self.services is not None:
                     # Stopping replicas takes seconds: never hold up the acks (ServiceManager orders applies).
                     asyncio.create_task(self.services.apply(msg.assignments))
@@ -151,16 +164,17 @@ class Agent:
                 seq += 1
                 hb = na.Heartbeat(seq=seq, utilisation=await asyncio.to_thread(self.sampler.sample))
                 hb.sent_at.GetCurrentTime()
+                sent_at[seq] = loop.time()
                 await _write(call, na.NodeMessage(heartbeat=hb))
                 if self.services is not None and self.services.services and seq % SAMPLES_EVERY == 0:
                     self.report_due.set()  # a node running nothing has nothing to report
                 # Sleep one interval, but wake for stop, for the reader failing (stream gone), or to report
                 # a change of what this node runs (one writer: this loop).
-                deadline = asyncio.get_running_loop().time() + interval
+                deadline = loop.time() + interval
                 while True:
                     stopper = asyncio.create_task(self.stop.wait())
                     reporter = asyncio.create_task(self.report_due.wait())
-                    left = max(0.0, deadline - asyncio.get_running_loop().time())
+                    left = max(0.0, deadline - loop.time())
                     done, _ = await asyncio.wait({reader, stopper, reporter}, timeout=left,
                                                  return_when=asyncio.FIRST_COMPLETED)
                     stopper.cancel()
@@ -181,6 +195,7 @@ class Agent:
 async def serve(ident: Identity, labels: dict[str, str], server: str | None = None, services=None) -> None:
     """Run the agent until SIGTERM or SIGINT; then stop every replica (services.close)."""
     agent = Agent(ident, labels, server, services)
+    metrics.watch(agent, services)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop.set)

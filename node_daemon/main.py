@@ -45,6 +45,11 @@ def run(args) -> int:
         split_endpoint(args.server)
     except ValueError as e:
         return _fail(str(e), 2)
+    try:
+        if args.metrics_listen:
+            split_endpoint(args.metrics_listen, listen=True)
+    except ValueError as e:
+        return _fail(f"--metrics-listen: {e}", 2)
     problems = check_tier(args.tier or "", "--tier", allow_empty=True)
     if args.name:
         problems += check_name(args.name, "--name")
@@ -80,6 +85,14 @@ def run(args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
+    if args.metrics_listen:
+        from node_daemon import metrics
+
+        try:
+            metrics.serve(args.metrics_listen)
+        except OSError as e:
+            return _fail(f"--metrics-listen {args.metrics_listen}: {e}", 1)
+        event(log, "prometheus metrics", url=f"http://{args.metrics_listen}/metrics")
     asyncio.run(_serve(ident, labels, args))
     return 0
 

@@ -49,6 +49,15 @@ def test_unknown_tier(tmp_path):
     assert "--tier" in line and "'mars'" in line and "edge, fog, cloud" in line
 
 
+def test_invalid_metrics_listen(tmp_path):
+    done = node_cli("--server", "127.0.0.1:7443", "--join-token", TOKEN, "--data-dir", str(tmp_path / "d"),
+                    "--metrics-listen", "9100")
+    assert done.returncode == 2
+    line = _one_error_line(done)
+    assert "--metrics-listen" in line and "expected host:port" in line
+    assert not (tmp_path / "d").exists()
+
+
 def test_invalid_name(tmp_path):
     done = node_cli("--server", "127.0.0.1:7443", "--join-token", TOKEN, "--data-dir", str(tmp_path), "--name", "Not_A_Name")
     assert done.returncode == 2
