@@ -1,10 +1,12 @@
-"""Services: desired state (store table `services`), placement, and what each node is told to run.
+"""Services: desired state (store table `services`), validation, and what each node is told to run.
 
 A service document holds the spec and its placement ({node id: replicas}); the version to run is
-always the model's serving version, so a retrained or pinned model rolls out by itself.  Nodes
-report what they run on their session (ServiceReport); those reports are kept in memory (a
-restarted control plane gets fresh ones as nodes reconnect) and are the observed state the
-service's `state` is computed from.
+always the model's serving version, so a retrained or pinned model rolls out by itself.  Placing,
+pushing assignments and rebalancing go through the reconciler (control_plane/reconcile/), which
+treats services and apps alike; this module is the service `Kind` it calls back: a document as a
+Workload, what a node runs for it, what nodes report.  Nodes report what they run on their
+session (ServiceReport); those reports are kept in memory (a restarted control plane gets fresh
+ones as nodes reconnect) and are the observed state the service's `state` is computed from.
 
 Delete is two-phase, so `terraform destroy` can wait for processes and ports to be gone: the
 document is marked deleting, nodes are told, and it is removed once no node reports the service
@@ -25,11 +27,12 @@ from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from control_plane.models import Models
 from control_plane.nodes import NodeRegistry
 from control_plane.analysis import ServiceNeeds, analyse, check_plan as check_whole_plan
-from control_plane.placement.first_fit import Demand, NodeView, Used, why_not
+from control_plane.placement.first_fit import Demand, why_not
 from control_plane.placement.forms import Plan, routing_plan
-from control_plane.provision.pools import POOL_LABEL, SLOT_PREFIX
-from control_plane.placement.rank import Preferences, place_service, rebalance
-from control_plane.placement.types import Gpu
+from control_plane.provision.pools import SLOT_PREFIX
+from control_plane.placement.rank import Preferences, place_service
+from control_plane.reconcile import Reconciler, Workload, key_of
+from control_plane.reconcile.snapshot import anti_affinity_keys
 from control_plane.store import Store
 from stratum.logs import event
 from stratum.request_placement import ood_bounds
@@ -152,22 +155,17 @@ def replicas_of(spec: m.ServiceSpec, doc: dict | None = None) -> int:
     return min(max(n, lo), hi)
 
 
-def node_view(n) -> NodeView:
-    c = n.capabilities
-    data = tuple(sorted(x.strip() for x in n.labels.get("data", "").split(",") if x.strip()))
-    return NodeView(n.id, n.name, n.tier, dict(n.labels), c.arch, float(c.cpu_cores), int(c.memory_mb), n.state == "ready",
-                    gpus=tuple(Gpu(g.model, int(g.memory_mb)) for g in c.gpus), zone=n.labels.get("zone", ""), datasets=data)
-
-
-def preferences_of(spec: m.ServiceSpec) -> Preferences:
+def preferences_of(spec) -> Preferences:
+    """Placement preferences of a service or app spec; anti-affinity by workload key."""
     p, r = spec.placement, spec.requirements
     return Preferences(spread=not p.pack, prefer_tiers=tuple(p.prefer_tiers), affinity=tuple(sorted(p.affinity.items())),
-                       anti_affinity=tuple(p.anti_affinity), data=r.data, zone=r.zone)
+                       anti_affinity=anti_affinity_keys(p.anti_affinity), data=r.data, zone=r.zone)
 
 
-def demand_of(r: m.Requirements, memory_mb: int) -> Demand:
+def demand_of(r: m.Requirements, memory_mb: int, ports: tuple = ()) -> Demand:
     return Demand(cpu=r.cpu, memory_mb=memory_mb, tiers=tuple(r.tiers), labels=tuple(sorted(r.labels.items())), arch=r.arch,
-                  gpus=r.gpu, gpu_model=r.gpu_model, gpu_memory_mb=r.gpu_memory_mb, zone=r.zone, data=r.data)
+                  gpus=r.gpu, gpu_model=r.gpu_model, gpu_memory_mb=r.gpu_memory_mb, zone=r.zone, data=r.data,
+                  binaries=tuple(r.binaries), ports=ports)
 
 
 def plan_message(plan: Plan, input_bounds_json: str = "") -> na.RoutingPlan:
@@ -184,52 +182,48 @@ def plan_message(plan: Plan, input_bounds_json: str = "") -> na.RoutingPlan:
 
 
 class Services:
-    def __init__(self, store: Store, models: Models, nodes: NodeRegistry, artifacts=None, pools=None):
+    """The `stratum_service` resource: desired-state CRUD and checks, and the service Kind of the
+    reconciler (control_plane/reconcile/reconciler.py)."""
+
+    kind, table = "service", "services"
+
+    def __init__(self, store: Store, models: Models, nodes: NodeRegistry, reconciler: Reconciler, artifacts=None):
         self.store, self.models, self.nodes = store, models, nodes
-        self.pools = pools  # control_plane/provision/pools.py: VMs placement may ask for when nodes are full
+        self.reconciler = reconciler
         self.series = ServiceSeries()  # per-minute metrics the nodes report (control_plane/autoscale/metrics.py)
         self.artifacts = artifacts  # ArtifactStore: drift references, for the routers' out-of-distribution check
         self._bounds: dict[str, str] = {}  # reference digest -> input bounds JSON
         self.reports: dict[str, dict[str, na.ServiceStatus]] = {}  # node id -> service -> last status
         self.samples: dict[str, list[dict]] = {}  # model name -> sampled request inputs since its last version
-        self._sessions: dict[str, asyncio.Queue] = {}  # node id -> its session's outbound queue
-        self._generation = int(time.time() * 1000)  # increases across restarts too
-        self._sent: dict[str, str] = {}  # node id -> fingerprint of the last assignments sent
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._deleting: set[str] | None = None  # services being deleted; None: not read from the store yet
-        self.waiting_for_vms = False  # some replica is placed on a cloud VM that has not joined yet
+        # STRATUM_<NAME>_URL of what a workload connects to, for a node (control_plane/apps/wiring.py,
+        # set by the apps resource): (workload key, connects_to, node id) -> env
+        self.connections = None
+        reconciler.register(self)
+
+    @property
+    def pools(self):
+        return self.reconciler.pools
+
+    # -- the reconciler's Kind ----------------------------------------------------------------
+    def workload(self, doc: dict) -> Workload:
+        spec = sized(json_format.ParseDict(doc["spec"], m.ServiceSpec()), doc)
+        return Workload(self.kind, doc["name"], self._demand(spec), replicas_of(spec, doc), preferences_of(spec),
+                        dict(doc["placement"]), deleting=bool(doc.get("deleting")))
+
+    def placed(self, doc: dict, placement: dict[str, int]) -> None:
+        doc["placement"] = placement
+
+    def reports_on(self, node_id: str) -> set[str]:
+        return set(self.reports.get(node_id, {}))
+
+    def forget(self, name: str) -> None:
+        self.series.forget(name)
+
+    def docs(self) -> list[dict]:
+        """Every stored service document (the autoscaler reads them once a tick)."""
+        return self.store.list_docs(self.table)
 
     # -- desired state ------------------------------------------------------------------------
-    def _views(self, slots: bool = True) -> tuple[list[NodeView], dict[str, int]]:
-        """Enrolled nodes, and the VMs cloud pools may still start (placement: one view per VM;
-        analysis: one per pool, with how many it may start)."""
-        views = [node_view(n) for n in self.nodes.list(cp.ListNodesRequest())]
-        if self.pools is None:
-            return views, {}
-        more, room = self.pools.templates(slots)
-        return views + more, room
-
-    def tell_pools(self) -> None:
-        """How many VMs each pool should run for the services: its joined VMs that hold replicas,
-        plus one per new-VM slot replicas were placed on."""
-        if self.pools is None:
-            return
-        by_node = {n.id: n.labels.get(POOL_LABEL, "") for n in self.nodes.list(cp.ListNodesRequest())}
-        used: dict[str, set] = {}
-        self.waiting_for_vms = False
-        for d in self.store.list_docs("services"):
-            if d.get("deleting"):
-                continue
-            for node_id, k in d["placement"].items():
-                if not k:
-                    continue
-                slot = node_id.startswith(SLOT_PREFIX)
-                self.waiting_for_vms |= slot
-                pool = node_id[len(SLOT_PREFIX):].split("#")[0] if slot else by_node.get(node_id)
-                if pool:
-                    used.setdefault(pool, set()).add(node_id)
-        self.pools.set_demand({pool: len(ids) for pool, ids in used.items()})
-
     def _doc(self, name: str) -> dict:
         doc = self.store.get_doc("services", name)
         if doc is None:
@@ -250,32 +244,13 @@ class Services:
                             model_memory_mb=measured, model_p95_ms=float(v.get("p95_ms") or 0) if v else 0.0,
                             slo_p95_ms=spec.slo.p95_latency_ms, memory_explicit=bool(r.memory_mb))
 
-    def _used(self, exclude: str | set) -> dict[str, Used]:
-        exclude = {exclude} if isinstance(exclude, str) else exclude
-        used: dict[str, Used] = {}
-        for doc in self.store.list_docs("services"):
-            if doc["name"] in exclude or doc.get("deleting"):
-                continue
-            d = self._demand(sized(json_format.ParseDict(doc["spec"], m.ServiceSpec()), doc))
-            for node_id, n in doc["placement"].items():
-                u = used.setdefault(node_id, Used())
-                u.cpu += d.cpu * n
-                u.memory_mb += d.memory_mb * n
-                u.gpus += d.gpus_held * n
-        return used
-
-    def _others(self, exclude: str) -> dict[str, dict[str, int]]:
-        return {d["name"]: d["placement"] for d in self.store.list_docs("services")
-                if d["name"] != exclude and not d.get("deleting")}
-
     def _place(self, spec: m.ServiceSpec, keep: dict[str, int] | None = None, replicas: int = 0) -> dict[str, int]:
-        """Rank placement (control_plane/placement/rank.py); replicas already placed stay where they
-        still fit (moving one is not free), so only those of down nodes, or new ones, move."""
-        nodes, _ = self._views()
+        """Rank placement through the reconciler; replicas already placed stay where they still fit
+        (moving one is not free), so only those of down nodes, or new ones, move."""
         replicas = replicas or replicas_of(spec)
         demand = self._demand(spec)
-        placement, reasons = place_service(spec.name, demand, replicas, nodes, self._used(spec.name), preferences_of(spec),
-                                           current=keep, others=self._others(spec.name))
+        w = Workload(self.kind, spec.name, demand, replicas, preferences_of(spec), dict(keep or {}))
+        placement, reasons = self.reconciler.place(w)
         if reasons:
             raise FailedPrecondition(
                 f"no room for {replicas} replica(s) of {spec.name!r} needing {demand.cpu:g} cores and {demand.memory_mb} MiB "
@@ -289,18 +264,22 @@ class Services:
         if problems:
             raise InvalidArgument(problems)
 
-    def check_plan(self, spec: m.ServiceSpec, planned: list[m.ServiceSpec]) -> list[str]:
+    def check_plan(self, spec: m.ServiceSpec, planned: list[m.ServiceSpec], planned_apps=()) -> list[str]:
         """Plan time: the spec is well formed, some ready node or cloud pool meets every requirement,
-        and the services planned in the same run fit together (control_plane/analysis). Every problem
-        as a violation; when it passes, notes on what it would rent from cloud pools and the cost."""
+        and the services and apps planned in the same run fit together (control_plane/analysis). Every
+        problem as a violation; when it passes, notes on what it would rent from cloud pools and the cost."""
         self.check(spec, need_model=False)
-        nodes, room = self._views(slots=False)
+        snap = self.reconciler.snapshot(slots=False)
         others = [p for p in planned if p.name != spec.name]
-        used = self._used({spec.name, *(p.name for p in others)})
+        apps = self.reconciler.kinds.get("app")
+        app_needs = [apps.needs(a) for a in planned_apps] if apps is not None else []
+        used = snap.used({key_of(self.kind, spec.name), *(key_of(self.kind, p.name) for p in others),
+                          *(key_of("app", a.name) for a in planned_apps)})
         needs = self._needs(spec)
-        found = analyse(needs, nodes, used, room)
+        found = analyse(needs, snap.nodes, used, snap.pool_room)
         if not found:
-            together = check_whole_plan([needs, *(self._needs(p) for p in others)], nodes, used, room)
+            together = check_whole_plan([needs, *(self._needs(p) for p in others), *app_needs], snap.nodes, used,
+                                        snap.pool_room)
             found = [v for v in together if v.service == spec.name] or together
         if found:
             raise InvalidArgument([(v.path, v.message if v.service in ("", spec.name) else f"{v.service}: {v.message}")
@@ -311,11 +290,12 @@ class Services:
         """What the service would rent from cloud pools if placed now, and what that costs an hour."""
         if self.pools is None:
             return []
-        nodes, _ = self._views()
-        placement, _ = place_service(spec.name, self._demand(spec), spec.replicas or 1, nodes, self._used(spec.name),
-                                     preferences_of(spec), others=self._others(spec.name))
+        snap = self.reconciler.snapshot()
+        key = key_of(self.kind, spec.name)
+        placement, _ = place_service(key, self._demand(spec), spec.replicas or 1, snap.nodes, snap.used({key}),
+                                     preferences_of(spec), others=snap.placements(exclude=key))
         by_pool: dict[str, set] = {}
-        prices = {n.pool: n.price_per_hour for n in nodes if n.pool}
+        prices = {n.pool: n.price_per_hour for n in snap.nodes if n.pool}
         for node_id, k in placement.items():
             if k and node_id.startswith(SLOT_PREFIX):
                 by_pool.setdefault(node_id[len(SLOT_PREFIX):].split("#")[0], set()).add(node_id)
@@ -332,13 +312,13 @@ class Services:
             raise InvalidArgument(problems)
         if q.model and self.store.get_doc("models", q.model) is None:
             raise InvalidArgument([("model", f"model {q.model!r} not found")])
-        templates, room = self._views(slots=False)
-        nodes, _ = self._views()
-        used = self._used(set())
+        templates = self.reconciler.snapshot(slots=False)
+        snap = self.reconciler.snapshot()
+        nodes, used = snap.nodes, snap.used()
         needs = self._needs(spec)
-        out = m.PlacementAnswer(violations=[v.message for v in analyse(needs, templates, used, room)])
+        out = m.PlacementAnswer(violations=[v.message for v in analyse(needs, templates.nodes, used, templates.pool_room)])
         placement, _ = place_service("what-if", needs.demand, needs.replicas, nodes, used, preferences_of(spec),
-                                     others=self._others(""))
+                                     others=snap.placements())
         if out.violations or sum(placement.values()) < needs.replicas:
             placement = {}
         names = {n.id: n.name for n in nodes}
@@ -361,75 +341,79 @@ class Services:
         self.check(spec, need_model=True)
         if self.models.serving(spec.model) is None:
             raise FailedPrecondition(f"model {spec.model!r} has no trained version yet")
-        doc = {"name": spec.name, "spec": spec_json(spec), "placement": self._place(spec), "deleting": False,
-               "created_at": time.time()}
-        self.store.put_doc("services", spec.name, doc)
+        with self.reconciler.lock:
+            doc = {"name": spec.name, "spec": spec_json(spec), "placement": self._place(spec), "deleting": False,
+                   "created_at": time.time()}
+            self.store.put_doc("services", spec.name, doc)
         event(log, "service created", service=spec.name, model=spec.model, placement=doc["placement"])
-        self.tell_pools()
-        self.push()
+        self.reconciler.changed()
         return self.get(spec.name)
 
     def update(self, spec: m.ServiceSpec) -> m.Service:
-        doc = self._doc(spec.name)
-        if doc.get("deleting"):
-            raise NotFound(f"service {spec.name!r} is being deleted")
-        self.check(spec, need_model=True)
-        old = json_format.ParseDict(doc["spec"], m.ServiceSpec())
-        keep = doc["placement"] if (old.requirements, old.placement) == (spec.requirements, spec.placement) else None
-        if not scaled(spec):
-            doc.pop("scaled", None)
-        if not (scaled(spec) and spec.scaling.vertical):
-            doc.pop("size", None)
-        if not (scaled(spec) and spec.scaling.zero_after_s > 0):
-            doc.pop("zero", None)
-        doc.update(spec=spec_json(spec), placement=self._place(sized(spec, doc), keep, replicas_of(spec, doc)))
-        self.store.put_doc("services", spec.name, doc)
+        with self.reconciler.lock:
+            doc = self._doc(spec.name)
+            if doc.get("deleting"):
+                raise NotFound(f"service {spec.name!r} is being deleted")
+            self.check(spec, need_model=True)
+            old = json_format.ParseDict(doc["spec"], m.ServiceSpec())
+            keep = doc["placement"] if (old.requirements, old.placement) == (spec.requirements, spec.placement) else None
+            if not scaled(spec):
+                doc.pop("scaled", None)
+            if not (scaled(spec) and spec.scaling.vertical):
+                doc.pop("size", None)
+            if not (scaled(spec) and spec.scaling.zero_after_s > 0):
+                doc.pop("zero", None)
+            doc.update(spec=spec_json(spec), placement=self._place(sized(spec, doc), keep, replicas_of(spec, doc)))
+            self.store.put_doc("services", spec.name, doc)
         event(log, "service updated", service=spec.name, placement=doc["placement"])
-        self.tell_pools()
-        self.push()
+        self.reconciler.changed()
         return self.get(spec.name)
 
     def delete(self, name: str) -> None:
-        doc = self.store.get_doc("services", name)
-        if doc is None or doc.get("deleting"):
-            return
-        doc["deleting"] = True
-        self.store.put_doc("services", name, doc)
-        if self._deleting is not None:
-            self._deleting.add(name)
+        with self.reconciler.lock:
+            doc = self.store.get_doc("services", name)
+            if doc is None or doc.get("deleting"):
+                return
+            doc["deleting"] = True
+            self.store.put_doc("services", name, doc)
+        self.reconciler.mark_deleting(self.kind, name)
         event(log, "service deleting", service=name)
-        self.tell_pools()
-        self.push()
-
-    def nodes_in_use(self) -> set[str]:
-        """Ids of nodes that some service has replicas on (a cloud VM among them is not idle)."""
-        return {n for d in self.store.list_docs("services") for n, k in d["placement"].items() if k}
+        self.reconciler.changed()
 
     def scale(self, name: str, replicas: int, why: str, *, size: dict | None = None, zero: bool = False) -> bool:
         """The autoscaler's count, and with scaling.vertical each replica's size (cpu, memory_mb,
         workers, capacity_rpm): place that many replicas (those placed stay where they still fit).
         `zero`: run none warm, keeping room for one (scale to zero). False when there is no room
         (everything is kept as it was)."""
-        doc = self.store.get_doc("services", name)
-        if doc is None or doc.get("deleting"):
-            return False
-        spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
-        trial = {**doc, "size": size} if size is not None else doc
-        try:
-            placement = self._place(sized(spec, trial), doc["placement"], replicas)
-        except FailedPrecondition as e:
-            event(log, "service not scaled", level=logging.WARNING, service=name, replicas=replicas, size=size,
-                  error=str(e))
-            return False
-        doc.update(scaled=replicas, scaling_reason=why, placement=placement, zero=zero)
-        if size is not None:
-            doc["size"] = size
-        self.store.put_doc("services", name, doc)
+        with self.reconciler.lock:
+            doc = self.store.get_doc("services", name)
+            if doc is None or doc.get("deleting"):
+                return False
+            spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
+            trial = {**doc, "size": size} if size is not None else doc
+            try:
+                placement = self._place(sized(spec, trial), doc["placement"], replicas)
+            except FailedPrecondition as e:
+                event(log, "service not scaled", level=logging.WARNING, service=name, replicas=replicas, size=size,
+                      error=str(e))
+                return False
+            doc.update(scaled=replicas, scaling_reason=why, placement=placement, zero=zero)
+            if size is not None:
+                doc["size"] = size
+            self.store.put_doc("services", name, doc)
         event(log, "service scaled", service=name, replicas=0 if zero else replicas, size=size, why=why,
               placement=placement)
-        self.tell_pools()
-        self.push()
+        self.reconciler.changed()
         return True
+
+    def note_scaling(self, name: str, spec: dict, why: str) -> None:
+        """The autoscaler's reason for keeping a service as it is, written on a fresh read: an update
+        through the API since the autoscaler read the document must not be undone."""
+        with self.reconciler.lock:
+            fresh = self.store.get_doc("services", name)
+            if fresh is not None and fresh["spec"] == spec and not fresh.get("deleting"):
+                fresh["scaling_reason"] = why
+                self.store.put_doc("services", name, fresh)
 
     def metrics(self, name: str, minutes: int) -> m.ServiceMetrics:
         self._doc(name)  # NOT_FOUND for an unknown service
@@ -487,7 +471,11 @@ class Services:
         out.message = "; ".join(problems)
         return out
 
-    def on_report(self, node_id: str, report: na.ServiceReport) -> None:
+    def endpoints(self, name: str) -> dict[str, str]:
+        """Node id -> the endpoint the node reports for this service (apps connect to the nearest)."""
+        return {n: st.endpoint for n, rep in self.reports.items() if (st := rep.get(name)) is not None and st.endpoint}
+
+    def on_report(self, node_id: str, report: na.ServiceReport) -> bool:
         before = {name: st.endpoint for name, st in self.reports.get(node_id, {}).items()}
         self.reports[node_id] = {s.service: s for s in report.services}
         now = time.time()
@@ -495,12 +483,11 @@ class Services:
             if s.minutes:
                 self.series.add(s.service, s.minutes)
             self.series.reported(s.service, node_id, now)
-        if any(before.get(s.service) != s.endpoint for s in report.services if s.endpoint):
-            self.push()  # a new endpoint: the other nodes' routers get it as a peer (straightline routing)
         for s in report.services:
             if s.samples_json:
                 self._add_samples(s.service, s.samples_json)
-        self.finish_deletes()
+        # a new endpoint: the other nodes' routers get it as a peer (straightline routing)
+        return any(before.get(s.service) != s.endpoint for s in report.services if s.endpoint)
 
     def _add_samples(self, service: str, samples_json: str) -> None:
         doc = self.store.get_doc("services", service)
@@ -514,59 +501,11 @@ class Services:
         buf.extend(rows)
         del buf[:-MAX_SAMPLES]
 
-    def finish_deletes(self) -> None:
-        if self._deleting is not None and not self._deleting:
-            return  # nothing is being deleted: no need to read the services on every report
-        self._deleting = set()
-        for doc in self.store.list_docs("services"):
-            if not doc.get("deleting"):
-                continue
-            still = [n for n in doc["placement"] if doc["name"] in self.reports.get(n, {}) and self._node_ready(n)]
-            if not still:
-                self.store.delete_doc("services", doc["name"])
-                self.series.forget(doc["name"])
-                event(log, "service deleted", service=doc["name"])
-            else:
-                self._deleting.add(doc["name"])
-
-    def _node_ready(self, node_id: str) -> bool:
-        try:
-            return self.nodes.get(node_id).state == "ready"
-        except NotFound:
-            return False
-
-    def rebalance(self) -> None:
-        """After nodes went down or joined: move the replicas of down nodes to nodes that fit, and make
-        a bounded number of moves that improve spread (control_plane/placement/rank.py: rebalance)."""
-        docs = [d for d in self.store.list_docs("services") if not d.get("deleting")]
-        if not docs:
-            return
-        nodes, _ = self._views()
-        specs = {d["name"]: sized(json_format.ParseDict(d["spec"], m.ServiceSpec()), d) for d in docs}
-        services = {d["name"]: (self._demand(specs[d["name"]]), replicas_of(specs[d["name"]], d),
-                                preferences_of(specs[d["name"]])) for d in docs}
-        new = rebalance(services, nodes, {d["name"]: d["placement"] for d in docs})
-        for d in docs:
-            placement = {k: v for k, v in new.get(d["name"], {}).items() if v}
-            if placement != d["placement"]:
-                d["placement"] = placement
-                self.store.put_doc("services", d["name"], d)
-                event(log, "service moved", service=d["name"], placement=placement)
-        self.tell_pools()
-        self.push()
-
     # -- what nodes are told ------------------------------------------------------------------
-    def assignments_for(self, node_id: str) -> na.Assignments:
-        return self._assignments([node_id])[node_id]
-
-    def _assignments(self, node_ids) -> dict[str, na.Assignments]:
-        """Assignments for these nodes, from one read of the services (a push reaches every session)."""
-        out = {n: na.Assignments(generation=self._generation) for n in node_ids}
+    def assign(self, out: dict[str, na.Assignments], docs: list[dict]) -> None:
         serving: dict[str, dict | None] = {}
         nodes = None
-        for doc in self.store.list_docs("services"):
-            if doc.get("deleting"):
-                continue
+        for doc in docs:
             spec = doc["spec"]
             for node_id, n in doc["placement"].items():
                 if node_id not in out or not n:
@@ -582,6 +521,10 @@ class Services:
                                          workers=(size or {}).get("workers") or spec.get("workers") or 1,
                                          cpu_limit=(size or {}).get("cpu") or 0.0,
                                          memory_limit_mb=(size or {}).get("memory_mb") or 0)
+                if spec.get("connects_to") and self.connections is not None:
+                    # replicas start without the URLs of targets that have no endpoint yet, and
+                    # restart with them (their environment changed) once they have one
+                    a.env.update(self.connections(key_of(self.kind, doc["name"]), spec["connects_to"], node_id) or {})
                 routing = spec.get("routing") or {}
                 if routing.get("mode") == "straightline":
                     if nodes is None:
@@ -592,14 +535,12 @@ class Services:
                     a.routing.on_demand_replicas = max(a.routing.on_demand_replicas, n)
                     a.routing.idle_stop_s = float(spec["scaling"]["zero_after_s"])
                 out[node_id].services.append(a)
-        return out
 
     def _routing(self, node_id: str, doc: dict, version: dict, nodes: dict) -> na.RoutingPlan:
         name = doc["name"]
-        endpoints = {n: st.endpoint for n, rep in self.reports.items() if (st := rep.get(name)) is not None and st.endpoint}
         plan: Plan = routing_plan(node_id, doc["placement"], version, doc["spec"].get("routing") or {},
                                   float((doc["spec"].get("slo") or {}).get("p95_latency_ms") or 0.0),
-                                  endpoints=endpoints, names={i: x.name for i, x in nodes.items()},
+                                  endpoints=self.endpoints(name), names={i: x.name for i, x in nodes.items()},
                                   tiers={i: x.tier for i, x in nodes.items()},
                                   ready={i for i, x in nodes.items() if x.state == "ready"})
         return plan_message(plan, self._input_bounds(version.get("reference_digest")))
@@ -615,44 +556,3 @@ class Services:
                 log.warning("no input bounds from reference %s: %s", digest[:19], e)
                 return ""
         return self._bounds[digest]
-
-    def open_session(self, node_id: str) -> asyncio.Queue:
-        self._loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue()
-        self._sessions[node_id] = q
-        self._sent.pop(node_id, None)
-        return q
-
-    def close_session(self, node_id: str, q: asyncio.Queue) -> None:
-        if self._sessions.get(node_id) is q:
-            del self._sessions[node_id]
-
-    def push(self, node_ids: list[str] | None = None) -> None:
-        """Send connected nodes (all, or these) their assignments if they changed since the last send.
-        Callable from any thread: the sessions' queues belong to the event loop."""
-        loop = self._loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is not None and running is not loop:
-            loop.call_soon_threadsafe(self._push, node_ids)
-        else:
-            self._push(node_ids)
-
-    def _push(self, node_ids: list[str] | None = None) -> None:
-        targets = {n: q for n, q in self._sessions.items() if node_ids is None or n in node_ids}
-        if not targets:
-            return
-        assignments = self._assignments(targets)
-        for node_id, q in targets.items():
-            a = assignments[node_id]
-            key = json.dumps([(s.service, s.bento_digest, s.replicas, s.workers, s.cpu_limit, s.memory_limit_mb,
-                               s.routing.SerializeToString().hex())
-                              for s in a.services])
-            if self._sent.get(node_id) == key:
-                continue
-            self._generation += 1
-            a.generation = self._generation
-            self._sent[node_id] = key
-            q.put_nowait(na.ControlMessage(assignments=a))

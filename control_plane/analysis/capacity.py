@@ -31,16 +31,18 @@ class _Bin:
     cpu: float
     memory_mb: int
     gpus: list = field(default_factory=list)  # free GPUs
+    ports: set = field(default_factory=set)  # fixed ports taken
 
     def take(self, d: Demand) -> bool:
         """Place one replica here if it fits."""
         need = gpus_needed(d)
         ok = [i for i, g in enumerate(self.gpus) if _gpu_ok(g, d)][:need]
-        if self.cpu < d.cpu - 1e-9 or self.memory_mb < d.memory_mb or len(ok) < need:
+        if self.cpu < d.cpu - 1e-9 or self.memory_mb < d.memory_mb or len(ok) < need or self.ports & set(d.ports):
             return False
         self.cpu -= d.cpu
         self.memory_mb -= d.memory_mb
         self.gpus = [g for i, g in enumerate(self.gpus) if i not in ok]
+        self.ports |= set(d.ports)
         return True
 
 
@@ -61,7 +63,7 @@ def _pack(services: list[ServiceNeeds], nodes: list[NodeView], used: dict[str, U
     for n in avail:
         u = used.get(n.id, Used())
         bins[n.id] = [] if n.pool else [_Bin(n.id, n, n.cpu - u.cpu, n.memory_mb - u.memory_mb,
-                                             list(free_gpus(n, u)))]
+                                             list(free_gpus(n, u)), set(u.ports))]
     # Largest replicas first; ties by service name so the input order does not matter.
     items = sorted(((s, i) for s in services if eligible[s.name] for i in range(max(s.replicas, 0))),
                    key=lambda t: (-t[0].demand.memory_mb, -t[0].demand.cpu, -gpus_needed(t[0].demand), t[0].name, t[1]))

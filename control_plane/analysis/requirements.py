@@ -51,6 +51,8 @@ class ServiceNeeds:
     model_p95_ms: float = 0  # measured p95 latency when packaged (0: not measured)
     slo_p95_ms: float = 0  # slo.p95_latency_ms (0: none)
     memory_explicit: bool = True  # requirements.memory_mb was given (else it was derived from the RSS)
+    port_names: tuple = ()  # (fixed port, its name) of an app, for messages on `ports["<name>"]`
+    kind: str = "service"  # "service" or "app", for messages
 
 
 # -- per-node facts ------------------------------------------------------------------------------
@@ -90,6 +92,8 @@ def fits(n: NodeView, d: Demand, used: Used | None = None, pool_vms: dict[str, i
         counts.append((n.memory_mb - u.memory_mb) // d.memory_mb)
     if need := gpus_needed(d):
         counts.append(sum(_gpu_ok(g, d) for g in free_gpus(n, u)) // need)
+    if d.ports:  # one instance per node and fixed port
+        counts.append(0 if any(p in u.ports for p in d.ports) else 1)
     per = max(0, min(counts)) if counts else INF
     if n.pool:
         vms = (pool_vms or {}).get(n.pool, INF)
@@ -164,6 +168,19 @@ def _dims(d: Demand) -> list[_Dim]:
         dims.append(_Dim(
             "requirements.data", _q(d.data), lambda n, s: d.data in n.datasets,
             lambda n: f"is not near dataset {d.data}", mem, ("", f"near dataset {d.data}"), data_explain))
+    if d.binaries:
+        def lacks(n):
+            return [b for b in d.binaries if b not in n.binaries]
+
+        def binaries_explain(ns, p):
+            have = {b for n in ns for b in n.binaries}
+            missing = [b for b in d.binaries if b not in have] or list(d.binaries)
+            return (f"no {p} has {', '.join(missing)} "
+                    f"({_here(have, 'programs reported', f'no {p} reports any of the programs Stratum looks for')})")
+        dims.append(_Dim(
+            "requirements.binaries", json.dumps(list(d.binaries)), lambda n, s: not lacks(n),
+            lambda n: f"lacks {', '.join(lacks(n))}", lambda n: len(d.binaries) - len(lacks(n)),
+            ("", f"with {', '.join(d.binaries)}"), binaries_explain))
     if d.arch:
         def arch_explain(ns, p):
             have = {n.arch for n in ns}
@@ -308,8 +325,31 @@ def analyse(needs: ServiceNeeds, nodes: list[NodeView], used: dict[str, Used] | 
         out.append(Violation("slo.p95_latency_ms", _n(needs.slo_p95_ms),
                              f"slo.p95_latency_ms = {_n(needs.slo_p95_ms)}: the model answers in "
                              f"{_n(needs.model_p95_ms)} ms at p95 (measured when packaged)", (), name))
-    if avail and not failed and needs.replicas > 0:
+    ports = _ports(needs, scope, used or {}) if avail and not failed and d.ports else []
+    out += ports
+    if avail and not failed and not ports and needs.replicas > 0:
         out += _replicas(needs, scope, used or {}, pool_vms)
+    return out
+
+
+def _ports(needs: ServiceNeeds, eligible: list[NodeView], used: dict[str, Used]) -> list[Violation]:
+    """Fixed ports taken on every node that meets the requirements (pool VMs start empty)."""
+    if any(n.pool for n in eligible):
+        return []
+    names = dict(needs.port_names)
+    out = []
+    for port in needs.demand.ports:
+        holders = {n.name: (used.get(n.id) or Used()).ports.get(port) for n in eligible}
+        taken = {k: v for k, v in holders.items() if v is not None}
+        if len(taken) < len(eligible):
+            continue
+        where = ("the only node that meets the requirements" if len(eligible) == 1
+                 else f"every node that meets the requirements ({_names(eligible)})")
+        by = "; ".join(f"{node} by {who or 'another instance'}" for node, who in sorted(taken.items()))
+        path = f'ports["{names[port]}"]' if port in names else "ports"
+        out.append(Violation(path, str(port), f"{path} = {port}: port {port} is taken on {where}: {by}",
+                             tuple((node, f"port {port} taken by {who or 'another instance'}")
+                                   for node, who in sorted(taken.items())[:3]), needs.name))
     return out
 
 

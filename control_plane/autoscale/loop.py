@@ -81,7 +81,7 @@ class Autoscaler:
     def _tick(self, now: float) -> None:
         now_min = minute_of(now)
         live = set()
-        for doc in self.services.store.list_docs("services"):
+        for doc in self.services.docs():
             if doc.get("deleting"):
                 continue
             spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
@@ -148,11 +148,7 @@ class Autoscaler:
                 else f"{h.scaler.per_replica_rpm:g}")
             if n == n_now and _key(size) == _key(size_now) and zero == zero_now:  # nothing to change
                 if text != doc.get("scaling_reason"):
-                    # read again: an update through the API since this tick's read must not be undone
-                    fresh = self.services.store.get_doc("services", name)
-                    if fresh is not None and fresh["spec"] == doc["spec"] and not fresh.get("deleting"):
-                        fresh["scaling_reason"] = text
-                        self.services.store.put_doc("services", name, fresh)
+                    self.services.note_scaling(name, doc["spec"], text)
                 return
             if self.services.scale(name, n, text, size=size, zero=zero):
                 return

@@ -30,6 +30,9 @@ def why_not(node: NodeView, d: Demand, used: Used | None = None) -> str | None:
         return f"{node.name} is in zone {node.zone or '(none)'}, not {d.zone}"
     if d.data and d.data not in node.datasets:
         return f"{node.name} does not hold dataset {d.data}"
+    missing = [b for b in d.binaries if b not in node.binaries]
+    if missing:
+        return f"{node.name} lacks {', '.join(missing)}"
     if d.gpus or d.gpu_model or d.gpu_memory_mb:
         fitting = [g for g in node.gpus[used.gpus:] if d.gpu_model.lower() in g.model.lower()
                    and g.memory_mb >= d.gpu_memory_mb]
@@ -40,6 +43,9 @@ def why_not(node: NodeView, d: Demand, used: Used | None = None) -> str | None:
         return f"{node.name} has {node.cpu - used.cpu:g} of {node.cpu:g} cores free, needs {d.cpu:g}"
     if d.memory_mb and node.memory_mb - used.memory_mb < d.memory_mb:
         return f"{node.name} has {node.memory_mb - used.memory_mb} MiB free, needs {d.memory_mb}"
+    taken = [p for p in d.ports if p in used.ports]
+    if taken:
+        return "; ".join(f"{node.name} has port {p} taken by {used.ports[p] or 'another instance'}" for p in taken)
     return None
 
 
@@ -48,16 +54,13 @@ def place(nodes: list[NodeView], d: Demand, replicas: int, used: dict[str, Used]
     reasons each node was passed over when some replica found no room.  `used` is what other
     services already hold per node (not modified)."""
     order = sorted(nodes, key=lambda n: n.name)
-    held = {n.id: Used(used.get(n.id, Used()).cpu, used.get(n.id, Used()).memory_mb, used.get(n.id, Used()).gpus)
-            for n in order}
+    held = {n.id: Used(u.cpu, u.memory_mb, u.gpus, dict(u.ports)) for n in order for u in [used.get(n.id, Used())]}
     out: dict[str, int] = {}
     for _ in range(replicas):
         for n in order:
             if why_not(n, d, held[n.id]) is None:
                 out[n.id] = out.get(n.id, 0) + 1
-                held[n.id].cpu += d.cpu
-                held[n.id].memory_mb += d.memory_mb
-                held[n.id].gpus += d.gpus_held
+                held[n.id].add(d)
                 break
         else:
             return out, [why_not(n, d, held[n.id]) or "" for n in order] or ["no node has enrolled"]

@@ -61,9 +61,11 @@ class _Fleet:
         self.pool = np.array([bool(n.pool) for n in self.nodes], bool)
         self.price = np.array([n.price_per_hour for n in self.nodes], float)
         self.used = np.zeros((3, len(self.nodes)))  # cpu, memory, gpus
+        self.ports: list[dict] = [{} for _ in self.nodes]  # fixed port -> holder, per node (apps)
         for node_id, u in used.items():
             if node_id in self.index:
                 self.used[:, self.index[node_id]] += (u.cpu, u.memory_mb, u.gpus)
+                self.ports[self.index[node_id]].update(u.ports)
         self._masks: dict = {}
         r = self.ready
         self.mean = tuple(max(float(a[r].mean()), 1e-9) if r.any() else 1.0 for a in (self.cpu, self.mem))
@@ -118,6 +120,9 @@ class _Fleet:
             m &= self.any_of("zone", (d.zone,), lambda n: n.zone)
         if d.data:
             m &= self.dataset(d.data)
+        if d.binaries:
+            need = frozenset(d.binaries)
+            m &= self.mask(("binaries", need), lambda n: need <= n.binaries)
         if d.gpus or d.gpu_model or d.gpu_memory_mb:
             m &= self.gpu_table(d)[:, 0] >= max(d.gpus, 1)
         return np.flatnonzero(m)
@@ -132,6 +137,8 @@ class _Fleet:
             ok &= self.cpu[i] - self.used[0, i] >= d.cpu - 1e-9
         if d.memory_mb:
             ok &= self.mem[i] - self.used[1, i] >= d.memory_mb
+        if d.ports:  # fixed ports: one listener per port and node
+            ok &= np.array([not any(p in self.ports[j] for p in d.ports) for j in i], bool)
         return ok
 
     def packing(self, d: Demand, i: np.ndarray) -> np.ndarray:
@@ -192,10 +199,15 @@ class _Fleet:
 
     def add(self, i: int, d: Demand, k: int = 1) -> None:
         self.used[:, i] += (k * d.cpu, k * d.memory_mb, k * d.gpus_held)
+        for port in d.ports:
+            if k > 0:
+                self.ports[i][port] = ""
+            else:
+                self.ports[i].pop(port, None)
 
     def why_not(self, i: int, d: Demand) -> str | None:
         cpu, mem, gpus = (float(x) for x in self.used[:, i])
-        return why_not(self.nodes[i], d, Used(cpu, int(mem) if mem.is_integer() else mem, int(round(gpus))))
+        return why_not(self.nodes[i], d, Used(cpu, int(mem) if mem.is_integer() else mem, int(round(gpus)), self.ports[i]))
 
     def reasons(self, d: Demand) -> list[str]:
         """Why each node (in name order) cannot take one more replica."""

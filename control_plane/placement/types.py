@@ -32,6 +32,7 @@ class NodeView:
     datasets: tuple = ()  # names of datasets held near this node (label `data`, comma-separated)
     pool: str = ""  # cloud pool name for a pool's template node; "" for an enrolled node
     price_per_hour: float = 0.0  # cost of a cloud VM; edge and fog capacity is free
+    binaries: frozenset = frozenset()  # programs the node reports it can run (requirements.binaries)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Demand:
     gpu_memory_mb: int = 0  # per GPU
     zone: str = ""
     data: str = ""  # dataset name whose locality is required ("" for none)
+    binaries: tuple = ()  # programs the node must have, e.g. ("mosquitto",)
+    ports: tuple = ()  # fixed ports each instance listens on: two on one node would collide
 
     @property
     def gpus_held(self) -> int:
@@ -59,3 +62,14 @@ class Used:
     cpu: float = 0.0
     memory_mb: int = 0
     gpus: int = 0
+    ports: dict = field(default_factory=dict)  # fixed port -> the workload listening on it
+
+    def add(self, d: Demand, k: int = 1, holder: str = "") -> None:
+        self.cpu += d.cpu * k
+        self.memory_mb += d.memory_mb * k
+        self.gpus += d.gpus_held * k
+        for port in d.ports:
+            if k > 0:
+                self.ports[port] = holder
+            elif self.ports.get(port) == holder:
+                del self.ports[port]
