@@ -17,19 +17,22 @@ from control_plane.ml import datasets as ml_datasets
 from control_plane.packaging.store import ArtifactNotFound, ArtifactStore
 from control_plane.store import DatasetRow, Store
 from stratum.digests import HEX64 as _HEX64
-from stratum.validation import check_name
+from stratum.validation import MAX_TEXT, check_name, check_text, shown
 from stratum.v1 import datasets_pb2 as ds
 
 FORMATS = ("csv", "parquet", "excel")
 _DB_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
+MAX_QUERY = 64 * 1024  # characters of SQL
 
 
 def validate_spec(spec: ds.DatasetSpec) -> list[tuple[str, str]]:
     """Problems knowable without loading anything (plan time)."""
-    problems = check_name(spec.name)
+    problems = check_name(spec.name) + check_text(spec.query, "query", MAX_QUERY) + check_text(spec.target, "target")
     if spec.format and spec.format not in FORMATS:
-        problems.append(("format", f"unknown format {spec.format!r}: expected one of {', '.join(FORMATS)}"))
-    if spec.source.startswith("file://"):
+        problems.append(("format", f"unknown format {shown(spec.format)}: expected one of {', '.join(FORMATS)}"))
+    if len(spec.source) > MAX_TEXT:
+        problems += check_text(spec.source, "source")
+    elif spec.source.startswith("file://"):
         path = spec.source[len("file://"):]
         if not path:
             problems.append(("source", "file:// needs a path, e.g. file://data/traffic.csv"))
@@ -48,8 +51,8 @@ def validate_spec(spec: ds.DatasetSpec) -> list[tuple[str, str]]:
         if spec.format:
             problems.append(("format", "format applies only to file sources"))
     else:
-        shown = ml_datasets.redact_url(spec.source) if "://" in spec.source else spec.source
-        problems.append(("source", f"unsupported source {shown!r}: use file://path, sqlite:///path or postgresql://..."))
+        where = ml_datasets.redact_url(spec.source) if "://" in spec.source else spec.source
+        problems.append(("source", f"unsupported source {shown(where)}: use file://path, sqlite:///path or postgresql://..."))
     return problems
 
 
@@ -82,7 +85,7 @@ class Datasets:
             blob, blob_format = self.artifacts.put_stream([buf.getvalue()]), "parquet"
         names = [c for c, _ in loaded.columns]
         if spec.target and spec.target not in names:
-            raise InvalidArgument([("target", f"column {spec.target!r} is not in the dataset; its columns are: {', '.join(names)}")])
+            raise InvalidArgument([("target", f"column {shown(spec.target)} is not in the dataset; its columns are: {', '.join(names)}")])
         return loaded, blob, blob_format
 
     def create(self, spec: ds.DatasetSpec) -> DatasetRow:
@@ -90,7 +93,7 @@ class Datasets:
         if existing is not None:
             if existing.spec == _spec_json(spec):
                 return existing
-            raise AlreadyExists(f"dataset {spec.name!r} already exists with a different spec")
+            raise AlreadyExists(f"dataset {shown(spec.name)} already exists with a different spec")
         loaded, blob, fmt = self._load(spec)
         now = time.time()
         row = DatasetRow(spec.name, _spec_json(spec), loaded.digest, blob, fmt, [list(c) for c in loaded.columns],
@@ -101,7 +104,7 @@ class Datasets:
     def get(self, name: str) -> DatasetRow:
         row = self.store.get_dataset(name)
         if row is None:
-            raise NotFound(f"dataset {name!r} not found")
+            raise NotFound(f"dataset {shown(name)} not found")
         return row
 
     def update(self, spec: ds.DatasetSpec) -> DatasetRow:
@@ -116,6 +119,40 @@ class Datasets:
 
     def delete(self, name: str) -> None:
         self.store.delete_dataset(name)
+
+    def add_version(self, name: str, blob_sha256: str, fmt: str, mode: str = "replace") -> DatasetRow:
+        """A new version from a file in the artifact store (a batch run's output): its rows replace
+        the current ones, or with mode "append" are added to them (same columns, any order). The
+        spec stays as configured; only content, digest and version change. Nothing changes when
+        the file does not load or its columns do not match (DatasetError says why)."""
+        row = self.get(name)
+        try:
+            data = self.artifacts.open(blob_sha256).read()
+        except ArtifactNotFound:
+            raise FailedPrecondition(f"output {blob_sha256[:12]}… was not uploaded") from None
+        new = ml_datasets.load_bytes(data, fmt, name=f"output for dataset {name}")
+        names = [c for c, _ in row.columns]
+        if sorted(c for c, _ in new.columns) != sorted(names):
+            raise ml_datasets.DatasetError(
+                f"output for dataset {name}: columns {', '.join(c for c, _ in new.columns)} do not match the "
+                f"dataset's {', '.join(names)}", field="outputs.dataset")
+        if mode == "append":
+            import pandas as pd
+
+            frame = pd.concat([self.frame(name), new.frame[names]], ignore_index=True)
+            buf = io.BytesIO()
+            frame.to_parquet(buf, index=False)
+            loaded = ml_datasets.load_bytes(buf.getvalue(), "parquet", name)
+            blob, blob_format = self.artifacts.put_stream([buf.getvalue()]), "parquet"
+            digest = ml_datasets.frame_digest(loaded.frame)
+        else:
+            loaded, blob, blob_format, digest = new, blob_sha256, fmt, new.digest
+        if digest != row.digest:
+            row.version += 1
+        row.digest, row.data_sha256, row.data_format = digest, blob, blob_format
+        row.columns, row.row_count, row.updated_at = [list(c) for c in loaded.columns], loaded.row_count, time.time()
+        self.store.update_dataset(row)
+        return row
 
     def frame(self, name: str):
         """The rows of the dataset's current version, as a DataFrame (for training)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import secrets
 import sys
@@ -30,16 +31,24 @@ from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 from control_plane.ml import script as ml_script
 from control_plane.ml.train import check_spec, validate as validate_table
 from control_plane.store import Store
-from stratum.durations import parse_duration
 from stratum.logs import event
-from stratum.validation import check_name
+from stratum.validation import check_duration, check_name, check_number, check_text, shown, shown_key
 from stratum.v1 import models_pb2 as m
 
 log = logging.getLogger("stratum.models")
 
+# Reasons of trainings Stratum starts by itself: they roll out only a version that scores no worse
+# than the serving one on the data it was trained on (see _record).
+AUTOMATIC = ("drift", "max_age", "dataset")
 # What training depends on: a change to any of these makes a new version.
 TRAINING_FIELDS = ("dataset", "task", "target", "candidates", "grids", "preprocessing", "selection", "seed")
 _STEP_ORDER = ("select", "drop_missing", "impute", "scale", "one_hot")
+MAX_CANDIDATES = 32
+MAX_PSI = 100.0  # retrain.drift_threshold: a PSI of 0.25 is already a large shift
+# retrain.min_samples: services keep the latest 5000 request rows per model (services.MAX_SAMPLES);
+# asking for more would never judge drift at all.
+MAX_MIN_SAMPLES = 5000
+MAX_FILL = 1e15  # magnitude of preprocessing.fill_value
 
 
 def spec_json(spec: m.ModelSpec) -> dict:
@@ -102,26 +111,48 @@ def _rename(problems: list[tuple[str, str]], renames: dict[str, str]) -> list[tu
     return out
 
 
+def _non_finite(value) -> bool:
+    """A NaN or ±Inf anywhere in a google.protobuf.Value (MessageToDict raises ValueError on them)."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return not math.isfinite(value.number_value)
+    if kind == "list_value":
+        return any(_non_finite(v) for v in value.list_value.values)
+    if kind == "struct_value":
+        return any(_non_finite(v) for v in value.struct_value.fields.values())
+    return False
+
+
 def validate_spec(spec: m.ModelSpec) -> list[tuple[str, str]]:
     """Problems knowable without the dataset's rows (plan time, before the dataset exists)."""
     problems = check_name(spec.name)
     if not spec.dataset:
         problems.append(("dataset", "name the dataset to train on (stratum_dataset.<name>.id)"))
-    for alg in spec.grids:
+    else:
+        problems += check_name(spec.dataset, "dataset")
+    problems += check_text(spec.dataset_digest, "dataset_digest", 71) + check_text(spec.target, "target")
+    problems += check_text(spec.pinned_version, "pinned_version", 64)
+    # Too many candidates to check one by one, or grids that cannot be read as JSON (NaN): the checks
+    # of control_plane.ml (below) are skipped.
+    unreadable = len(spec.candidates) > MAX_CANDIDATES
+    if unreadable:
+        problems.append(("candidates", f"{len(spec.candidates)} candidates; at most {MAX_CANDIDATES}"))
+    for alg, grid in spec.grids.items():
         if alg not in spec.candidates:
-            problems.append((f'grids["{alg}"]', f"{alg!r} is not among the candidates"))
+            problems.append((f'grids["{shown_key(alg)}"]', f"{shown(alg)} is not among the candidates"))
+        for param, value in grid.fields.items():
+            if _non_finite(value):
+                unreadable = True
+                problems.append((f'grids["{shown_key(alg)}"].{shown_key(param)}', "give finite numbers, not NaN or Infinity"))
     r = spec.retrain
-    if r.max_age:
-        try:
-            parse_duration(r.max_age)
-        except ValueError as e:
-            problems.append(("retrain.max_age", str(e)))
-    if r.drift_threshold < 0:
-        problems.append(("retrain.drift_threshold", "give a positive PSI threshold, e.g. 0.2"))
-    if r.min_samples < 0:
-        problems.append(("retrain.min_samples", "give a positive number of rows"))
+    problems += check_duration(r.max_age, "retrain.max_age")
+    problems += check_number(r.drift_threshold, "retrain.drift_threshold", 0, MAX_PSI, hint="a PSI threshold, e.g. 0.2")
+    problems += check_number(r.min_samples, "retrain.min_samples", 0, MAX_MIN_SAMPLES, integer=True, hint="rows")
+    problems += check_number(spec.preprocessing.fill_value, "preprocessing.fill_value", -MAX_FILL, MAX_FILL)
     if not 0 <= spec.seed < 2**32:
         problems.append(("seed", "give a whole number from 0 to 2**32 - 1"))
+    if unreadable:
+        return problems
     spec_dict, renames = ml_spec(spec, "x")  # the dataset's target is unknown here; "x" stands for it
     problems += [p for p in _rename(check_spec(spec_dict), renames) if not (p[0] == "target" and not spec.target)]
     return problems
@@ -173,7 +204,7 @@ class Models:
     def _doc(self, name: str) -> dict:
         doc = self.store.get_doc("models", name)
         if doc is None:
-            raise NotFound(f"model {name!r} not found")
+            raise NotFound(f"model {shown(name)} not found")
         return doc
 
     def version(self, name: str, version: str) -> dict | None:
@@ -204,7 +235,7 @@ class Models:
     def operation(self, op_id: str) -> m.Operation:
         op = self.store.get_doc("operations", op_id)
         if op is None:
-            raise NotFound(f"operation {op_id!r} not found")
+            raise NotFound(f"operation {shown(op_id)} not found")
         return operation_proto(op)
 
     def training_script(self, name: str, version: str = "") -> m.TrainingScript:
@@ -213,7 +244,7 @@ class Models:
         v = self.version(name, version) if version else None
         if v is None:
             known = ", ".join(x["version"] for x in self.store.model_versions(name)) or "none yet"
-            raise NotFound(f"model {name!r} has no version {version!r} (versions: {known})")
+            raise NotFound(f"model {shown(name)} has no version {shown(version)} (versions: {known})")
         with open(os.path.join(v["files_dir"], "metadata.json")) as f:
             metadata = json.load(f)
         row = self.store.get_dataset(doc["spec"]["dataset"])
@@ -230,7 +261,7 @@ class Models:
         row = self.store.get_dataset(spec.dataset) if spec.dataset else None
         if row is None:
             if need_dataset and spec.dataset:
-                problems.append(("dataset", f"dataset {spec.dataset!r} not found; create it first (stratum_dataset)"))
+                problems.append(("dataset", f"dataset {shown(spec.dataset)} not found; create it first (stratum_dataset)"))
             if problems:
                 raise InvalidArgument(problems)
             return []
@@ -253,7 +284,7 @@ class Models:
     def _check_pin(self, spec: m.ModelSpec) -> None:
         if spec.pinned_version and self.version(spec.name, spec.pinned_version) is None:
             known = ", ".join(v["version"] for v in self.store.model_versions(spec.name)) or "none yet"
-            raise InvalidArgument([("pinned_version", f"model {spec.name!r} has no version {spec.pinned_version!r}; "
+            raise InvalidArgument([("pinned_version", f"model {shown(spec.name)} has no version {shown(spec.pinned_version)}; "
                                                       f"its versions are: {known}")])
 
     # -- writes -------------------------------------------------------------------------------
@@ -265,6 +296,9 @@ class Models:
 
     def _prepare_create(self, spec: m.ModelSpec) -> dict | None:
         """The new model's document, or None when this exact model exists (idempotent create)."""
+        problems = validate_spec(spec)  # first: spec_json below cannot take what it refuses (NaN in grids)
+        if problems:
+            raise InvalidArgument(problems)
         existing = self.store.get_doc("models", spec.name)
         if existing is not None:
             if existing["spec"] == spec_json(spec):
@@ -286,6 +320,11 @@ class Models:
 
     def _prepare_update(self, spec: m.ModelSpec) -> tuple[dict, bool]:
         doc = self._doc(spec.name)
+        # Always: a change to retrain settings alone trains nothing, and so was stored unchecked
+        # (retrain.max_age = "99999999999h" then failed the retraining loop at every pass).
+        problems = validate_spec(spec)
+        if problems:
+            raise InvalidArgument(problems)
         old = spec_from_json(doc["spec"])
         self._check_pin(spec)
         row = self.store.get_dataset(spec.dataset)
@@ -306,6 +345,17 @@ class Models:
         doc = await asyncio.to_thread(self._doc, name)
         await self._start_training(doc, reason)
         return await asyncio.to_thread(self.get, name)
+
+    async def on_new_data(self, dataset: str, version: int) -> list[str]:
+        """A dataset got a new version (e.g. from an app's output): retrain the models on it that ask
+        for it (retrain.on_new_data); the automatic-retraining rule decides whether each rolls out."""
+        docs = await asyncio.to_thread(self.store.list_docs, "models")
+        names = [d["name"] for d in docs if d["spec"].get("dataset") == dataset
+                 and (d["spec"].get("retrain") or {}).get("on_new_data")]
+        for name in names:
+            event(log, "retraining on new data", model=name, dataset=dataset, version=version)
+            await self.retrain(name, f"dataset: {dataset} version {version}")
+        return names
 
     def delete(self, name: str, in_use_by: list[str]) -> None:
         if self.store.get_doc("models", name) is None:
@@ -387,7 +437,7 @@ class Models:
         req = {"model": name, "data_dir": os.path.abspath(self.data_dir), "spec": spec_dict, "seed": int(spec.seed),
                "workers": self.workers,
                "dataset": {"blob": row.data_sha256, "format": row.data_format, "name": row.name, "digest": row.digest}}
-        auto = op.get("reason", "").startswith(("drift", "max_age"))
+        auto = op.get("reason", "").startswith(AUTOMATIC)
         serving = self.serving(name) if auto else None
         if serving:
             req["previous_dir"] = serving["files_dir"]
@@ -449,7 +499,7 @@ class Models:
         previous = doc.get("latest") and self.version(name, doc["latest"])
         keep_old = False
         old_score = result.get("previous_score_on_this_data")
-        if previous and reason.startswith(("drift", "max_age")) and result["version"] != previous["version"] \
+        if previous and reason.startswith(AUTOMATIC) and result["version"] != previous["version"] \
                 and old_score is not None:
             # Automatic retraining rolls out only a version that scores no worse on the data it was trained
             # on than the serving version does (scorers are higher-is-better throughout).

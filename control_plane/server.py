@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from control_plane.api.auth import AdminTokenInterceptor
 from control_plane.api.servicers import ControlPlaneServicer, NodeAgentServicer
+from control_plane.apps.resource import Apps
 from control_plane.autoscale.loop import Autoscaler
 from control_plane.provision.pools import Pools
 from control_plane.datadir import DataDir
@@ -24,6 +25,7 @@ from control_plane.join_tokens import JoinTokens
 from control_plane.packaging.store import ArtifactStore
 from control_plane.nodes import NodeRegistry
 from control_plane.models import Models
+from control_plane.reconcile import Reconciler
 from control_plane.retraining import RetrainLoop
 from control_plane.services import Services
 from control_plane.store import Store
@@ -69,16 +71,21 @@ class Config:
 
 async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     dd = cfg.data_dir
+    main_loop = asyncio.get_running_loop()  # runs' outputs arrive on worker threads; retraining runs here
     tokens = JoinTokens(cfg.store, pki.fingerprint(dd.ca_cert_pem))
     nodes = NodeRegistry(cfg.store, tokens, dd.ca_key_pem, dd.ca_cert_pem, cfg.node_timeout)
     artifacts = ArtifactStore(dd.path)
     datasets = Datasets(cfg.store, artifacts)
     models = Models(cfg.store, datasets, dd.path, workers=cfg.training_workers)
-    services = Services(cfg.store, models, nodes, artifacts)
-    models.on_new_version = lambda name: services.push()
+    reconciler = Reconciler(cfg.store, nodes)
+    services = Services(cfg.store, models, nodes, reconciler, artifacts)
+    models.on_new_version = lambda name: reconciler.push()
     retrain = RetrainLoop(models, services, artifacts)
-    pools = Pools(cfg.store, tokens, nodes, server="", busy_nodes=services.nodes_in_use, interval=cfg.pool_interval)
-    services.pools = pools
+    pools = Pools(cfg.store, tokens, nodes, server="", busy_nodes=reconciler.nodes_in_use, interval=cfg.pool_interval)
+    reconciler.pools = pools
+    apps = Apps(cfg.store, nodes, reconciler, services, datasets, vault=pools.vault,
+                on_new_data=lambda dataset, version: asyncio.run_coroutine_threadsafe(
+                    models.on_new_data(dataset, version), main_loop))
 
     registry = None
     interceptors = [AdminTokenInterceptor(dd.admin_token)]
@@ -108,8 +115,8 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
 
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(
         ControlPlaneServicer(nodes, tokens, datasets, models, services, cfg.store.kind, f"{node_host}:{node_port}",
-                             cfg.heartbeat_interval, cfg.node_timeout, pools), server)
-    node_agent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(nodes, services, artifacts, node_port, cfg.heartbeat_interval), server)
+                             cfg.heartbeat_interval, cfg.node_timeout, pools, apps), server)
+    node_agent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(nodes, reconciler, artifacts, node_port, cfg.heartbeat_interval, apps.logs), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([
@@ -146,9 +153,9 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
             pass
     gc.disable()  # see _maintain
     models.resume()
-    await asyncio.to_thread(services.tell_pools)  # what the services want from the pools, after a restart too
+    await asyncio.to_thread(reconciler.tell_pools)  # what the placements want from the pools, after a restart too
     pools.start()
-    background = asyncio.create_task(_maintain(nodes, cfg, stop, services, retrain, Autoscaler(services)))
+    background = asyncio.create_task(_maintain(nodes, cfg, stop, reconciler, retrain, Autoscaler(services), apps))
     await stop.wait()
     event(log, "control plane stopping")
     await health.enter_graceful_shutdown()
@@ -158,8 +165,8 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     await asyncio.to_thread(nodes.flush_heartbeats)
 
 
-async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, services: Services,
-                    retrain: RetrainLoop, autoscaler: Autoscaler) -> None:
+async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, reconciler: Reconciler,
+                    retrain: RetrainLoop, autoscaler: Autoscaler, apps: Apps) -> None:
     """Liveness, heartbeat flushing and garbage collection, off the request path.
 
     With thousands of node sessions the heap holds many long-lived objects, and
@@ -190,11 +197,12 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, servi
                     if state == "down":
                         event(log, "node down", node_id=node_id, state=state)
                 if changes:  # replicas of down nodes move, joined nodes take some; deletions waiting on them finish
-                    await asyncio.to_thread(services.rebalance)
-                    await asyncio.to_thread(services.finish_deletes)
-                elif services.waiting_for_vms and time.monotonic() - last_vm_check >= 2.0:
+                    await asyncio.to_thread(reconciler.rebalance)
+                    await asyncio.to_thread(reconciler.finish_deletes)
+                elif reconciler.waiting_for_vms and time.monotonic() - last_vm_check >= 2.0:
                     last_vm_check = time.monotonic()  # replicas on cloud VMs still booting: move them once they join
-                    await asyncio.to_thread(services.rebalance)
+                    await asyncio.to_thread(reconciler.rebalance)
+            await asyncio.to_thread(apps.tick)  # periodic apps' scheduled runs; runs of lost nodes
             if time.monotonic() - last_flush >= cfg.flush_interval:
                 last_flush = time.monotonic()
                 await asyncio.to_thread(nodes.flush_heartbeats)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
 from node_daemon.replicas.cache import BentoCache, CacheError
+from node_daemon.transfer import download
 from stratum.runtime.runner import ReplicaError, ReplicaRunner
 from node_daemon.replicas.service import BentoRef, LocalService
 from stratum.logs import event
@@ -151,42 +152,8 @@ class ServiceManager:
         st.version = a.version
         route(svc, a.routing)
 
-    async def _download(self, digest: str, size: int, attempts: int = 5) -> None:
-        """Fetch with resume: each attempt continues from the bytes the cache already holds."""
-        last: Exception | None = None
-        for attempt in range(attempts):
-            offset = self.cache.resume_offset(digest)
-            queue: asyncio.Queue = asyncio.Queue(maxsize=8)
-            loop = asyncio.get_running_loop()
-
-            def chunks():
-                while True:
-                    item = asyncio.run_coroutine_threadsafe(queue.get(), loop).result()
-                    if item is None:
-                        return
-                    if isinstance(item, Exception):
-                        raise item
-                    yield item
-
-            writer = asyncio.create_task(asyncio.to_thread(self.cache.put, digest, chunks(), offset=offset, size=size))
-            try:
-                async for data in self.fetch(digest, offset):
-                    await queue.put(data)
-                await queue.put(None)
-            except Exception as e:  # noqa: BLE001 - a broken transfer: the partial file stays for the next attempt
-                await queue.put(ConnectionError(f"transfer broke: {e}"))
-            try:
-                await writer
-                event(log, "bento fetched", digest=digest[:19], size=size, resumed_at=offset)
-                return
-            except CacheError as e:
-                if type(e).__name__ == "DigestMismatch":
-                    raise
-                last = e
-            except ConnectionError as e:
-                last = e
-            await asyncio.sleep(0.5 * (attempt + 1))
-        raise CacheError(f"could not fetch bento {digest[:19]}… after {attempts} attempts: {last}")
+    async def _download(self, digest: str, size: int) -> None:
+        await download(self.cache, self.fetch, digest, size)
 
     # -- observed state -------------------------------------------------------------------------
     def status(self, with_samples: bool = False) -> na.ServiceReport:

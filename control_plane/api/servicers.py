@@ -11,33 +11,66 @@ import grpc
 from control_plane import join_tokens as jt
 from control_plane.api.auth import node_id_of
 from control_plane.api.errors import rpc, to_status
-from control_plane.errors import InvalidArgument, NotFound, StratumError
+from control_plane.errors import InvalidArgument, NotFound, StratumError, Unauthenticated
 from control_plane import datasets as dsets
 from control_plane.datasets import Datasets
 from control_plane.join_tokens import JoinTokens, validate_spec
 from control_plane.packaging.store import DigestMismatch
 from control_plane.nodes import NodeRegistry
 from control_plane.models import Models
+from control_plane.reconcile import Reconciler
 from control_plane.services import Services
 from stratum.v1 import models_pb2 as m
 from stratum import __version__
+from stratum.digests import HEX64
 from stratum.durations import format_duration
 from stratum.logs import event
+from stratum.validation import (MAX_REPLICAS, MAX_TEXT, check_name, check_number, check_preferences, check_requirements,
+                                check_text, shown)
 from stratum.v1 import control_plane_pb2 as cp, control_plane_pb2_grpc as cp_grpc
 from stratum.v1 import datasets_pb2 as ds
 from stratum.v1 import node_agent_pb2 as na, node_agent_pb2_grpc as na_grpc
+from stratum.v1 import apps_pb2 as ap
 from stratum.v1 import pools_pb2 as pl
 
 MAX_CHUNK = 4 * 1024 * 1024
+MAX_OUTPUT = 4 * 1024 ** 3  # bytes of one run's output file
+MAX_BLOB = 64 * 1024 ** 3  # bytes in one upload (a dataset file); the chunks are held in memory until stored
 
 log = logging.getLogger("stratum.api")
 
 
+def require_name(name: str, field: str = "name") -> None:
+    """INVALID_ARGUMENT for an empty or malformed name: Delete* of "" used to answer OK, hiding a
+    missing attribute (deleting a well-formed name that does not exist stays OK: idempotent)."""
+    problems = check_name(name, field)
+    if problems:
+        raise InvalidArgument(problems)
+
+
+def known_name(name: str, what: str) -> None:
+    """NOT_FOUND, with a short message, for a name nothing can have (Get* of an 8 KB name)."""
+    if check_name(name):
+        raise NotFound(f"{what} {shown(name)} not found")
+
+
+def check_what_if(q: m.PlacementQuery) -> list[tuple[str, str]]:
+    """A what-if needs something to place: some requirement, or a model (whose measured memory
+    applies); `PlacementQuery {}` used to place a default replica. Every number within bounds."""
+    problems = check_requirements(q.requirements) + check_preferences(q.placement)
+    problems += check_number(q.replicas, "replicas", 0, MAX_REPLICAS, integer=True, hint="0 for 1")
+    if q.model:
+        problems += check_name(q.model, "model")
+    elif q.requirements == m.Requirements():
+        problems.append(("requirements", "give at least one requirement (cpu, memory_mb, gpu, tiers, labels, ...) or a model"))
+    return problems
+
+
 class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
     def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, datasets: Datasets, models: Models, services: Services,
-                 store_kind: str, node_endpoint: str, interval: float, timeout: float, pools=None):
+                 store_kind: str, node_endpoint: str, interval: float, timeout: float, pools=None, apps=None):
         self.nodes, self.tokens, self.datasets = nodes, tokens, datasets
-        self.pools = pools
+        self.pools, self.apps = pools, apps
         self.models, self.services = models, services
         self.store_kind, self.node_endpoint = store_kind, node_endpoint
         self.interval, self.timeout = interval, timeout
@@ -86,6 +119,7 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def DeleteJoinToken(self, request, context):
+        require_name(request.name)
         await asyncio.to_thread(self.tokens.delete, request.name)
         event(log, "join token deleted", name=request.name)
         return cp.DeleteJoinTokenResponse()
@@ -99,12 +133,14 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def UploadBlob(self, request_iterator, context):
-        first = await request_iterator.__anext__()
-        if first.WhichOneof("body") != "header":
+        first = await anext(request_iterator, None)  # an empty stream was an INTERNAL StopAsyncIteration
+        if first is None or first.WhichOneof("body") != "header":
             raise InvalidArgument([("header", "the first message of an upload must be the header")])
         header = first.header
-        if len(header.sha256) != 64 or header.size < 0:
-            raise InvalidArgument([("header.sha256", "give the sha256 (64 hex digits) and size of the bytes to come")])
+        if not HEX64.match(header.sha256):  # 64 characters of anything else failed in the store, INTERNAL
+            raise InvalidArgument([("header.sha256", "give the sha256 (64 lowercase hex digits) of the bytes to come")])
+        if not 0 <= header.size <= MAX_BLOB:
+            raise InvalidArgument([("header.size", f"give the size of the bytes to come, 0 to {MAX_BLOB} bytes")])
         chunks, size = [], 0
         async for msg in request_iterator:
             if len(msg.chunk) > MAX_CHUNK:
@@ -156,6 +192,7 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def DeleteDataset(self, request, context):
+        require_name(request.name)
         await asyncio.to_thread(self.datasets.delete, request.name)
         event(log, "dataset deleted", name=request.name)
         return ds.DeleteDatasetResponse()
@@ -185,6 +222,7 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def DeleteModel(self, request, context):
+        require_name(request.name)
         users = await asyncio.to_thread(self.services.using_model, request.name)
         self.models.delete(request.name, users)
         event(log, "model deleted", name=request.name)
@@ -192,6 +230,9 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def RetrainModel(self, request, context):
+        problems = check_text(request.reason, "reason", MAX_TEXT)  # it is kept in the operation
+        if problems:
+            raise InvalidArgument(problems)
         return await self.models.retrain(request.name, request.reason or "manual")
 
     @rpc
@@ -206,11 +247,16 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def ValidateService(self, request, context):
-        notes = await asyncio.to_thread(self.services.check_plan, request.service, list(request.planned))
+        notes = await asyncio.to_thread(self.services.check_plan, request.service, list(request.planned),
+                                        list(request.planned_apps))
         return cp.ValidateResponse(notes=notes)
 
     @rpc
     async def PlaceWhatIf(self, request, context):
+        # Checked here, before services.what_if (whose own checks let NaN and huge numbers through).
+        problems = check_what_if(request)
+        if problems:
+            raise InvalidArgument(problems)
         return await asyncio.to_thread(self.services.what_if, request)
 
     @rpc
@@ -219,6 +265,7 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def GetService(self, request, context):
+        known_name(request.name, "service")
         return await asyncio.to_thread(self.services.get, request.name)
 
     @rpc
@@ -227,11 +274,13 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def DeleteService(self, request, context):
+        require_name(request.name)
         await asyncio.to_thread(self.services.delete, request.name)
         return m.DeleteServiceResponse()
 
     @rpc
     async def GetServiceMetrics(self, request, context):
+        known_name(request.name, "service")
         return await asyncio.to_thread(self.services.metrics, request.name, request.minutes)
 
     # -- cloud pools (control_plane/provision/pools.py); Vault and cloud calls run off the event loop --
@@ -254,13 +303,62 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def DeleteCloudPool(self, request, context):
+        require_name(request.name)
         await asyncio.to_thread(self.pools.delete, request.name)
         return pl.DeleteCloudPoolResponse()
 
+    # -- apps (control_plane/apps/resource.py) ---------------------------------------------------
+    @rpc
+    async def ValidateApp(self, request, context):
+        notes = await asyncio.to_thread(self.apps.check_plan, request.app, list(request.planned),
+                                        list(request.planned_services))
+        return cp.ValidateResponse(notes=notes)
+
+    @rpc
+    async def CreateApp(self, request, context):
+        return await asyncio.to_thread(self.apps.create, request)
+
+    @rpc
+    async def GetApp(self, request, context):
+        known_name(request.name, "app")
+        return await asyncio.to_thread(self.apps.get, request.name)
+
+    @rpc
+    async def UpdateApp(self, request, context):
+        return await asyncio.to_thread(self.apps.update, request)
+
+    @rpc
+    async def DeleteApp(self, request, context):
+        require_name(request.name)
+        await asyncio.to_thread(self.apps.delete, request.name)
+        return ap.DeleteAppResponse()
+
+    @rpc
+    async def ListAppRuns(self, request, context):
+        known_name(request.name, "app")
+        return await asyncio.to_thread(self.apps.list_runs, request.name, request.limit)
+
+    @rpc
+    async def RunAppNow(self, request, context):
+        known_name(request.name, "app")
+        return await asyncio.to_thread(self.apps.run_now, request.name)
+
+    async def StreamAppLogs(self, request, context):
+        # A streaming answer: errors are mapped here, as @rpc does for unary calls.
+        try:
+            known_name(request.name, "app")
+            async for chunk in self.apps.stream_logs(request):
+                yield chunk
+        except StratumError as e:
+            status = to_status(e)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+
 
 class NodeAgentServicer(na_grpc.NodeAgentServicer):
-    def __init__(self, nodes: NodeRegistry, services: Services, artifacts, node_port: int, interval: float):
-        self.nodes, self.services, self.artifacts = nodes, services, artifacts
+    def __init__(self, nodes: NodeRegistry, reconciler: Reconciler, artifacts, node_port: int, interval: float,
+                 logs=None):
+        self.nodes, self.reconciler, self.artifacts = nodes, reconciler, artifacts
+        self.logs = logs  # control_plane/apps/logs.py: LogData from nodes, to the StreamAppLogs waiting for it
         self.node_port, self.interval = node_port, interval
 
     @rpc
@@ -288,12 +386,12 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
             await context.abort(status.code, status.details, status.trailing_metadata)
         event(log, "node session started", node_id=node_id, name=node.name, peer=context.peer())
         yield na.ControlMessage(welcome=na.Welcome(node_id=node_id, heartbeat_interval_s=self.interval))
-        # Outbound messages (acks from the reader below, assignments from Services.push) share one queue,
+        # Outbound messages (acks from the reader below, assignments from Reconciler.push) share one queue,
         # so this generator is the only writer of the stream.
-        out = self.services.open_session(node_id)
+        out = self.reconciler.open_session(node_id)
         reader = asyncio.create_task(self._read(node_id, node.name, request_iterator, out))
         try:
-            self.services.push([node_id])
+            self.reconciler.push([node_id])
             while True:
                 msg = await out.get()
                 if msg is None:
@@ -301,7 +399,7 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
                 yield msg
         finally:
             reader.cancel()
-            self.services.close_session(node_id, out)
+            self.reconciler.close_session(node_id, out)
             event(log, "node session ended", node_id=node_id, name=node.name)
 
     async def _read(self, node_id: str, name: str, request_iterator, out: asyncio.Queue) -> None:
@@ -314,7 +412,9 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
                         event(log, "node ready", node_id=node_id, name=name)
                     out.put_nowait(na.ControlMessage(heartbeat_ack=na.HeartbeatAck(seq=hb.seq)))
                 elif kind == "services":
-                    await asyncio.to_thread(self.services.on_report, node_id, msg.services)
+                    await asyncio.to_thread(self.reconciler.on_report, node_id, msg.services)
+                elif kind == "log" and self.logs is not None:
+                    self.logs.on_data(node_id, msg.log)
         except Exception as e:  # noqa: BLE001 - the stream broke; the session ends below either way
             if not isinstance(e, asyncio.CancelledError):
                 event(log, "node stream broke", level=logging.INFO, node_id=node_id, error=type(e).__name__)
@@ -322,14 +422,23 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
             out.put_nowait(None)
 
     async def FetchBento(self, request, context):
+        async for chunk in self._fetch(request, context, "bento"):
+            yield chunk
+
+    async def FetchBlob(self, request, context):
+        async for chunk in self._fetch(request, context, "blob"):
+            yield chunk
+
+    async def _fetch(self, request, context, what: str):
+        """A stored blob from `offset` (a resumed download), in 1 MiB chunks."""
         if node_id_of(context) is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "FetchBento needs the node's client certificate")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Fetch{what.title()} needs the node's client certificate")
         try:
             size = self.artifacts.size(request.digest.removeprefix("sha256:"))
         except (KeyError, ValueError):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"bento {request.digest[:19]}… is not stored on the control plane")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{what} {request.digest[:19]}… is not stored on the control plane")
         if not 0 <= request.offset <= size:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"offset: {request.offset} is outside the {size}-byte archive")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"offset: {request.offset} is outside the {size}-byte {what}")
         offset = request.offset
         while offset < size:
             data = await asyncio.to_thread(self.artifacts.read, request.digest.removeprefix("sha256:"), offset, 1 << 20)
@@ -337,3 +446,29 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
                 break
             yield na.BentoChunk(offset=offset, data=data, size=size)
             offset += len(data)
+
+    @rpc
+    async def UploadOutput(self, request_iterator, context):
+        """A run's output file into the artifact store (verified against its announced sha256)."""
+        if node_id_of(context) is None:
+            raise Unauthenticated("UploadOutput needs the node's client certificate")
+        first = await request_iterator.__anext__()
+        if first.WhichOneof("body") != "header":
+            raise InvalidArgument([("header", "the first message of an upload must be the header")])
+        h = first.header
+        if len(h.sha256) != 64 or not 0 <= h.size <= MAX_OUTPUT:
+            raise InvalidArgument([("header", f"give the sha256 and a size of at most {MAX_OUTPUT} bytes")])
+        chunks, size = [], 0
+        async for msg in request_iterator:
+            chunks.append(msg.chunk)
+            size += len(msg.chunk)
+            if size > h.size:
+                break
+        if size != h.size:
+            raise InvalidArgument([("header.size", f"announced {h.size} bytes, received {size}; nothing stored")])
+        try:
+            digest = await asyncio.to_thread(self.artifacts.put_stream, chunks, h.sha256)
+        except DigestMismatch as e:
+            raise InvalidArgument([("header.sha256", str(e))]) from None
+        event(log, "run output stored", run=h.run_id, sha256=digest, size=size)
+        return na.UploadOutputResponse(sha256=digest)

@@ -280,7 +280,8 @@ class Store:
     # One JSON document per key. Callers own the document's shape (control_plane/models.py,
     # services.py); the store only keeps it durable and atomic.
 
-    _DOC_TABLES = {"models": "name", "operations": "id", "services": "name", "pools": "name", "pool_vms": "id"}
+    _DOC_TABLES = {"models": "name", "operations": "id", "services": "name", "pools": "name", "pool_vms": "id",
+                   "apps": "name"}
 
     def put_doc(self, table: str, key: str, doc: dict) -> None:
         col = self._DOC_TABLES[table]
@@ -323,3 +324,56 @@ class Store:
         with self.tx() as q:
             q("DELETE FROM model_versions WHERE model=?", name)
             q("DELETE FROM models WHERE name=?", name)
+
+    # -- app runs: one row per run, keyed by id, unique per (app, number) and (app, scheduled time) --
+
+    def insert_run(self, run: dict) -> dict | None:
+        """Record a new run, numbering it next for its app; None when a run for the same scheduled
+        time is recorded already (the step that scheduled it ran before). Conflict when another
+        writer took the number at the same moment (PostgreSQL): try again."""
+        with self.tx() as q:
+            if run.get("scheduled_for") is not None and q(
+                    "SELECT 1 FROM app_runs WHERE app=? AND scheduled_for=?", run["app"], run["scheduled_for"]).fetchone():
+                return None
+            number = int(q("SELECT COALESCE(MAX(number), 0) FROM app_runs WHERE app=?", run["app"]).fetchone()[0]) + 1
+            run = {**run, "number": number}
+            q("INSERT INTO app_runs (id, app, number, scheduled_for, state, doc, updated_at) VALUES (?,?,?,?,?,?,?)",
+              run["id"], run["app"], number, run.get("scheduled_for"), run["state"], json.dumps(run, sort_keys=True),
+              time.time())
+        return run
+
+    def update_run(self, run: dict) -> None:
+        with self.tx() as q:
+            q("UPDATE app_runs SET state=?, doc=?, updated_at=? WHERE id=?", run["state"],
+              json.dumps(run, sort_keys=True), time.time(), run["id"])
+
+    def get_run(self, run_id: str) -> dict | None:
+        with self.tx() as q:
+            row = q("SELECT doc FROM app_runs WHERE id=?", run_id).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def run_by_number(self, app: str, number: int) -> dict | None:
+        with self.tx() as q:
+            row = q("SELECT doc FROM app_runs WHERE app=? AND number=?", app, number).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_runs(self, app: str, limit: int = 20) -> list[dict]:
+        """Newest first."""
+        with self.tx() as q:
+            rows = q("SELECT doc FROM app_runs WHERE app=? ORDER BY number DESC LIMIT ?", app, limit).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def runs_in(self, states: tuple[str, ...]) -> list[dict]:
+        """Runs in any of these states, every app, oldest first."""
+        marks = ",".join("?" * len(states))
+        with self.tx() as q:
+            rows = q(f"SELECT doc FROM app_runs WHERE state IN ({marks}) ORDER BY app, number", *states).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def last_run_number(self, app: str) -> int:
+        with self.tx() as q:
+            return int(q("SELECT COALESCE(MAX(number), 0) FROM app_runs WHERE app=?", app).fetchone()[0])
+
+    def delete_runs(self, app: str) -> None:
+        with self.tx() as q:
+            q("DELETE FROM app_runs WHERE app=?", app)

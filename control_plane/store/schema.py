@@ -104,4 +104,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        5,
+        "apps and their runs",
+        [
+            """CREATE TABLE apps (
+                name       TEXT PRIMARY KEY,
+                doc        TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            # One row per run of a batch or periodic app, written before the run starts. The unique
+            # keys make a retried or repeated scheduling step a no-op: a run is never doubled.
+            """CREATE TABLE app_runs (
+                id            TEXT PRIMARY KEY,
+                app           TEXT NOT NULL,
+                number        BIGINT NOT NULL,
+                scheduled_for DOUBLE PRECISION,
+                state         TEXT NOT NULL,
+                doc           TEXT NOT NULL,
+                updated_at    DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX app_runs_number ON app_runs (app, number)",
+            "CREATE UNIQUE INDEX app_runs_scheduled ON app_runs (app, scheduled_for)",
+            "CREATE INDEX app_runs_state ON app_runs (state)",
+        ],
+    ),
 ]

@@ -73,6 +73,8 @@ def _dir_size(path: Path) -> int:
 
 
 class BentoCache:
+    SUFFIX = ".bento"  # of the verified files under blobs/
+
     def __init__(self, cache_dir: str | os.PathLike, max_bytes: int, bentoml_home: str | os.PathLike | None = None):
         self.root = Path(cache_dir).resolve()
         self.blobs = self.root / "blobs"
@@ -93,8 +95,8 @@ class BentoCache:
         except (OSError, ValueError):
             index = {}
         # Keep only entries whose archive is here; adopt archives the index lost.
-        index = {d: e for d, e in index.items() if (self.blobs / f"{d}.bento").is_file()}
-        for p in self.blobs.glob("*.bento"):
+        index = {d: e for d, e in index.items() if (self.blobs / f"{d}{self.SUFFIX}").is_file()}
+        for p in self.blobs.glob(f"*{self.SUFFIX}"):
             if p.stem not in index and _HEX64.match(p.stem):
                 index[p.stem] = {"size": p.stat().st_size, "last_used": p.stat().st_mtime}
         return index
@@ -109,7 +111,7 @@ class BentoCache:
 
     # -- queries ------------------------------------------------------------------------------
     def path(self, digest: str) -> Path:
-        return self.blobs / f"{parse_digest(digest)}.bento"
+        return self.blobs / f"{parse_digest(digest)}{self.SUFFIX}"
 
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import psutil
 
+from stratum.runtime import process
+
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 90.0
@@ -207,26 +209,14 @@ class ReplicaRunner:
         log_path = self.run_dir / f"{rid}.log"
         argv = [*bentoml_cli(), "serve", bento, "--port", str(port), "--host", self.host]
         extra = {"STRATUM_WORKERS": workers, **(env or {})}
-        with open(log_path, "ab") as logf:
-            try:
-                proc = subprocess.Popen(argv, env=bentoml_env(self.bentoml_home, extra), stdin=subprocess.DEVNULL,
-                                        stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                        cwd=self.run_dir)
-            except BaseException:
-                self.ports.release(port)
-                raise
         try:
-            created = psutil.Process(proc.pid).create_time()
-        except psutil.NoSuchProcess:
-            created = 0.0
-        (self.run_dir / f"{rid}.pid").write_text(f"{proc.pid} {created}\n")
+            proc = process.spawn(argv, env=bentoml_env(self.bentoml_home, extra), cwd=self.run_dir, log_path=log_path,
+                                 pid_path=self.run_dir / f"{rid}.pid", cgroups=self.cgroups, cgroup=rid, limits=limits)
+        except BaseException:
+            self.ports.release(port)
+            raise
         replica = Replica(rid, bento, self.host, port, workers, proc, log_path, time.monotonic())
         if self.cgroups is not None:
-            # moved right after exec, before bentoml forks its workers (they inherit the group); a
-            # replica started without limits gets a group too, so limits can be set later, live
-            self.cgroups.create(rid)
-            self.cgroups.add(rid, proc.pid)
-            self.cgroups.set(rid, *(limits or (None, None)))
             replica.extra["cgroup"] = rid
         with self._lock:
             self.replicas[rid] = replica
@@ -279,34 +269,8 @@ class ReplicaRunner:
         `grace` seconds, then release its port."""
         if replica.stopped:
             return
-        pids = replica.pids()
-        pgid = replica.pid
-        _signal_group(pgid, signal.SIGTERM)
-        try:
-            replica.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            _signal_group(pgid, signal.SIGKILL)
-            replica.process.wait(timeout=10)
-        # Workers that outlived the arbiter (or left its group) are killed by pid.
-        procs = []
-        for pid in pids:
-            try:
-                procs.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=min(grace, 5.0))
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5.0)
-        _signal_group(pgid, signal.SIGKILL)  # anything still in the group
-        if self.cgroups is not None and "cgroup" in replica.extra:
-            try:
-                self.cgroups.remove(replica.extra["cgroup"])
-            except Exception as e:  # noqa: BLE001 - an empty group left behind is harmless; say so
-                log.warning("could not remove cgroup of replica %s: %s", replica.id, e)
+        process.stop(replica.process, grace=grace, cgroups=self.cgroups if "cgroup" in replica.extra else None,
+                     cgroup=replica.extra.get("cgroup"))
         self._forget(replica)
 
     async def astop(self, replica: Replica, grace: float = STOP_GRACE_S) -> None:
@@ -338,28 +302,9 @@ class ReplicaRunner:
             pass
 
     def reap_stale(self) -> list[int]:
-        """Kill the replicas (process groups) left by an earlier run of this node: the pid files in run_dir
-        whose process still exists with the same start time (so a reused pid is never hit)."""
-        killed = []
-        for pidfile in self.run_dir.glob("*.pid"):
-            if pidfile.stem in self.replicas:
-                continue
-            try:
-                pid_s, _, created_s = pidfile.read_text().strip().partition(" ")
-                pid = int(pid_s)
-                proc = psutil.Process(pid)
-                same = abs(proc.create_time() - float(created_s)) < 1.0 if created_s else "bentoml" in " ".join(proc.cmdline())
-                if same:
-                    _signal_group(pid, signal.SIGKILL)
-                    killed.append(pid)
-            except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied, OSError):
-                pass
-            pidfile.unlink(missing_ok=True)
-        return killed
+        """Kill the replicas (process groups, cgroups) left by an earlier run of this node: the pid files
+        in run_dir whose process still exists with the same start time (so a reused pid is never hit)."""
+        return process.reap(self.run_dir, keep=set(self.replicas), cgroups=self.cgroups)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+_signal_group = process.signal_group

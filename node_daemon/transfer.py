@@ -1,0 +1,55 @@
+"""Fetching a blob from the control plane into a node cache: resumable and verified.
+
+`fetch(digest, offset)` is an async iterator of chunks from `offset` (FetchBento or FetchBlob over
+the node's session); `cache` is a BentoCache or an ArtifactCache, which writes the chunks to a
+partial file and verifies the whole against the digest. A broken transfer keeps its bytes: the
+next attempt continues from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from node_daemon.replicas.cache import CacheError
+from stratum.logs import event
+
+log = logging.getLogger("stratum.node.transfer")
+
+
+async def download(cache, fetch, digest: str, size: int, attempts: int = 5, what: str = "bento") -> None:
+    """Fetch with resume: each attempt continues from the bytes the cache already holds."""
+    last: Exception | None = None
+    for attempt in range(attempts):
+        offset = cache.resume_offset(digest)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+        loop = asyncio.get_running_loop()
+
+        def chunks():
+            while True:
+                item = asyncio.run_coroutine_threadsafe(queue.get(), loop).result()
+                if item is None:
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+
+        writer = asyncio.create_task(asyncio.to_thread(cache.put, digest, chunks(), offset=offset, size=size))
+        try:
+            async for data in fetch(digest, offset):
+                await queue.put(data)
+            await queue.put(None)
+        except Exception as e:  # noqa: BLE001 - a broken transfer: the partial file stays for the next attempt
+            await queue.put(ConnectionError(f"transfer broke: {e}"))
+        try:
+            await writer
+            event(log, f"{what} fetched", digest=digest[:19], size=size, resumed_at=offset)
+            return
+        except CacheError as e:
+            if type(e).__name__ == "DigestMismatch":
+                raise
+            last = e
+        except ConnectionError as e:
+            last = e
+        await asyncio.sleep(0.5 * (attempt + 1))
+    raise CacheError(f"could not fetch {what} {digest[:19]}… after {attempts} attempts: {last}")
