@@ -48,6 +48,10 @@ def _mode(values: list) -> object:
     return max(counts, key=lambda v: (counts[v], -values.index(v)))
 
 
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
 def rows_of(observations: list[dict], min_observations: int = 1) -> list[list[str]]:
     """CSV rows (as strings) for `observations` (store rows in id order)."""
     groups: dict[tuple, list[dict]] = {}
@@ -60,16 +64,15 @@ def rows_of(observations: list[dict], min_observations: int = 1) -> list[list[st
         if len(obs) < min_observations:
             continue
         temps = [o["temperature_c"] for o in obs if o["temperature_c"] is not None]
-        mean = lambda key: sum(o[key] for o in obs) / len(obs)  # noqa: E731
         out.append([
             name,
             str(int(_mode([o["hour"] for o in obs]))),
             str(int(_mode([o["weekday"] for o in obs]))),
             str(_mode([o["weather"] for o in obs])),
             _fmt(sum(temps) / len(temps) if temps else None),
-            _fmt(mean("vehicles_per_min")),
-            _fmt(mean("pedestrians_per_min")),
-            traffic.level_of_queue(mean("queue_length")),
+            _fmt(_mean(obs, "vehicles_per_min")),
+            _fmt(_mean(obs, "pedestrians_per_min")),
+            traffic.level_of_queue(_mean(obs, "queue_length")),
         ])
     return out
 

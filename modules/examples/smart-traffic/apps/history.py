@@ -92,6 +92,7 @@ def parse_url(url: str) -> tuple[str, str]:
             import psycopg.conninfo
 
             psycopg.conninfo.conninfo_to_dict(url)
+            urlsplit(url).port  # libpq only finds a bad port at connect time  # noqa: B018
         except ImportError:
             raise StoreConfigError("HISTORY_STORE is a PostgreSQL URL but psycopg is not installed "
                                    "(pip install 'psycopg[binary]')") from None

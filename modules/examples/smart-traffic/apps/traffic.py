@@ -91,9 +91,20 @@ def level(load: float) -> str:
 
 
 def queue_length(load: float) -> float:
-    """Vehicles waiting, to 0.1. Rounded down on purpose: the thresholds fall on whole tenths of a
-    vehicle (9.0 and 16.0), so level_of_queue(queue_length(x)) == level(x) for every load x."""
-    return math.floor(load * QUEUE_PER_LOAD * 10.0) / 10.0
+    """Vehicles waiting, to 0.1, such that level_of_queue(queue_length(x)) == level(x) for every
+    load x. Rounded down: the thresholds fall on whole tenths (9.0 and 16.0), so flooring keeps a
+    load on its side of them, except that float arithmetic can move a load within an ulp of a
+    threshold across it; that case is put back on the load's side."""
+    q = math.floor(load * QUEUE_PER_LOAD * 10.0) / 10.0
+    want = level(load)
+    if level_of_queue(q) != want:
+        if want == "low":
+            q = round(QUEUE_LOW_MEDIUM - 0.1, 1)
+        elif want == "high":
+            q = QUEUE_MEDIUM_HIGH
+        else:
+            q = QUEUE_LOW_MEDIUM if q < QUEUE_LOW_MEDIUM else round(QUEUE_MEDIUM_HIGH - 0.1, 1)
+    return q
 
 
 def level_of_queue(queue: float) -> str:
