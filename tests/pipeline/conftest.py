@@ -69,7 +69,7 @@ class App:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM:\n{self.log_tail()}")
+            raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM:\n{self.log_tail()}") from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

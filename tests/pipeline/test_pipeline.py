@@ -58,8 +58,9 @@ def test_pipeline_end_to_end_with_a_processor_crash(apps, tmp_path, congestion_m
     everyone = [broker, processor, *sensors, dashboard]
 
     # sensor -> broker -> processor -> store, and -> model -> decision (broker and store)
-    wait_until(lambda: db_rows(sqlite_url, "SELECT COUNT(DISTINCT intersection) FROM decisions WHERE source = 'model'")[0][0] == 8,
-               30, "model-based decisions for all 8 intersections", everyone)
+    model_decided = "SELECT COUNT(DISTINCT intersection) FROM decisions WHERE source = 'model'"
+    wait_until(lambda: db_rows(sqlite_url, model_decided)[0][0] == 8, 30, "model-based decisions for all 8 intersections",
+               everyone)
     n_obs = db_rows(sqlite_url, "SELECT COUNT(*) FROM observations")[0][0]
     wait_until(lambda: db_rows(sqlite_url, "SELECT COUNT(*) FROM observations")[0][0] > n_obs, 10,
                "observations to keep growing", everyone)
