@@ -17,14 +17,18 @@ CONTROL_PLANE_PREFIX = "/stratum.v1.ControlPlane/"
 
 
 def _deny(handler, message: str):
-    """A handler of the same shape as `handler` (unary or streaming) that only refuses."""
+    """A handler of the same shape as `handler` (unary or streaming, either way) that only refuses;
+    None (no such method: the server answers UNIMPLEMENTED) when there is no handler."""
+    if handler is None:
+        return None
 
-    async def abort(request, context):
+    async def abort(request, context):  # a coroutine serves streaming responses too (grpc.aio)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(abort)
-    return grpc.unary_unary_rpc_method_handler(abort)
+    shape = {(False, False): grpc.unary_unary_rpc_method_handler, (True, False): grpc.stream_unary_rpc_method_handler,
+             (False, True): grpc.unary_stream_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
+    make = shape[(handler.request_streaming, handler.response_streaming)]
+    return make(abort)
 
 
 class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
