@@ -13,14 +13,16 @@ from control_plane.errors import AlreadyExists, InvalidArgument, NotFound, Unaut
 from control_plane.store import Conflict, JoinTokenRow, Store
 from stratum import tokens
 from stratum.durations import format_duration, parse_duration
-from stratum.validation import check_duration, check_labels, check_name, check_tier
+from stratum.timestamps import set_timestamp
+from stratum.validation import check_duration, check_labels, check_name, check_number, check_tier, shown
 from stratum.v1 import control_plane_pb2 as cp
+
+MAX_USES = 1_000_000  # enrollments per token; 0 is unlimited
 
 
 def validate_spec(spec: cp.JoinTokenSpec) -> list[tuple[str, str]]:
     problems = check_name(spec.name) + check_tier(spec.tier) + check_labels(dict(spec.labels)) + check_duration(spec.ttl, "ttl")
-    if spec.max_uses < 0:
-        problems.append(("max_uses", f"max_uses = {spec.max_uses}: must be 0 (unlimited) or more"))
+    problems += check_number(spec.max_uses, "max_uses", 0, MAX_USES, integer=True, hint="0 for unlimited")
     if len(spec.description) > 1024:
         problems.append(("description", "description is longer than 1024 characters"))
     return problems
@@ -60,12 +62,12 @@ class JoinTokens:
                 existing = self.store.get_join_token(name=spec.name)
         if existing is not None and same_spec(existing, spec):
             return existing
-        raise AlreadyExists(f"join token {spec.name!r} already exists with a different spec")
+        raise AlreadyExists(f"join token {shown(spec.name)} already exists with a different spec")
 
     def get(self, name: str) -> JoinTokenRow:
         row = self.store.get_join_token(name=name)
         if row is None:
-            raise NotFound(f"join token {name!r} not found")
+            raise NotFound(f"join token {shown(name)} not found")
         return row
 
     def update(self, spec: cp.JoinTokenSpec) -> JoinTokenRow:
@@ -105,7 +107,8 @@ def to_proto(row: JoinTokenRow, secret_text: str) -> cp.JoinToken:
         spec=cp.JoinTokenSpec(name=row.name, tier=row.tier, labels=row.labels, ttl=row.ttl,
                               max_uses=row.max_uses, description=row.description),
         id=row.id, token=secret_text, uses=row.uses)
-    out.created_at.FromNanoseconds(int(row.created_at * 1e9))
+    # Clamped: a row stored before ttl had a bound (or written by hand) must not fail every list.
+    set_timestamp(out.created_at, row.created_at)
     if row.expires_at is not None:
-        out.expires_at.FromNanoseconds(int(row.expires_at * 1e9))
+        set_timestamp(out.expires_at, row.expires_at)
     return out

@@ -19,7 +19,7 @@ from control_plane.errors import AlreadyExists, InvalidArgument, NotFound, Unaut
 from control_plane.join_tokens import JoinTokens
 from control_plane.store import Conflict, NodeRow, Store
 from stratum import pki
-from stratum.validation import check_labels, check_name, check_tier
+from stratum.validation import MAX_CPU_CORES, MAX_MEMORY_MB, check_labels, check_name, check_number, check_tier, shown
 from stratum.v1 import control_plane_pb2 as cp, node_agent_pb2 as na, types_pb2 as t
 
 
@@ -63,11 +63,10 @@ def matches(node: t.Node, req: cp.ListNodesRequest) -> bool:
 def validate_list_request(req: cp.ListNodesRequest) -> list[tuple[str, str]]:
     problems = check_tier(req.tier, allow_empty=True) + check_labels(dict(req.labels))
     if req.state and req.state not in ("ready", "down"):
-        problems.append(("state", f"unknown state {req.state!r}: expected ready or down"))
-    if req.min_cpu < 0:
-        problems.append(("min_cpu", "must not be negative"))
-    if req.min_memory_mb < 0:
-        problems.append(("min_memory_mb", "must not be negative"))
+        problems.append(("state", f"unknown state {shown(req.state)}: expected ready or down"))
+    # NaN passed `min_cpu < 0` and then matched no node at all.
+    problems += check_number(req.min_cpu, "min_cpu", 0, MAX_CPU_CORES, hint="cores")
+    problems += check_number(req.min_memory_mb, "min_memory_mb", 0, MAX_MEMORY_MB, integer=True, hint="MiB")
     return problems
 
 
@@ -106,7 +105,7 @@ class NodeRegistry:
         node = self.store.get_node(name=req.name)
         if node is not None:
             if node.public_key_sha256 != key_fp:
-                raise AlreadyExists(f"a node named {req.name!r} is already enrolled ({node.id}) with another key")
+                raise AlreadyExists(f"a node named {shown(req.name)} is already enrolled ({node.id}) with another key")
             # Same name and key: a retried enrollment. Same node, no extra token use.
         else:
             node = NodeRow(new_node_id(), req.name, tier, labels, "down",
@@ -233,7 +232,7 @@ class NodeRegistry:
         row = self.store.get_node(node_id=id_or_name) if id_or_name.startswith("node-") else None
         row = row or self.store.get_node(name=id_or_name)
         if row is None:
-            raise NotFound(f"node {id_or_name!r} not found")
+            raise NotFound(f"node {shown(id_or_name)} not found")
         return self.to_proto(row)
 
     def counts(self) -> dict[str, int]:
