@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from stratum.validation import shown
 from sklearn.metrics import (
     accuracy_score,
     calinski_harabasz_score,
@@ -33,6 +34,8 @@ from sklearn.metrics import (
 
 TASKS = ("classification", "regression", "clustering")
 MAX_GRID_POINTS = 100  # per candidate: a typo like range(1000) should not queue a day of work
+MAX_GRID_NUMBER = 1e12  # magnitude of a number in a grid: larger ones are typos (and slow to compare exactly)
+MAX_GRID_STRING = 256  # characters of a string in a grid
 RESERVED_PARAMS = {"random_state": "the model's seed", "n_jobs": "workers"}
 
 Problems = list[tuple[str, str]]
@@ -99,14 +102,18 @@ def make_estimator(name: str, task: str, params: dict[str, Any], seed: int):
 
 def check_algorithm(name: Any, task: str, path: str) -> Problems:
     if not isinstance(name, str) or name not in ALGORITHMS:
-        return [(path, f"unknown algorithm {name!r}; for {task} use one of {', '.join(algorithms_for(task))}")]
+        return [(path, f"unknown algorithm {shown(name)}; for {task} use one of {', '.join(algorithms_for(task))}")]
     if task not in ALGORITHMS[name].estimators:
         return [(path, f"{name} does not do {task}; for {task} use one of {', '.join(algorithms_for(task))}")]
     return []
 
 
 def _scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v))
+    if isinstance(v, str):
+        return len(v) <= MAX_GRID_STRING
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return math.isfinite(v) and abs(v) <= MAX_GRID_NUMBER
+    return v is None or isinstance(v, bool)
 
 
 def check_grid(name: str, task: str, grid: Any, path: str) -> Problems:
@@ -120,7 +127,9 @@ def check_grid(name: str, task: str, grid: Any, path: str) -> Problems:
     problems: Problems = []
     est = estimator_class(name, task)()
     known = est.get_params()
-    points = 1
+    points = math.prod(len(v) if isinstance(v, list) and v else 1 for v in grid.values())
+    if points > MAX_GRID_POINTS:  # before checking each value: a list of 10,000 would take a while
+        return [(path, f"{points} parameter combinations; at most {MAX_GRID_POINTS} per candidate")]
     for param, values in grid.items():
         where = f"{path}.{param}"
         if param in RESERVED_PARAMS:
@@ -128,25 +137,24 @@ def check_grid(name: str, task: str, grid: Any, path: str) -> Problems:
             continue
         if param not in known:
             params = ", ".join(p for p in sorted(known) if p not in RESERVED_PARAMS)
-            problems.append((where, f"{name} has no parameter {param!r} (parameters: {params})"))
+            problems.append((where, f"{name} has no parameter {shown(param)} (parameters: {params})"))
             continue
         values = values if isinstance(values, list) else [values]
         if not values:
             problems.append((where, "give at least one value"))
             continue
-        points *= len(values)
         for k, v in enumerate(values):
             if not _scalar(v):
-                problems.append((f"{where}[{k}]", f"{v!r} is not a number, string, boolean or null"))
+                problems.append((f"{where}[{k}]", f"{shown(v)} is not a number (finite, at most {MAX_GRID_NUMBER:g} "
+                                                  f"in magnitude), string (at most {MAX_GRID_STRING} characters), "
+                                                  "boolean or null"))
                 continue
             try:
                 estimator_class(name, task)(**{param: v})._validate_params()
             except AttributeError:
                 pass  # an estimator without declared constraints: fit will tell
             except (ValueError, TypeError) as e:  # InvalidParameterError is a ValueError
-                problems.append((f"{where}[{k}]", " ".join(str(e).split())))
-    if points > MAX_GRID_POINTS:
-        problems.append((path, f"{points} parameter combinations; at most {MAX_GRID_POINTS} per candidate"))
+                problems.append((f"{where}[{k}]", " ".join(str(e).split())[:300]))  # it quotes the value
     return problems
 
 
@@ -176,8 +184,8 @@ def check_metric(metric: Any, task: str, path: str = "selection.metric") -> Prob
         return []
     for other, names in METRICS.items():
         if metric in names:
-            return [(path, f"{metric!r} does not fit {task}; use one of {', '.join(fits)}")]
-    return [(path, f"unknown metric {metric!r}; for {task} use one of {', '.join(fits)}")]
+            return [(path, f"{shown(metric)} does not fit {task}; use one of {', '.join(fits)}")]
+    return [(path, f"unknown metric {shown(metric)}; for {task} use one of {', '.join(fits)}")]
 
 
 def natural(metric: str, value: float) -> float:

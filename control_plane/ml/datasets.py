@@ -252,7 +252,10 @@ def load_file(path: str, name: str | None = None, fmt: str | None = None) -> Dat
 
 def redact_url(url: str) -> str:
     """The URL without its password: messages must never carry secrets."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL": then nothing after the scheme is repeated (it was an INTERNAL)
+        return url.split("://", 1)[0] + "://…"
     if parts.password is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
@@ -301,7 +304,8 @@ def _query_postgres(url: str, query: str, where: str) -> tuple[list[str], list[t
     try:
         conn = psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as e:
-        raise DatasetError(f"{where}: cannot connect: {' '.join(str(e).split())}") from None
+        # libpq quotes a URL it cannot parse whole, password included
+        raise DatasetError(f"{where}: cannot connect: {' '.join(str(e).replace(url, where).split())}") from None
     try:
         conn.read_only = True  # a query can read, never change the database
         with conn.cursor() as cur:

@@ -31,6 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
 from control_plane.ml.datasets import column_type
+from stratum.validation import shown
 
 STEPS = ("select", "drop_missing", "impute", "scale", "one_hot")
 IMPUTE_STRATEGIES = ("mean", "median", "most_frequent", "constant")
@@ -76,7 +77,7 @@ def _one_key(step: Any, i: int, problems: Problems) -> tuple[str, Any] | None:
         return None
     (name, arg), = step.items()
     if name not in STEPS:
-        problems.append((path, f"unknown step {name!r}; use one of {', '.join(STEPS)}"))
+        problems.append((path, f"unknown step {shown(name)}; use one of {', '.join(STEPS)}"))
         return None
     return name, arg
 
@@ -87,7 +88,7 @@ def _columns_arg(arg: Any, path: str, known: list[str], problems: Problems) -> l
         return None
     bad = [c for c in arg if c not in known]
     for c in bad:
-        problems.append((path, f"no column {c!r} in the dataset (columns: {', '.join(known)})"))
+        problems.append((path, f"no column {shown(c)} in the dataset (columns: {', '.join(known)})"))
     return None if bad else list(dict.fromkeys(arg))
 
 
@@ -134,7 +135,7 @@ def plan(steps: list | None, df: pd.DataFrame, target: str | None) -> tuple[Plan
         if not isinstance(arg, dict) or set(arg) - {"strategy", "fill_value"}:
             problems.append((path, 'give {"strategy": "mean|median|most_frequent|constant"} (and "fill_value" for constant)'))
         elif arg.get("strategy") not in IMPUTE_STRATEGIES:
-            problems.append((f"{path}.strategy", f"unknown strategy {arg.get('strategy')!r}; use one of {', '.join(IMPUTE_STRATEGIES)}"))
+            problems.append((f"{path}.strategy", f"unknown strategy {shown(arg.get('strategy'))}; use one of {', '.join(IMPUTE_STRATEGIES)}"))
         elif "fill_value" in arg and arg["strategy"] != "constant":
             problems.append((f"{path}.fill_value", "only the constant strategy takes a fill_value"))
         elif "fill_value" in arg and (isinstance(arg["fill_value"], bool) or not isinstance(arg["fill_value"], (int, float))):
@@ -147,7 +148,7 @@ def plan(steps: list | None, df: pd.DataFrame, target: str | None) -> tuple[Plan
         i, arg = given["scale"]
         arg = arg.get("method") if isinstance(arg, dict) else arg
         if arg not in SCALERS:
-            problems.append((f"preprocessing[{i}].scale", f"unknown scaler {arg!r}; use one of {', '.join(SCALERS)}"))
+            problems.append((f"preprocessing[{i}].scale", f"unknown scaler {shown(arg)}; use one of {', '.join(SCALERS)}"))
         else:
             scale = arg
 

@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from control_plane.errors import FailedPrecondition, InvalidArgument
 from control_plane.ml import catalogue, preprocess
 from control_plane.ml.datasets import column_type, frame_digest
+from stratum.validation import shown
 
 MAX_FOLDS = 20
 SPEC_FIELDS = ("task", "target", "candidates", "preprocessing", "selection")
@@ -144,7 +145,7 @@ def parse_spec(spec: Any) -> tuple[Spec | None, list[tuple[str, str]]]:
             problems.append((str(key), f"unknown field; use {', '.join(SPEC_FIELDS)}"))
     task = spec.get("task")
     if task not in catalogue.TASKS:
-        problems.append(("task", f"unknown task {task!r}; use one of {', '.join(catalogue.TASKS)}"))
+        problems.append(("task", f"unknown task {shown(task)}; use one of {', '.join(catalogue.TASKS)}"))
         return None, problems
     target = spec.get("target")
     if task == "clustering" and target is not None:
@@ -337,8 +338,8 @@ def _fit_and_score(s: dict, job: int, fold: int) -> tuple[int, int, float | None
 
 def _describe_job(jobs, job: int, fold: int, folds: int) -> str:
     algorithm, params = jobs[job]
-    shown = " ".join(f"{k}={v!r}" for k, v in params.items())
-    return f"{algorithm}{' ' + shown if shown else ''} fold {fold + 1}/{folds}"
+    text = " ".join(f"{k}={v!r}" for k, v in params.items())
+    return f"{algorithm}{' ' + text if text else ''} fold {fold + 1}/{folds}"
 
 
 def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress: Progress | None,
