@@ -24,6 +24,8 @@ from libcloud.compute.base import Node, NodeImage, NodeSize
 from libcloud.compute.providers import get_driver
 from libcloud.compute.types import NodeState, Provider
 
+from stratum.validation import MAX_REF, check_text, shown, shown_key
+
 log = logging.getLogger("stratum.provision.cloud")
 
 POOL_TAG, TOKEN_TAG = "stratum-pool", "stratum-token"  # on every VM: which pool, and its idempotency token
@@ -50,18 +52,23 @@ def parse_options(options: dict[str, str]) -> tuple[dict, list[tuple[str, str]]]
     """driver_options as the driver wants them, and problems as (attribute path, message)."""
     out, problems = {}, []
     for k, v in sorted(options.items()):
-        path = f'driver_options["{k}"]'
+        path = f'driver_options["{shown_key(k)}"]'
         kind = _OPTION_TYPES.get(k)
         if kind is None:
-            problems.append((path, f"unknown driver option {k!r}; known: {', '.join(sorted(_OPTION_TYPES))}"))
-        elif kind is int:
+            problems.append((path, f"unknown driver option {shown(k)}; known: {', '.join(sorted(_OPTION_TYPES))}"))
+        elif len(v) > MAX_REF:
+            problems += check_text(v, path, MAX_REF)
+        elif kind is int:  # the one int option is a port
             try:
                 out[k] = int(v)
             except ValueError:
-                problems.append((path, f"{k} = {v!r}: give a whole number"))
+                problems.append((path, f"{k} = {shown(v)}: give a whole number"))
+            else:
+                if not 1 <= out[k] <= 65535:
+                    problems.append((path, f"{k} = {shown(v)}: give a port from 1 to 65535"))
         elif kind is bool:
             if str(v).lower() not in ("true", "false"):
-                problems.append((path, f"{k} = {v!r}: give true or false"))
+                problems.append((path, f"{k} = {shown(v)}: give true or false"))
             else:
                 out[k] = str(v).lower() == "true"
         else:
@@ -75,7 +82,7 @@ def driver_class(name: str):
     try:
         return get_driver(provider if provider is not None else name)
     except (AttributeError, LibcloudError) as e:
-        raise CloudError(f"unknown libcloud compute driver {name!r}: {e}") from None
+        raise CloudError(f"unknown libcloud compute driver {shown(name)}: {e}") from None
 
 
 def _describe(e: Exception) -> CloudError:

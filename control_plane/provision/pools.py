@@ -39,7 +39,8 @@ from control_plane.provision.userdata import user_data
 from control_plane.provision.vault import Vault, VaultError
 from control_plane.store import Store
 from stratum.logs import event
-from stratum.validation import check_labels, check_name, check_tier
+from stratum.validation import (MAX_REF, MAX_TEXT, check_labels, check_name, check_number, check_seconds, check_text,
+                                check_tier, shown, shown_key)
 from stratum.v1 import control_plane_pb2 as cp, pools_pb2 as p
 
 log = logging.getLogger("stratum.provision")
@@ -48,6 +49,10 @@ POOL_LABEL = "stratum.io/pool"
 SLOT_PREFIX = "pool:"  # placement ids of a pool's VMs not joined yet: pool:<name>#<vm name> or #new<k>
 DEFAULT_GRACE_S = 300.0
 MAX_NODES = 1000
+MAX_PRICE = 1e6  # per VM hour
+# A VM is named <pool>-<8 hex> and enrolls with join token vm-<pool>-<8 hex>: both must stay names
+# (at most 63 characters), so a pool name has at most 63 - 12.
+MAX_POOL_NAME = 51
 # Fields that decide what a VM is: changing one replaces the pool (the provider plans a replacement).
 IMMUTABLE = ("driver", "region", "size", "image", "credentials", "driver_options", "tier", "labels", "server")
 
@@ -65,6 +70,11 @@ def spec_json(spec: p.CloudPoolSpec) -> dict:
 def validate_spec(spec: p.CloudPoolSpec) -> list[tuple[str, str]]:
     """Problems knowable without Vault or the cloud, as (attribute path, message)."""
     problems = check_name(spec.name)
+    if not problems and len(spec.name) > MAX_POOL_NAME:
+        problems.append(("name", f"use at most {MAX_POOL_NAME} characters: VM names and their join tokens add 12"))
+    for f, limit in (("driver", MAX_REF), ("region", MAX_REF), ("size", MAX_REF), ("image", MAX_REF),
+                     ("credentials", MAX_TEXT), ("server", MAX_REF)):
+        problems += check_text(getattr(spec, f), f, limit)
     for f, hint in (("driver", 'a libcloud compute driver name, e.g. "ec2"'), ("size", 'e.g. "t3.large"'),
                     ("image", 'an image id, e.g. "ami-12c6146b"'),
                     ("credentials", 'a Vault KV v2 path holding `key` and `secret`, e.g. "secret/stratum/aws"')):
@@ -81,14 +91,13 @@ def validate_spec(spec: p.CloudPoolSpec) -> list[tuple[str, str]]:
     if POOL_LABEL in spec.labels:
         problems.append((f'labels["{POOL_LABEL}"]', "set by Stratum on every VM of a pool"))
     for size, price in spec.prices.items():
-        if not price >= 0:
-            problems.append((f'prices["{size}"]', "give a price per hour of 0 or more"))
-    if spec.idle_grace_s < 0:
-        problems.append(("idle_grace", "give a positive duration, e.g. \"5m\""))
+        path = f'prices["{shown_key(size)}"]'
+        problems += check_text(size, path, MAX_REF) + check_number(price, path, 0, MAX_PRICE, hint="price per VM hour")
+    problems += check_seconds(spec.idle_grace_s, "idle_grace", hint='a duration, e.g. "5m"; at most 3650d')
     if spec.server:
         host, _, port = spec.server.rpartition(":")
-        if not host or not port.isdigit():
-            problems.append(("server", f"server = {spec.server!r}: give host:port as the VMs reach the control plane"))
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            problems.append(("server", f"server = {shown(spec.server)}: give host:port as the VMs reach the control plane"))
     problems += parse_options(dict(spec.driver_options))[1]
     return problems
 
@@ -142,19 +151,19 @@ class Pools:
         try:
             cloud = self._open(spec)
         except VaultError as e:
-            raise InvalidArgument([("credentials", f"credentials = {spec.credentials!r}: {e}")]) from None
+            raise InvalidArgument([("credentials", f"credentials = {shown(spec.credentials)}: {e}")]) from None
         except CloudError as e:
-            raise InvalidArgument([("driver", f"driver = {spec.driver!r}, region = {spec.region!r}: {e}")]) from None
+            raise InvalidArgument([("driver", f"driver = {shown(spec.driver)}, region = {shown(spec.region)}: {e}")]) from None
         problems = []
         size = None
         try:
             size = cloud.size(spec.size)
         except CloudError as e:
-            problems.append(("size", f"size = {spec.size!r}: {e}"))
+            problems.append(("size", f"size = {shown(spec.size)}: {e}"))
         try:
             cloud.check_image(spec.image)
         except CloudError as e:
-            problems.append(("image", f"image = {spec.image!r}: {e}"))
+            problems.append(("image", f"image = {shown(spec.image)}: {e}"))
         if problems:
             raise InvalidArgument(problems)
         return {"cpu_cores": size.cpu_cores, "memory_mb": size.memory_mb, "price_per_hour": size.price_per_hour}
@@ -162,7 +171,7 @@ class Pools:
     def _doc(self, name: str) -> dict:
         doc = self.store.get_doc("pools", name)
         if doc is None:
-            raise NotFound(f"cloud pool {name!r} not found")
+            raise NotFound(f"cloud pool {shown(name)} not found")
         return doc
 
     def create(self, spec: p.CloudPoolSpec) -> p.CloudPool:
