@@ -48,6 +48,9 @@ def _add_node(sub) -> None:
                    help="run each replica in a cgroup of its own, so its cpu quota and memory limit can change "
                         "while it serves (vertical scaling): auto uses cgroup v2, else v1, when writable")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT to serve Prometheus metrics on (/metrics); default: none")
+    p.add_argument("--binary", action="append", default=[],
+                   help="a program to report to the control plane when found on PATH (requirements.binaries), "
+                        "beyond the built-in catalogue; repeatable")
     p.add_argument("--log-level", default="INFO")
 
 

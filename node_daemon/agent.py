@@ -2,13 +2,14 @@
 
 One asyncio task owns the session. When the stream breaks (control plane
 restarted, network cut) the agent reconnects with capped exponential backoff
-and jitter, forever: a node must outlive any control-plane outage and rejoin
+and full jitter, forever: a node must outlive any control-plane outage and rejoin
 by itself (the house rule "keep serving while the control plane is away").
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import signal
@@ -26,7 +27,9 @@ from stratum.v1 import node_agent_pb2 as na, node_agent_pb2_grpc as na_grpc
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 30.0
+# A node is back at most this long after the control plane is. Tries while it is down are refused
+# connections, which cost it nothing; once it is up, the jitter spreads the fleet's tries over the cap.
+BACKOFF_CAP_S = 5.0
 WELCOME_TIMEOUT_S = 15.0
 DEFAULT_INTERVAL_S = 5.0
 MISSED_ACKS = 3  # heartbeats without an ack after which the session is presumed dead
@@ -45,17 +48,18 @@ async def _write(call, msg: na.NodeMessage) -> None:
 
 
 def backoff(attempt: int) -> float:
-    """Delay before reconnect number `attempt` (1-based): exponential, capped, with jitter so a
-    fleet that lost the control plane together does not come back in one burst."""
+    """Delay before reconnect number `attempt` (1-based): "full jitter", uniform between 0 and an
+    exponential ceiling capped at BACKOFF_CAP_S. A fleet that lost the control plane together comes
+    back spread evenly over the ceiling (fleet / cap tries a second at most), not in one burst."""
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    return random.uniform(0.0, ceiling)
 
 
 SAMPLES_EVERY = 6  # heartbeats between reports that carry sampled request inputs (30 s at the default 5 s)
 
 
 class Agent:
-    def __init__(self, ident: Identity, labels: dict[str, str], server: str | None = None, services=None):
+    def __init__(self, ident: Identity, labels: dict[str, str], server: str | None = None, services=None, apps=None):
         self.ident = ident
         self.labels = labels
         # The node listener lives on the host the operator points us at; its port came from enrollment.
@@ -69,9 +73,45 @@ class Agent:
         self.services = services  # node_daemon.services.ServiceManager, or None (no replicas on this node)
         self.stub = None  # the current session's NodeAgent stub (FetchBento uses it)
         self.report_due = asyncio.Event()
+        # Other messages for the control plane (log data it asked for): written by the session loop,
+        # the stream's one writer.
+        self.outbox: asyncio.Queue = asyncio.Queue()
         if services is not None:
             services.report = self.report_due.set
             services.fetch = self._fetch
+        self.apps = apps  # node_daemon.apps.manager.AppManager, or None
+        if apps is not None:
+            apps.report = self.report_due.set
+            apps.fetch = self._fetch_blob
+            apps.upload = self._upload
+
+    def _fetch_blob(self, digest: str, offset: int):
+        if self.stub is None:
+            raise ConnectionError("no session with the control plane")
+        from node_daemon.services import grpc_fetcher
+
+        return grpc_fetcher(self.stub, digest, offset, method="FetchBlob")
+
+    async def _upload(self, run_id: str, path) -> str:
+        """A run's output file to the control plane (UploadOutput), verified by its sha256 there."""
+        if self.stub is None:
+            raise ConnectionError("no session with the control plane")
+        data = await asyncio.to_thread(path.read_bytes)
+        sha = hashlib.sha256(data).hexdigest()
+
+        def messages():
+            yield na.UploadOutputRequest(header=na.UploadOutputHeader(run_id=run_id, sha256=sha, size=len(data)))
+            for i in range(0, len(data), 1 << 20):
+                yield na.UploadOutputRequest(chunk=data[i:i + (1 << 20)])
+
+        res = await self.stub.UploadOutput(messages(), timeout=120)
+        return res.sha256
+
+    def report(self, with_samples: bool = False) -> na.ServiceReport:
+        report = self.services.status(with_samples=with_samples) if self.services is not None else na.ServiceReport()
+        if self.apps is not None:
+            report.apps.extend(self.apps.status())
+        return report
 
     def _fetch(self, digest: str, offset: int):
         if self.stub is None:
@@ -152,9 +192,14 @@ class Agent:
                         metrics.heartbeat_acked(loop.time() - sent_at[ack])
                     for s in [s for s in sent_at if s <= ack]:  # and any older one whose ack never came
                         del sent_at[s]
-                elif kind == "assignments" and self.services is not None:
-                    # Stopping replicas takes seconds: never hold up the acks (ServiceManager orders applies).
-                    asyncio.create_task(self.services.apply(msg.assignments))
+                elif kind == "assignments":
+                    # Stopping replicas takes seconds: never hold up the acks (the managers order applies).
+                    if self.services is not None:
+                        asyncio.create_task(self.services.apply(msg.assignments))
+                    if self.apps is not None:
+                        asyncio.create_task(self.apps.apply(msg.assignments))
+                elif kind == "log_request" and self.apps is not None:
+                    await self.apps.serve_log(msg.log_request, lambda data: self.outbox.put_nowait(data))
 
         reader = asyncio.create_task(read_acks())
         try:
@@ -166,7 +211,8 @@ class Agent:
                 hb.sent_at.GetCurrentTime()
                 sent_at[seq] = loop.time()
                 await _write(call, na.NodeMessage(heartbeat=hb))
-                if self.services is not None and self.services.services and seq % SAMPLES_EVERY == 0:
+                running = (self.services is not None and self.services.services) or (self.apps is not None and self.apps.instances)
+                if running and seq % SAMPLES_EVERY == 0:
                     self.report_due.set()  # a node running nothing has nothing to report
                 # Sleep one interval, but wake for stop, for the reader failing (stream gone), or to report
                 # a change of what this node runs (one writer: this loop).
@@ -174,17 +220,23 @@ class Agent:
                 while True:
                     stopper = asyncio.create_task(self.stop.wait())
                     reporter = asyncio.create_task(self.report_due.wait())
+                    mail = asyncio.create_task(self.outbox.get())
                     left = max(0.0, deadline - loop.time())
-                    done, _ = await asyncio.wait({reader, stopper, reporter}, timeout=left,
+                    done, _ = await asyncio.wait({reader, stopper, reporter, mail}, timeout=left,
                                                  return_when=asyncio.FIRST_COMPLETED)
                     stopper.cancel()
                     reporter.cancel()
+                    if mail in done:
+                        await _write(call, na.NodeMessage(log=mail.result()))
+                    else:
+                        mail.cancel()
                     if reader in done:
                         reader.result()  # re-raises the reason
+                    if mail in done:
+                        continue
                     if reporter in done and not self.stop.is_set():
                         self.report_due.clear()
-                        report = self.services.status(with_samples=seq % SAMPLES_EVERY == 0)
-                        await _write(call, na.NodeMessage(services=report))
+                        await _write(call, na.NodeMessage(services=self.report(with_samples=seq % SAMPLES_EVERY == 0)))
                         continue
                     break
         finally:
@@ -192,9 +244,9 @@ class Agent:
             await asyncio.gather(reader, return_exceptions=True)
 
 
-async def serve(ident: Identity, labels: dict[str, str], server: str | None = None, services=None) -> None:
-    """Run the agent until SIGTERM or SIGINT; then stop every replica (services.close)."""
-    agent = Agent(ident, labels, server, services)
+async def serve(ident: Identity, labels: dict[str, str], server: str | None = None, services=None, apps=None) -> None:
+    """Run the agent until SIGTERM or SIGINT; then stop every replica and app (services.close, apps.close)."""
+    agent = Agent(ident, labels, server, services, apps)
     metrics.watch(agent, services)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -208,5 +260,7 @@ async def serve(ident: Identity, labels: dict[str, str], server: str | None = No
     except asyncio.TimeoutError:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+    if apps is not None:
+        await apps.close()
     if services is not None:
         await services.close()

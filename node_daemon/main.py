@@ -56,6 +56,9 @@ def run(args) -> int:
     if problems:
         return _fail("; ".join(f"{f}: {d}" for f, d in problems), 2)
 
+    from node_daemon.capabilities import binaries
+
+    binaries.EXTRA[:] = [b for b in args.binary if b]
     data_dir = os.path.abspath(args.data_dir)
     # Until the asyncio loop takes over, SIGTERM/SIGINT end enrollment cleanly too.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -98,10 +101,14 @@ def run(args) -> int:
 
 
 async def _serve(ident, labels, args) -> None:
-    """The agent plus the services it runs: bento cache and replica runner under the data dir."""
+    """The agent plus what it runs: bento cache and replica runner, artifact cache and the exec driver
+    for apps, all under the data dir."""
+    from node_daemon.apps.artifacts import ArtifactCache
+    from node_daemon.apps.driver import ExecDriver
+    from node_daemon.apps.manager import AppManager
     from node_daemon.replicas.cache import BentoCache
-    from stratum.runtime.runner import ReplicaRunner
     from node_daemon.services import ServiceManager
+    from stratum.runtime.runner import ReplicaRunner
 
     cache = BentoCache(os.path.join(ident.data_dir, "bentos"), max_bytes=int(float(args.cache_size) * 2**20))
     cgroups = None
@@ -124,4 +131,8 @@ async def _serve(ident, labels, args) -> None:
         ips = [a.split("/")[0] for i in caps.interfaces for a in i.addresses]
         advertise = next((ip for ip in ips if not ip.startswith(("127.", "fe80:")) and ip != "::1"), "127.0.0.1")
     manager = ServiceManager(runner, cache, fetch=None, serve_host=args.serve_host, advertise_host=advertise)
-    await agent.serve(ident, labels, args.server, manager)
+    apps = AppManager(ExecDriver(os.path.join(ident.data_dir, "apps"), cgroups=cgroups, serve_host=args.serve_host,
+                                 advertise_host=advertise, node_name=ident.name),
+                      ArtifactCache(os.path.join(ident.data_dir, "artifacts"), max_bytes=int(float(args.cache_size) * 2**20)))
+    apps.start()  # app processes a killed daemon left behind are stopped too; runs they held go on below
+    await agent.serve(ident, labels, args.server, manager, apps)

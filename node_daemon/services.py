@@ -201,9 +201,9 @@ def route(svc: LocalService, plan: na.RoutingPlan) -> None:
     svc.on_demand(plan.on_demand_replicas, plan.idle_stop_s or 300.0)
 
 
-async def grpc_fetcher(stub, digest: str, offset: int):
-    """FetchBento over the node's mTLS channel, as an async iterator of chunks."""
-    call = stub.FetchBento(na.FetchBentoRequest(digest=digest, offset=offset))
+async def grpc_fetcher(stub, digest: str, offset: int, method: str = "FetchBento"):
+    """FetchBento (or FetchBlob) over the node's mTLS channel, as an async iterator of chunks."""
+    call = getattr(stub, method)(na.FetchBentoRequest(digest=digest, offset=offset))
     async for chunk in call:
         yield chunk.data
 

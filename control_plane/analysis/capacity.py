@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from control_plane.analysis.requirements import (
-    INF, ServiceNeeds, Violation, _gpu_ok, _n, _names, _plural, available, free_gpus, gpus_needed, unmet)
+    INF, ServiceNeeds, Violation, _gpu_ok, _n, _names, _plural, available, free_gpus, gpus_needed, port_violations, unmet)
 from control_plane.placement.types import Demand, NodeView, Used
 
 __all__ = ["check_plan", "plan_packing"]
@@ -31,18 +31,18 @@ class _Bin:
     cpu: float
     memory_mb: int
     gpus: list = field(default_factory=list)  # free GPUs
-    ports: set = field(default_factory=set)  # fixed ports taken
+    ports: dict = field(default_factory=dict)  # fixed port -> who holds it
 
-    def take(self, d: Demand) -> bool:
+    def take(self, d: Demand, holder: str = "") -> bool:
         """Place one replica here if it fits."""
         need = gpus_needed(d)
         ok = [i for i, g in enumerate(self.gpus) if _gpu_ok(g, d)][:need]
-        if self.cpu < d.cpu - 1e-9 or self.memory_mb < d.memory_mb or len(ok) < need or self.ports & set(d.ports):
+        if self.cpu < d.cpu - 1e-9 or self.memory_mb < d.memory_mb or len(ok) < need or set(self.ports) & set(d.ports):
             return False
         self.cpu -= d.cpu
         self.memory_mb -= d.memory_mb
         self.gpus = [g for i, g in enumerate(self.gpus) if i not in ok]
-        self.ports |= set(d.ports)
+        self.ports.update({p: holder for p in d.ports})
         return True
 
 
@@ -63,14 +63,14 @@ def _pack(services: list[ServiceNeeds], nodes: list[NodeView], used: dict[str, U
     for n in avail:
         u = used.get(n.id, Used())
         bins[n.id] = [] if n.pool else [_Bin(n.id, n, n.cpu - u.cpu, n.memory_mb - u.memory_mb,
-                                             list(free_gpus(n, u)), set(u.ports))]
+                                             list(free_gpus(n, u)), dict(u.ports))]
     # Largest replicas first; ties by service name so the input order does not matter.
     items = sorted(((s, i) for s in services if eligible[s.name] for i in range(max(s.replicas, 0))),
                    key=lambda t: (-t[0].demand.memory_mb, -t[0].demand.cpu, -gpus_needed(t[0].demand), t[0].name, t[1]))
     placed = {s.name: {} for s in services if eligible[s.name]}
     unplaced: dict[str, int] = {}
     for s, _ in items:
-        b = _first_fit(s.demand, eligible[s.name], bins, pool_vms)
+        b = _first_fit(s.demand, eligible[s.name], bins, pool_vms, s.name)
         if b is None:
             unplaced[s.name] = unplaced.get(s.name, 0) + 1
         else:
@@ -78,14 +78,15 @@ def _pack(services: list[ServiceNeeds], nodes: list[NodeView], used: dict[str, U
     return _Packing(placed, unplaced, eligible, bins)
 
 
-def _first_fit(d: Demand, nodes: list[NodeView], bins: dict[str, list[_Bin]], pool_vms: dict[str, int]) -> _Bin | None:
+def _first_fit(d: Demand, nodes: list[NodeView], bins: dict[str, list[_Bin]], pool_vms: dict[str, int],
+               holder: str = "") -> _Bin | None:
     for n in nodes:
         for b in bins[n.id]:
-            if b.take(d):
+            if b.take(d, holder):
                 return b
         if n.pool and len(bins[n.id]) < pool_vms.get(n.pool, INF):
             vm = _Bin(f"{n.id}#{len(bins[n.id]) + 1}", n, n.cpu, n.memory_mb, list(n.gpus))
-            if vm.take(d):  # a pool only starts a VM for a replica that fits on it
+            if vm.take(d, holder):  # a pool only starts a VM for a replica that fits on it
                 bins[n.id].append(vm)
                 return vm
     return None
@@ -107,7 +108,11 @@ def check_plan(services: list[ServiceNeeds], nodes: list[NodeView], used: dict[s
     if not p.unplaced:
         return []
     out = []
-    for group in _groups([s for s in services if s.name in p.placed], p.eligible):
+    for s in services:
+        if p.unplaced.get(s.name) and s.demand.ports:
+            out += _port_clash(s, p)
+    clashed = {v.service for v in out}
+    for group in _groups([s for s in services if s.name in p.placed and s.name not in clashed], p.eligible):
         if not any(s.name in p.unplaced for s in group):
             continue
         why = _shortfall(group, p.eligible, used or {}, pool_vms or {})
@@ -119,6 +124,14 @@ def check_plan(services: list[ServiceNeeds], nodes: list[NodeView], used: dict[s
                     f"found no room; {why}",
                     _left(s, p), s.name))
     return out
+
+
+def _port_clash(s: ServiceNeeds, p: _Packing) -> list[Violation]:
+    """A fixed port every eligible node already has taken, by the plan's other workloads or by what runs."""
+    nodes = [n for n in p.eligible[s.name] if not n.pool]
+    if len(nodes) < len(p.eligible[s.name]):
+        return []  # a pool can start a fresh VM: room is what failed, not a port
+    return port_violations(s, nodes, lambda n, port: next((b.ports[port] for b in p.bins[n.id] if port in b.ports), None))
 
 
 def _groups(services: list[ServiceNeeds], eligible: dict[str, list[NodeView]]) -> list[list[ServiceNeeds]]:

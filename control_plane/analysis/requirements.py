@@ -336,20 +336,25 @@ def _ports(needs: ServiceNeeds, eligible: list[NodeView], used: dict[str, Used])
     """Fixed ports taken on every node that meets the requirements (pool VMs start empty)."""
     if any(n.pool for n in eligible):
         return []
+    return port_violations(needs, eligible, lambda n, port: (used.get(n.id) or Used()).ports.get(port))
+
+
+def port_violations(needs: ServiceNeeds, nodes: list[NodeView], holder) -> list[Violation]:
+    """A `ports["<name>"]` violation for each fixed port that `holder(node, port)` (who listens on
+    it there, or None) says is taken on every one of `nodes`."""
     names = dict(needs.port_names)
     out = []
     for port in needs.demand.ports:
-        holders = {n.name: (used.get(n.id) or Used()).ports.get(port) for n in eligible}
-        taken = {k: v for k, v in holders.items() if v is not None}
-        if len(taken) < len(eligible):
+        holders = {n.name: holder(n, port) for n in nodes}
+        if not holders or any(h is None for h in holders.values()):
             continue
-        where = ("the only node that meets the requirements" if len(eligible) == 1
-                 else f"every node that meets the requirements ({_names(eligible)})")
-        by = "; ".join(f"{node} by {who or 'another instance'}" for node, who in sorted(taken.items()))
+        where = ("the only node that meets the requirements" if len(nodes) == 1
+                 else f"every node that meets the requirements ({_names(nodes)})")
+        by = "; ".join(f"{node} by {who or 'another instance'}" for node, who in sorted(holders.items()))
         path = f'ports["{names[port]}"]' if port in names else "ports"
         out.append(Violation(path, str(port), f"{path} = {port}: port {port} is taken on {where}: {by}",
                              tuple((node, f"port {port} taken by {who or 'another instance'}")
-                                   for node, who in sorted(taken.items())[:3]), needs.name))
+                                   for node, who in sorted(holders.items())[:3]), needs.name))
     return out
 
 

@@ -10,6 +10,7 @@ control plane that restarts, or a leader that changes, neither doubles nor silen
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,7 +42,9 @@ def cron_problem(cron: str) -> str | None:
     if len(cron) > 256 or len(fields) != 5:
         return (f"{shown(cron)} is not a cron expression: give five fields, minute hour day-of-month month "
                 "day-of-week, e.g. \"*/15 * * * *\"")
-    if not croniter.is_valid(cron):
+    # croniter takes numbers beyond a field's range in steps ("*/61" is minute 0): refuse them too
+    beyond = any(int(n) > top for f, top in zip(fields, (59, 23, 31, 12, 7)) for n in re.findall(r"\d+", f))
+    if beyond or not croniter.is_valid(cron):
         return f"{shown(cron)} is not a valid cron expression (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6)"
     try:  # valid syntax that never fires (30 February) is an error too
         next_after(cron, "", 0.0)

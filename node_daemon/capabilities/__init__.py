@@ -33,9 +33,10 @@ class Probe(Protocol):
 
 def default_probes() -> list[Probe]:
     # Imported here so a broken optional dependency of one probe shows up as that probe's warning.
-    from node_daemon.capabilities import cpu, disk, gpu, memory, network, os_info
+    from node_daemon.capabilities import binaries, cpu, disk, gpu, memory, network, os_info
 
-    return [cpu.CpuProbe(), memory.MemoryProbe(), disk.DiskProbe(), gpu.GpuProbe(), network.NetworkProbe(), os_info.OsProbe()]
+    return [cpu.CpuProbe(), memory.MemoryProbe(), disk.DiskProbe(), gpu.GpuProbe(), network.NetworkProbe(), os_info.OsProbe(),
+            binaries.BinariesProbe()]
 
 
 def collect(data_dir: str, probes: list[Probe] | None = None) -> types_pb2.Capabilities:

@@ -74,13 +74,14 @@ def _dir_size(path: Path) -> int:
 
 class BentoCache:
     SUFFIX = ".bento"  # of the verified files under blobs/
+    IMPORTS = True  # blobs are `bentoml import`ed into bentoml_home (ArtifactCache: unpacked instead)
 
     def __init__(self, cache_dir: str | os.PathLike, max_bytes: int, bentoml_home: str | os.PathLike | None = None):
         self.root = Path(cache_dir).resolve()
         self.blobs = self.root / "blobs"
         self.partial = self.root / "partial"
         self.bentoml_home = Path(bentoml_home).resolve() if bentoml_home else self.root / "bentoml"
-        for d in (self.blobs, self.partial, self.bentoml_home):
+        for d in (self.blobs, self.partial, *([self.bentoml_home] if self.IMPORTS else [])):
             d.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._index_path = self.root / "index.json"
