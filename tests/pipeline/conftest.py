@@ -9,10 +9,10 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -239,5 +239,27 @@ def wait_until(cond, timeout: float, what: str, apps_to_show: list[App] = ()):
         raise AssertionError(f"{exc}\n{logs}") from None
 
 
-def now() -> float:
-    return time.time()
+def db_rows(url: str, sql: str, args=()) -> list[tuple]:
+    """Rows of a query on the history store, read the way an operator would (not through history.py);
+    `?` placeholders on both databases."""
+    import history
+
+    kind, target = history.parse_url(url)
+    if kind == "sqlite":
+        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(target) as conn:
+        return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), args).fetchall()]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path) -> str:
+    """A history store URL: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -7,8 +7,6 @@ import csv
 import io
 import json
 
-import pytest
-
 import aggregate
 import history
 import traffic
@@ -17,13 +15,6 @@ from tests.pipeline.conftest import TRAFFIC_CSV
 from tests.pipeline.test_windows import reading
 
 HEADER = TRAFFIC_CSV.read_text().splitlines()[0]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'h.db'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def add(url: str, rows: list[dict]) -> None:

@@ -13,13 +13,6 @@ import history
 from tests.pipeline.test_windows import reading
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'h.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def store(store_url):
     s = history.open_store(store_url)

@@ -7,28 +7,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 import time
 
-import history
 import traffic
 
 from tests.harness import free_port
-from tests.pipeline.conftest import Subscriber, http_get, http_json, start_broker, wait_until
+from tests.pipeline.conftest import Subscriber, db_rows, http_get, http_json, start_broker, wait_until
 
 SENSORS = {0: "i-01,i-02,i-03,i-04", 1: "i-05,i-06,i-07,i-08"}
 RATE = 20  # readings per second per intersection: 160/s in all
 COLUMNS = ["intersection", "hour", "weekday", "weather", "temperature_c", "vehicles_per_min",
            "pedestrians_per_min", "congestion"]
-
-
-def db_rows(url: str, sql: str, args=()) -> list[tuple]:
-    path = history.parse_url(url)[1]
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def sensor_last_seqs(sensors) -> dict[str, int]:
@@ -95,6 +84,8 @@ def test_pipeline_end_to_end_with_a_processor_crash(apps, tmp_path, congestion_m
     restarted = apps.start("processor", "processor", **proc_env)  # same working dir, same env
     wait_until(lambda: db_rows(sqlite_url, "SELECT COUNT(*) FROM observations")[0][0] >= stored_before + backlog,
                30, "the restarted processor to store the backlog", [broker, restarted])
+    # (both runs log to the same file: the second "connected" is the restarted one)
+    assert [e["session_present"] for e in restarted.log_events("connected")] == [False, True]
     # How fast it took the backlog in: commit times of the first `backlog` rows it stored.
     first, last_at = db_rows(sqlite_url, "SELECT MIN(stored_at), MAX(stored_at) FROM (SELECT stored_at FROM observations "
                                          "ORDER BY id LIMIT ? OFFSET ?)", (backlog, stored_before))[0]
