@@ -125,10 +125,11 @@ class StratumProvider(Provider):
         return [NodesDataSource, NodeDataSource, PlacementDataSource]
 
     def get_resources(self) -> list[Type[Resource]]:
+        from provider.resource_app import AppResource
         from provider.resource_dataset import DatasetResource
         from provider.resource_join_token import JoinTokenResource
         from provider.resource_model import ModelResource
         from provider.resource_cloud_pool import CloudPoolResource
         from provider.resource_service import ServiceResource
 
-        return [JoinTokenResource, DatasetResource, ModelResource, ServiceResource, CloudPoolResource]
+        return [JoinTokenResource, DatasetResource, ModelResource, ServiceResource, CloudPoolResource, AppResource]
