@@ -69,7 +69,8 @@ def to_spec(values: State, diags: Optional[Diagnostics] = None) -> m.ModelSpec:
     spec.selection.CopyFrom(m.Selection(metric=s.get("metric") or "", cv_folds=int(s.get("cv_folds") or 0)))
     r = values.get("retrain") or {}
     spec.retrain.CopyFrom(m.Retrain(max_age=r.get("max_age") or "", on_drift=bool(r.get("on_drift")),
-                                    drift_threshold=float(r.get("drift_threshold") or 0), min_samples=int(r.get("min_samples") or 0)))
+                                    drift_threshold=float(r.get("drift_threshold") or 0), min_samples=int(r.get("min_samples") or 0),
+                                    on_new_data=bool(r.get("on_new_data"))))
     return spec
 
 
@@ -113,7 +114,7 @@ def _args_from_spec(spec: m.ModelSpec) -> State:
         "selection": {"metric": s.metric or None, "cv_folds": s.cv_folds or None} if s != m.Selection() else None,
         "seed": spec.seed or None,
         "retrain": {"max_age": r.max_age or None, "on_drift": r.on_drift or None, "drift_threshold": r.drift_threshold or None,
-                    "min_samples": r.min_samples or None} if r != m.Retrain() else None,
+                    "min_samples": r.min_samples or None, "on_new_data": r.on_new_data or None} if r != m.Retrain() else None,
         "timeouts": None,
     }
 
@@ -201,6 +202,7 @@ class ModelResource(Resource):
                     Attribute("on_drift", Bool(), optional=True, description="Retrain when sampled request inputs drift (PSI/KS per feature)."),
                     Attribute("drift_threshold", Number(), optional=True, description="PSI above which a feature drifted (default 0.2)."),
                     Attribute("min_samples", Number(), optional=True, description="Sampled rows needed before judging drift (default 200)."),
+                    Attribute("on_new_data", Bool(), optional=True, description="Retrain when the dataset gets a new version (e.g. from an app's `outputs`)."),
                 ], Nesting.SINGLE, optional=True, description="Automatic retraining; a new version rolls out only if it scores no worse."),
                 Attribute("pinned_version", String(), optional=True, description="Serve this version instead of the latest (rollback)."),
                 NestedAttribute("timeouts", [

@@ -28,7 +28,7 @@ from provider.nested import NestedAttribute, Nesting
 from stratum.durations import format_duration, parse_duration
 from stratum.v1 import models_pb2 as m, plans_pb2 as plans
 
-SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing", "scaling")
+SPEC_FIELDS = ("name", "model", "replicas", "workers", "requirements", "slo", "placement", "routing", "scaling", "connects_to")
 COMPUTED = ("endpoints", "placements", "version", "state", "running_replicas")
 DEFAULT_TIMEOUT = "10m"
 POLL_S = 0.5
@@ -39,7 +39,8 @@ def requirements_of(r: dict | None) -> m.Requirements:
     return m.Requirements(cpu=float(r.get("cpu") or 0), memory_mb=int(r.get("memory_mb") or 0),
                           tiers=list(r.get("tiers") or []), labels=dict(r.get("labels") or {}), arch=r.get("arch") or "",
                           gpu=int(r.get("gpu") or 0), gpu_model=r.get("gpu_model") or "",
-                          gpu_memory_mb=int(r.get("gpu_memory_mb") or 0), zone=r.get("zone") or "", data=r.get("data") or "")
+                          gpu_memory_mb=int(r.get("gpu_memory_mb") or 0), zone=r.get("zone") or "", data=r.get("data") or "",
+                          binaries=list(r.get("binaries") or []))
 
 
 def preferences_of(p: dict | None) -> m.PlacementPreferences:
@@ -99,7 +100,7 @@ def to_spec(values: State) -> m.ServiceSpec:
         workers=int(values.get("workers") or 0), requirements=requirements_of(values.get("requirements")),
         slo=m.Slo(p95_latency_ms=float((values.get("slo") or {}).get("p95_latency_ms") or 0)),
         placement=preferences_of(values.get("placement")), routing=routing_of(values.get("routing")),
-        scaling=scaling_of(values.get("scaling")))
+        scaling=scaling_of(values.get("scaling")), connects_to=list(values.get("connects_to") or []))
 
 
 def requirements_state(r: m.Requirements) -> Optional[dict]:
@@ -107,7 +108,8 @@ def requirements_state(r: m.Requirements) -> Optional[dict]:
         return None
     return {"cpu": r.cpu or None, "memory_mb": r.memory_mb or None, "tiers": list(r.tiers) or None,
             "labels": dict(r.labels) or None, "arch": r.arch or None, "gpu": r.gpu or None, "gpu_model": r.gpu_model or None,
-            "gpu_memory_mb": r.gpu_memory_mb or None, "zone": r.zone or None, "data": r.data or None}
+            "gpu_memory_mb": r.gpu_memory_mb or None, "zone": r.zone or None, "data": r.data or None,
+            "binaries": list(r.binaries) or None}
 
 
 def preferences_state(p: m.PlacementPreferences) -> Optional[dict]:
@@ -128,6 +130,7 @@ REQUIREMENT_ATTRIBUTES = [
     Attribute("gpu_memory_mb", Number(), optional=True, description="Memory each GPU must have, MiB."),
     Attribute("zone", String(), optional=True, description="The node's `zone` label must be this."),
     Attribute("data", String(), optional=True, description="A dataset that must be local to the node (its `data` label lists them)."),
+    Attribute("binaries", List(String()), optional=True, description="Programs the node must have, e.g. `[\"mosquitto\"]`."),
 ]
 PREFERENCE_ATTRIBUTES = [
     Attribute("pack", Bool(), optional=True, description="Allow several replicas on one node even when others fit (default: spread)."),
@@ -158,7 +161,8 @@ def _state(svc: m.Service, prior: Optional[State]) -> State:
         prior.update(name=spec.name, model=spec.model, replicas=spec.replicas or None, workers=spec.workers or None,
                      requirements=requirements_state(r), placement=preferences_state(spec.placement),
                      slo={"p95_latency_ms": spec.slo.p95_latency_ms} if spec.slo.p95_latency_ms else None,
-                     routing=routing_state(spec.routing), scaling=scaling_state(spec.scaling), timeouts=None)
+                     routing=routing_state(spec.routing), scaling=scaling_state(spec.scaling),
+                     connects_to=list(spec.connects_to) or None, timeouts=None)
     prior.update(
         id=spec.name, version=svc.version or None, state=svc.state, endpoints=list(svc.endpoints),
         running_replicas=svc.replicas,
@@ -230,6 +234,8 @@ class ServiceResource(Resource):
                 NestedAttribute("routing", ROUTING_ATTRIBUTES, Nesting.SINGLE, optional=True,
                                 description="How each node's endpoint sends requests to the service's forms "
                                             "(request placement after StraightLine)."),
+                Attribute("connects_to", List(String()), optional=True,
+                          description="Apps and services the replicas talk to, by name (`stratum_app.<x>.id`)."),
                 NestedAttribute("timeouts", [
                     Attribute("create", String(), optional=True, description="Default `10m`."),
                     Attribute("update", String(), optional=True, description="Default `10m`."),
@@ -255,7 +261,7 @@ class ServiceResource(Resource):
         diags = ctx.diagnostics
         if current is None:
             planned["id"] = planned["name"]
-        elif ctx.changed_fields & {"model", "replicas", "workers", "requirements", "placement", "scaling"}:
+        elif ctx.changed_fields & {"model", "replicas", "workers", "requirements", "placement", "scaling", "connects_to"}:
             for k in COMPUTED:
                 planned[k] = Unknown
         elif not ctx.changed_fields & set(SPEC_FIELDS):
@@ -273,8 +279,9 @@ class ServiceResource(Resource):
             in_run = self.provider.__dict__.setdefault("planned_services", {})
             in_run[spec.name] = spec
             others = [s for name, s in list(in_run.items()) if name != spec.name]
+            apps = list(self.provider.__dict__.setdefault("planned_apps", {}).values())
             try:
-                res = client.call("ValidateService", plans.ValidateServiceRequest(service=spec, planned=others),
+                res = client.call("ValidateService", plans.ValidateServiceRequest(service=spec, planned=others, planned_apps=apps),
                                   action=f"checking service {values['name']!r}", attributes=SPEC_FIELDS)
                 for note in res.notes:  # e.g. the cloud VMs it would rent, and their cost
                     diags.add_warning(f"Service {values['name']!r} would rent cloud VMs", note)
