@@ -8,6 +8,7 @@ import re
 import pytest
 
 from provider.nested import NestedAttribute
+from provider.resource_app import AppResource
 from provider.resource_model import ModelResource
 from provider.resource_service import ServiceResource
 from tests.provider.test_docs import DOCS, EXAMPLES, documented
@@ -15,6 +16,7 @@ from tests.provider.test_docs import DOCS, EXAMPLES, documented
 PAGES = [
     ("resources/model.md", ModelResource, "resources/stratum_model/resource.tf", "stratum_model"),
     ("resources/service.md", ServiceResource, "resources/stratum_service/resource.tf", "stratum_service"),
+    ("resources/app.md", AppResource, "resources/stratum_app/resource.tf", "stratum_app"),
 ]
 IDS = [p[3] for p in PAGES]
 
@@ -38,7 +40,11 @@ def section(text: str, heading: str) -> str:
 @pytest.mark.parametrize("page,resource,example,type_name", PAGES, ids=IDS)
 def test_every_attribute_is_documented(page, resource, example, type_name):
     schema = resource.get_schema()
-    assert documented((DOCS / page).read_text()) == names(schema.attributes)
+    text = (DOCS / page).read_text()
+    assert documented(text) == names(schema.attributes)
+    for a in schema.attributes:
+        if a.sensitive:
+            assert re.search(rf"^- `{a.name}` \([A-Za-z ]+, Sensitive\)", text, re.M), a.name
 
 
 @pytest.mark.parametrize("page,resource,example,type_name", PAGES, ids=IDS)
@@ -97,3 +103,11 @@ def test_service_page_covers_the_endpoint_protocol_rolling_updates_and_destroy()
     assert "`GET <endpoint>/healthz`" in text
     assert "ready before the old one stops" in text
     assert "replicas are stopped and its ports freed" in text
+
+
+def test_app_page_covers_kinds_secrets_wiring_and_destroy():
+    text = (DOCS / "resources/app.md").read_text()
+    assert "$${NAME}" in text and "STRATUM_PORT_<NAME>" in text and "STRATUM_OUTPUT" in text
+    assert "never in Terraform state, logs or error messages" in text
+    assert "its processes (and every process they started) are stopped when destroy returns" in text
+    assert (EXAMPLES / "resources/stratum_app/import.sh").read_text().strip() in text
