@@ -135,12 +135,12 @@ def test_a_fixed_port_taken_on_the_only_fitting_node(ws, admin, nodes):
     assert_nothing_created(ws, admin, "broker")
 
 
-@pytest.mark.xfail(strict=True, reason="control plane: the whole-plan packing reports a fixed-port conflict between "
-                                       "planned apps on `replicas`, with an empty shortfall, not on ports[\"mqtt\"]")
 def test_a_fixed_port_two_apps_of_one_plan_want_on_the_only_fitting_node(ws, admin, nodes):
     cfg = ws.provider + broker("broker-a") + broker("broker-b", "stratum_app.broker-a")
     run_steps(ws, [Step(cfg, plan_only=True, expect_error=[
         'Error: Invalid ports["mqtt"]', "port 18830", "with stratum_app.broker-b"])])
+    out = ws.plan(check=False).output
+    assert out.count("Error: ") == 1 and "broker-a" in out.split("Error: ")[1], out  # the second names the first
     assert_nothing_created(ws, admin, "broker-a", "broker-b")
 
 
@@ -164,3 +164,23 @@ def test_a_secret_env_path_vault_does_not_let_it_read(ws, admin, nodes, bao):
                                                            "secret/other/history"])])
     assert SECRET not in ws.plan(check=False).output
     assert_nothing_created(ws, admin, "history")
+
+
+def test_an_app_not_ready_in_time_is_deleted_again(ws, admin, nodes):
+    """Nothing half-created: a create that times out removes the app (its check never passes)."""
+    cfg = ws.provider + app("stuck", '''  command  = "sleep"
+  args     = ["600"]
+  ports    = { http = 0 }
+  health   = { http = "/healthz", grace = "1s", interval = "1s" }
+  timeouts = { create = "3s", delete = "30s" }''')
+    run_steps(ws, [Step(cfg, expect_error=["Error: App 'stuck' did not become ready"])])
+    with pytest.raises(grpc.RpcError) as e:
+        admin.GetApp(a.GetAppRequest(name="stuck"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "stratum_app.stuck" not in ws.tf("state", "list", "-no-color").stdout
+
+
+def test_import_of_a_missing_app(ws, nodes):
+    ws.write(ws.provider + app("ghost", '  command = "true"', "batch"))
+    res = ws.import_("stratum_app.ghost", "ghost", check=False)
+    assert res.rc == 1 and "Cannot import app" in res.output and "no app named 'ghost'" in res.output, res.output
