@@ -162,7 +162,8 @@ def _requirements(q, prior: Any) -> Optional[dict]:
 
 
 def _artifact_path(artifact: a.Artifact, prior: State) -> Optional[str]:
-    """The configured path when it is the one uploaded; on import only the base name is known."""
+    """The path as configured (artifact_sha256 says which bytes the control plane holds, so a
+    different digest plans an upload); on import only the base name is known."""
     if not artifact.sha256:
         return None
     return prior.get("artifact") or artifact.name
