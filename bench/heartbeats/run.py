@@ -8,7 +8,10 @@ Connect stream, sends Hello and then a Heartbeat every interval, and times each 
 until its ack. A step is sustained when, over a steady window, p99 round trip < 100 ms,
 >= 99 % of the expected heartbeats were acked and no node was marked down. The baseline is
 the same stream from a handful of nodes against an otherwise idle control plane, measured
-first in the same run. See README.md for the method and the latest figures.
+first in the same run. With --restart S, the control plane is then restarted on the same ports
+(down for S seconds) and the fleet's return is measured: how long each node took to reconnect
+after the control plane was back, how many tries it made, how many tries hit the control plane
+per second (the herd), and a steady window after it. See README.md for the method and figures.
 """
 
 from __future__ import annotations
@@ -289,11 +292,61 @@ class Bench:
             and (min_ready or 0) >= n
         return r
 
+    # -- a control-plane restart under the whole fleet ------------------------------------
+
+    def restart(self, n: int) -> dict:
+        """Stop the control plane (SIGTERM, as an upgrade does), keep it down `--restart` seconds, start
+        it on the same ports and data dir, and wait until every node has a new session."""
+        a = self.args
+        self.workers.all({"op": "reconnects", "reset": True})
+        cut = time.monotonic()
+        wall_cut = time.time()
+        self.cp.stop(timeout=30)
+        stopped = time.monotonic()
+        time.sleep(a.restart)
+        self.cp.start()  # returns once its health check answers SERVING
+        back = time.monotonic()
+        deadline = back + a.restart_timeout
+        while True:
+            rc = self.workers.all({"op": "reconnects"})
+            welcomed = array("d")
+            for r in rc:
+                welcomed.frombytes(r["welcomed"])
+            if len(welcomed) >= n or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        lost, tries = array("d"), array("d")
+        for r in rc:
+            lost.frombytes(r["lost"])
+            tries.frombytes(r["tries"])
+        starts, oks = tries[0::2], tries[1::2]
+        after = [(t, ok) for t, ok in zip(starts, oks) if t >= back]
+        per_s: dict[int, int] = {}
+        for t, _ in after:
+            per_s[int(t - back)] = per_s.get(int(t - back), 0) + 1
+        since_back = sorted(w - back for w in welcomed)
+        ok_after = int(sum(ok for _, ok in after))
+        r = {
+            "label": "restart", "nodes": n, "sustained_before": self.results[-1]["sustained"], "downtime_s": round(back - stopped, 2), "stop_s": round(stopped - cut, 2),
+            "lost_streams": len(lost), "reconnected": len(welcomed),
+            # from the control plane answering health checks again to each node's Welcome (negative: before
+            # the harness saw it healthy, which it polls every 0.1 s)
+            "reconnect_p50_s": round(pct(since_back, 50), 2), "reconnect_p90_s": round(pct(since_back, 90), 2),
+            "reconnect_p99_s": round(pct(since_back, 99), 2), "reconnect_max_s": round(since_back[-1], 2) if since_back else None,
+            "tries_total": len(starts), "tries_while_down": len(starts) - len(after),
+            "tries_after_back": len(after), "failed_tries_after_back": len(after) - ok_after,
+            "tries_after_back_per_node": round(len(after) / max(1, ok_after), 2),
+            "peak_tries_per_s_after_back": max(per_s.values(), default=0),
+            "node_down_events": down_events(self.cp.log(), wall_cut),
+        }
+        return r
+
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> dict:
         a = self.args
         started = time.monotonic()
+        restart = None
         nofile = sim.raise_nofile()  # inherited by the control plane and the agent workers
         max_nodes = a.max_nodes or (nofile - FD_RESERVE)
         if max_nodes > nofile - FD_RESERVE:
@@ -363,6 +416,16 @@ class Bench:
                 self.results.append(r)
                 if not r["sustained"]:
                     break
+            if a.restart is not None and self.results:  # under the last fleet measured, sustained or not (it says which)
+                n = self.results[-1]["nodes"]
+                rs = self.restart(n)
+                print(json.dumps(rs), file=sys.stderr)
+                time.sleep(a.warmup)
+                after = self.measure(n, f"{n}-after-restart")
+                after["p99_vs_idle"] = round(after["rtt_p99_ms"] / idle_p99, 2) if idle_p99 else None
+                print(json.dumps(after), file=sys.stderr)
+                rs["after"] = after
+                restart = rs
         finally:
             if self.profiler is not None:
                 self.profiler.kill()
@@ -382,7 +445,7 @@ class Bench:
             "bench": "heartbeats", "store": "sqlite", "heartbeat_interval_s": a.interval, "target_nodes": a.target,
             "max_sustained_nodes": best, "target_met": best >= a.target,
             "criteria": {"rtt_p99_ms_below": P99_LIMIT_MS, "ack_ratio_at_least": ACK_RATIO_MIN, "nodes_down": 0},
-            "cp_patches": a.cp_patches or [], "baseline": base_r, "steps": self.results, "message_bytes": sizes, "node_down_events_whole_run": downs,
+            "cp_patches": a.cp_patches or [], "baseline": base_r, "steps": self.results, "restart": restart, "message_bytes": sizes, "node_down_events_whole_run": downs,
             "machine": {"cpus": psutil.cpu_count(), "mem_gib": round(psutil.virtual_memory().total / 2**30, 1), "nofile": nofile,
                         "python": sys.version.split()[0]},
             "verdict_inconclusive": bool(self.results) and self.results[-1].get("interfered", False),
@@ -407,6 +470,15 @@ def table(res: dict) -> Table:
                    f"{r['agents_cpu_cores']:.2f}", f"{r['agent_loop_lag_p99_ms']:.1f}", f"{r['other_cpu_cores']:.2f}", f"{100 * r['machine_busy_share']:.0f}%",
                    str(len(r.get("tries", [1]))), "yes" if r["sustained"] else ("[red]no (interference)[/red]" if r.get("interfered") else "[red]no[/red]"))
     return tb
+
+
+def restart_table(r: dict) -> str:
+    after = r.get("after") or {}
+    return (f"restart under {r['nodes']:,} nodes: down {r['downtime_s']:.1f} s; {r['reconnected']:,} reconnected, after the control plane was back: "
+            f"p50 {r['reconnect_p50_s']:.1f} s, p99 {r['reconnect_p99_s']:.1f} s, max {r['reconnect_max_s']:.1f} s; tries {r['tries_while_down']:,} while down, "
+            f"{r['tries_after_back']:,} after ({r['failed_tries_after_back']:,} failed, {r['tries_after_back_per_node']:.2f} a node, peak "
+            f"{r['peak_tries_per_s_after_back']:,}/s); node down events {r['node_down_events']}; the window after: p99 "
+            f"{after.get('rtt_p99_ms', float('nan')):.1f} ms, sustained {'yes' if after.get('sustained') else 'no'}")
 
 
 def main(argv=None) -> int:
@@ -434,6 +506,9 @@ def main(argv=None) -> int:
                    help="experiment: patch the control plane in memory (instrument, flush, gc; see cp_variant.py)")
     p.add_argument("--samples", default=None, metavar="DIR", help="write every heartbeat's send time and round trip per step as CSV")
     p.add_argument("--keep", action="store_true", help="keep the control plane's data dir and log")
+    p.add_argument("--restart", type=float, default=None, metavar="S",
+                   help="after the ramp, restart the control plane (down S seconds) under the largest sustained fleet")
+    p.add_argument("--restart-timeout", type=float, default=180.0, help="longest to wait for every node to reconnect, seconds")
     args = p.parse_args(argv)
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the control plane and the agents are always stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -442,6 +517,8 @@ def main(argv=None) -> int:
     print(f"max sustained: {res['max_sustained_nodes']:,} nodes (target {res['target_nodes']:,}: {'met' if res['target_met'] else 'NOT met'})"
           + ("; the first failed step failed while other processes loaded the machine: run again on a quieter machine"
              if res["verdict_inconclusive"] else ""))
+    if res["restart"]:
+        print(restart_table(res["restart"]))
     print(json.dumps(res))
     return 0 if res["target_met"] else 1
 

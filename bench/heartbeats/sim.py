@@ -5,7 +5,9 @@ enrolls through the real NodeAgent.Enroll RPC with its own ECDSA key and CSR, op
 mTLS channel to the node listener with its own client certificate, sends Hello, waits for
 Welcome, then sends a Heartbeat every interval at a random phase and waits for its
 HeartbeatAck. The time from handing the Heartbeat to gRPC until its ack arrives is the
-handling latency as a node sees it.
+handling latency as a node sees it. When its stream breaks, a node notices at once (as the
+daemon's reader does) and reconnects as the daemon does: node_daemon.agent's backoff and
+Welcome timeout, retrying until it gets a Welcome.
 
 The parent drives workers over a multiprocessing Pipe with small command dicts (see
 `Worker.handle`).
@@ -29,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from node_daemon import agent
 from stratum.grpc_util import CHANNEL_OPTIONS
 from stratum.v1 import node_agent_pb2 as na, node_agent_pb2_grpc as na_grpc, types_pb2 as t
 
@@ -173,6 +176,7 @@ class SimNode:
         self.call = None
         self.task: asyncio.Task | None = None
         self.seq = 0
+        self.lost: asyncio.Future | None = None  # done when the current stream has ended
 
     async def enroll(self, stub) -> None:
         self.key_pem, csr = await asyncio.to_thread(_key_and_csr, self.name)
@@ -187,15 +191,17 @@ class SimNode:
                 await asyncio.sleep(1 + attempt)
         self.node_id, self.cert_pem = resp.node_id, resp.certificate_pem.encode()
 
-    async def connect(self) -> None:
+    async def connect(self, welcome_timeout: float = WELCOME_TIMEOUT_S) -> None:
         """Open the channel and the stream, Hello, Welcome."""
         await self.close()
         creds = grpc.ssl_channel_credentials(root_certificates=self.w.ca_pem, private_key=self.key_pem, certificate_chain=self.cert_pem)
         self.channel = grpc.aio.secure_channel(self.w.node_endpoint, creds, options=SIM_CHANNEL_OPTIONS)
         self.call = na_grpc.NodeAgentStub(self.channel).Connect()
+        lost = self.lost = asyncio.get_running_loop().create_future()
+        self.call.add_done_callback(lambda _: lost.done() or lost.set_result(None))
         self.seq = 0
         await self.call.write(na.NodeMessage(hello=na.Hello(capabilities=self.caps, labels=labels(self.index))))
-        first = await asyncio.wait_for(self.call.read(), WELCOME_TIMEOUT_S)
+        first = await asyncio.wait_for(self.call.read(), welcome_timeout)
         if first is grpc.aio.EOF or first.WhichOneof("body") != "welcome":
             raise RuntimeError(f"{self.name}: expected Welcome, got {first!r}")
 
@@ -213,8 +219,11 @@ class SimNode:
         due = loop.time() + random.uniform(0, interval)
         log = self.w.log
         while True:
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            if not self.lost.done():  # wake early when the stream ends: the daemon's reader would see it at once
+                await asyncio.wait((self.lost,), timeout=max(0.0, due - loop.time()))
             try:
+                if self.lost.done():
+                    raise ConnectionError("stream ended")
                 self.seq += 1
                 msg = heartbeat(self.seq, self.util.sample())
                 t0 = time.monotonic()
@@ -232,12 +241,7 @@ class SimNode:
             except Exception:  # noqa: BLE001 - count it, reconnect like a daemon would
                 self.w.log.errors += 1
                 self.w.total_errors += 1
-                await asyncio.sleep(random.uniform(1, 3))
-                try:
-                    await self.connect()
-                except Exception:  # noqa: BLE001
-                    self.w.log.errors += 1
-                    self.w.total_errors += 1
+                await self.reconnect()
                 due = loop.time() + random.uniform(0, interval)
                 continue
             due += interval
@@ -245,6 +249,36 @@ class SimNode:
             while due < now:  # fell behind: skip the slots we missed (they count as missing)
                 due += interval
                 log.late += 1
+
+
+    async def reconnect(self) -> None:
+        """node_daemon/agent.py's loop: wait backoff(attempt), try, until a Welcome. Every try is
+        logged (start time, success) for the restart scenario."""
+        rc = self.w.reconnects
+        rc.lost.append(time.monotonic())
+        attempt = 0
+        while True:
+            attempt += 1
+            await asyncio.sleep(agent.backoff(attempt))
+            t0 = time.monotonic()
+            try:
+                await self.connect(agent.WELCOME_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - refused, timed out, or ended before Welcome: try again
+                rc.tries.extend((t0, 0.0))
+                continue
+            rc.tries.extend((t0, 1.0))
+            rc.welcomed.append(time.monotonic())
+            return
+
+
+class Reconnects:
+    """Since the last reset: when nodes lost their stream, every reconnect try (start, 1.0 if it got a
+    Welcome), and when each reconnected."""
+
+    def __init__(self):
+        self.lost, self.tries, self.welcomed = array("d"), array("d"), array("d")
 
 
 class Worker:
@@ -256,6 +290,7 @@ class Worker:
         self.interval = cfg["interval"]
         self.nodes: list[SimNode] = []
         self.log = Log()
+        self.reconnects = Reconnects()
         self.total_errors = 0
         self._enroll_channel = None
 
@@ -328,6 +363,11 @@ class Worker:
             return {"at": time.monotonic()}
         if op == "stats":
             return self.stats(cmd["since"], cmd["until"], cmd.get("samples", False))
+        if op == "reconnects":
+            rc = self.reconnects
+            if cmd.get("reset"):
+                self.reconnects = Reconnects()
+            return {"lost": rc.lost.tobytes(), "tries": rc.tries.tobytes(), "welcomed": rc.welcomed.tobytes(), "nodes": len(self.nodes)}
         if op == "stop":
             for n in self.nodes:
                 if n.task:
