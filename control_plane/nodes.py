@@ -134,6 +134,8 @@ class NodeRegistry:
         self.store.update_node_session(node_id, json_format.MessageToJson(hello.capabilities, indent=None), labels, "ready", now)
         with self._lock:
             self.last_seen[node_id] = now
+            if self.states.get(node_id) != "ready":  # back from down: the next liveness check reports it,
+                self._back[node_id] = "ready"        # so what was moved off the node may come back
             self.states[node_id] = "ready"
         return node
 

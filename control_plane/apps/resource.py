@@ -366,14 +366,16 @@ class Apps:
                 changed = True
         return changed
 
-    def _node_ready(self, node_id: str, now: float) -> bool:
+    def _node_ready(self, node_id: str, now: float | None = None) -> bool:
+        """The node is ready (with `now`: or was heard from within LOST_AFTER_S, a blip not a loss)."""
         if not node_id or node_id.startswith(SLOT_PREFIX):
             return False
         try:
             n = self.nodes.get(node_id)
         except NotFound:
             return False
-        return n.state == "ready" or now - n.last_heartbeat.ToNanoseconds() / 1e9 < LOST_AFTER_S
+        recent = now is not None and now - n.last_heartbeat.ToNanoseconds() / 1e9 < LOST_AFTER_S
+        return n.state == "ready" or recent
 
     # -- what nodes are told ------------------------------------------------------------------
     def connections(self, key: str, targets: list[str], node_id: str, views: dict | None = None) -> dict[str, str] | None:
@@ -528,6 +530,8 @@ class Apps:
             out.instances.append(ins)
             if node_id.startswith(SLOT_PREFIX):
                 problems.append(f"instance {i}: waiting for {node_name} to join")
+            elif not self._node_ready(node_id):
+                problems.append(f"instance {i}: node {node_name} is down")
             elif (name, i) in self.holds:
                 problems.append(f"instance {i}: {self.holds[(name, i)]}")
             current = st is not None and st.spec_version == doc["spec_version"]

@@ -176,3 +176,29 @@ def test_bad_app_specs_are_refused_on_their_attributes(control_plane, start_node
     assert 'ports["mqtt"] = 1883' in details and "fog-1" in details
     with pytest.raises(grpc.RpcError):
         c.GetApp(a.GetAppRequest(name="broker2"))  # nothing created
+
+
+def test_a_killed_node_daemon_leaves_no_orphan_and_its_run_goes_on_after_restart(control_plane, start_node):
+    c = control_plane.client()
+    node = start_node("edge-1", tier="edge")
+    wait_for(lambda: c.nodes().get("edge-1") and c.nodes()["edge-1"].state == "ready", 30, what="node ready")
+    c.CreateApp(WEB)
+    wait_state(c, "web")
+    c.CreateApp(a.AppSpec(name="slow", kind="batch", command="bash",
+                          args=["-c", "echo attempt; sleep 1000 & sleep 4; echo done"],
+                          restart=a.RestartPolicy(attempts=2, delay_s=0.1)))
+    wait_for(lambda: get(c, "slow").last_run.state == "running", 30, what="slow running")
+    apps_dir = os.path.join(node.data_dir, "apps")
+    before = {p.pid for p in processes_under(apps_dir)}
+    assert len(before) >= 3  # the web server, the batch's bash and its background sleep
+
+    node.kill()  # kill -9 of the daemon alone: its apps run in sessions of their own and outlive it
+    assert {p.pid for p in processes_under(apps_dir)} == before
+    node.start()
+    # the restarted daemon stops what the killed one left, and runs its assignments afresh
+    wait_for(lambda: not before & {p.pid for p in processes_under(apps_dir)}, 30, what="orphans reaped")
+    wait_state(c, "web")
+    run = wait_for(lambda: (r := get(c, "slow").last_run).state == "succeeded" and r, 60, what="slow succeeded")
+    assert run.number == 1 and run.attempts == 2  # the interrupted attempt counted; no second run recorded
+    assert "restarted during this attempt" in run.log_tail or run.log_tail.count("attempt") == 2
+    assert [r.number for r in c.ListAppRuns(a.ListAppRunsRequest(name="slow")).runs] == [1]
