@@ -113,7 +113,7 @@ def _duration(seconds: float, prior: Any) -> Optional[str]:
             pass
     if not seconds:
         return None
-    text = format_duration(seconds)  # rounds to whole seconds from 1s up: 1.5 would read back as 2
+    text = format_duration(seconds)  # exact to the millisecond; finer (from a gRPC client) as ms
     return text if parse_duration(text) == seconds else f"{seconds * 1000:g}ms"
 
 

@@ -35,12 +35,14 @@ def _shown(text: str) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest exact form: 90 -> "1m30s", 0.5 -> "500ms"."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    out, rest = "", int(round(seconds))
+    """The shortest exact form, to the millisecond: 90 -> "1m30s", 0.5 -> "500ms", 1.5 -> "1s500ms"."""
+    total_ms = int(round(seconds * 1000))
+    rest, ms = divmod(total_ms, 1000)
+    out = ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if rest >= size:
             out += f"{rest // size}{unit}"
             rest %= size
-    return out or "0s"
+    if ms or not out:
+        out += f"{ms}ms"
+    return out if total_ms else "0s"

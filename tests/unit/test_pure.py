@@ -29,6 +29,16 @@ def test_format_duration_round_trips(seconds):
     assert parse_duration(format_duration(seconds)) == seconds
 
 
+@given(st.integers(min_value=0, max_value=10**10))
+def test_format_duration_keeps_milliseconds(ms):
+    # 1.5 s is "1s500ms", never rounded to "2s": a configured grace period comes back as written
+    assert parse_duration(format_duration(ms / 1000)) == pytest.approx(ms / 1000, abs=1e-9)
+
+
+def test_format_duration_examples():
+    assert [format_duration(s) for s in (0, 0.25, 1.5, 90, 3600.001)] == ["0s", "250ms", "1s500ms", "1m30s", "1h1ms"]
+
+
 def test_tier_and_name_checks():
     assert check_tier("fog") == [] and check_tier("", allow_empty=True) == []
     assert check_tier("mars") == [("tier", "unknown tier 'mars': expected one of edge, fog, cloud")]
