@@ -95,7 +95,9 @@ def _add_demo(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stratum", description="ML services across cloud, fog and edge")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_control_plane, _add_node, _add_provider, _add_status, _add_model, _add_demo):
+    from cli.app import add_parser as _add_app  # its parser lives beside the command (cheap to import)
+
+    for add in (_add_control_plane, _add_node, _add_provider, _add_status, _add_model, _add_app, _add_demo):
         add(sub)
     return parser
 
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             from cli.status import run
         elif args.command == "model":
             from cli.model import run
+        elif args.command == "app":
+            from cli.app import run
         else:
             from cli.demo import run
         return run(args) or 0
