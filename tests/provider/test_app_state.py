@@ -53,7 +53,7 @@ def test_import_writes_what_a_plain_configuration_would():
     state = _state(app_of(BROKER), None)
     assert state["timeouts"] is None and state["schedule"] is None and state["outputs"] is None
     assert state["placement"] is None and state["connects_to"] is None and state["replicas"] is None
-    assert state["health"] == {**BROKER["health"], "interval": "1m", "timeout": "1500ms"}
+    assert state["health"] == {**BROKER["health"], "interval": "1m", "timeout": "1s500ms"}
     assert state["restart"] == BROKER["restart"] and state["kill_timeout"] == "2s"
     assert state["requirements"] == BROKER["requirements"]
 
