@@ -5,8 +5,10 @@ configuration did not change; it must be the same for the same tree on every mac
 every plan. A directory therefore becomes a tar whose bytes depend only on the names, contents
 and modes of what it holds: entries sorted by path, mtime 0, uid/gid 0, no owner names, and a
 hard link packed as the file it is (whether two names share an inode depends on how the tree
-was copied). Entries are relative to the directory: nodes unpack them into the app's working
-directory.
+was copied). `__pycache__` directories are left out: Python writes them into a source tree
+whenever something imports its modules (a test, an editor), which would change the digest from
+one plan to the next although no source changed; an interpreter rebuilds them. Entries are
+relative to the directory: nodes unpack them into the app's working directory.
 """
 
 from __future__ import annotations
@@ -64,10 +66,16 @@ def local_path(written: str, cwd: Optional[str] = None) -> str:
     return os.path.normpath(os.path.join(cwd or os.getcwd(), os.path.expanduser(written)))
 
 
+# Directory names never packed (see the module's docstring).
+SKIPPED_DIRS = frozenset({"__pycache__"})
+
+
 def _members(root: str) -> list[tuple[str, str]]:
-    """(path inside the tar, absolute path) of everything under root, parents before children."""
+    """(path inside the tar, absolute path) of everything under root but SKIPPED_DIRS, parents
+    before children."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):  # symlinked directories are listed, not followed
+        dirnames[:] = [d for d in dirnames if d not in SKIPPED_DIRS]  # not descended into either
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
             out.append((os.path.relpath(full, root).replace(os.sep, "/"), full))

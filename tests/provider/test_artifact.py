@@ -110,3 +110,21 @@ def test_missing_and_unusable_paths_name_the_artifact(tmp_path):
         art.inspect(str(fifo.parent))
     assert "pipe" in str(e.value) and "neither a file, a directory nor a symbolic link" in str(e.value)
     shutil.rmtree(fifo.parent)
+
+
+def test_pycache_directories_are_left_out(tmp_path):
+    """Importing the artifact's modules (a test, an editor) writes __pycache__ into the tree: the
+    digest stays the same, and the tar holds no .pyc."""
+    root = tmp_path / "app"
+    make_tree(root)
+    before = art.inspect(str(root)).sha256
+    for where in (root, root / "a"):
+        (where / "__pycache__").mkdir()
+        (where / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\x00compiled")
+    assert art.inspect(str(root)).sha256 == before
+    buf = io.BytesIO()
+    art.pack(str(root), buf)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        assert not [n for n in tar.getnames() if "__pycache__" in n]
+    (root / "__pycache__.py").write_bytes(b"")  # only directories of that name are skipped
+    assert art.inspect(str(root)).sha256 != before
