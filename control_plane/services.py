@@ -36,7 +36,8 @@ from control_plane.reconcile.snapshot import anti_affinity_keys
 from control_plane.store import Store
 from stratum.logs import event
 from stratum.request_placement import ood_bounds
-from stratum.validation import check_labels, check_name, check_tier
+from stratum.validation import (MAX_REPLICAS, check_name, check_number, check_preferences, check_requirements,
+                                check_seconds, shown)
 from stratum.v1 import control_plane_pb2 as cp, models_pb2 as m, node_agent_pb2 as na
 
 log = logging.getLogger("stratum.services")
@@ -49,59 +50,71 @@ def spec_json(spec: m.ServiceSpec) -> dict:
     return json_format.MessageToDict(spec, preserving_proto_field_name=True)
 
 
+MAX_WORKERS = 32  # worker processes per replica
+MAX_ON_DEMAND = 16  # on-demand replicas per node (routing.mode = "straightline")
+MAX_SLO_MS = 3_600_000.0  # an hour: beyond any latency objective
+MAX_RPM = 1e9  # requests per minute one replica takes
+MAX_CONNECTS = 64
+
+
 def validate_spec(spec: m.ServiceSpec) -> list[tuple[str, str]]:
+    """Every problem the spec alone shows, with its field path. Every number has both bounds (NaN and
+    Inf refused) and every echoed value is cut by `shown`, as for every other spec."""
     problems = check_name(spec.name)
     if not spec.model:
         problems.append(("model", "name the model to serve (stratum_model.<name>.id)"))
-    if spec.replicas < 0 or spec.replicas > 64:
-        problems.append(("replicas", "give 1 to 64 replicas"))
-    if spec.workers < 0 or spec.workers > 32:
-        problems.append(("workers", "give 1 to 32 workers per replica"))
-    r = spec.requirements
-    if r.cpu < 0:
-        problems.append(("requirements.cpu", "give cores as a positive number, e.g. 0.5"))
-    if r.memory_mb < 0:
-        problems.append(("requirements.memory_mb", "give MiB as a positive whole number"))
-    for i, tier in enumerate(r.tiers):
-        problems += check_tier(tier, f"requirements.tiers[{i}]")
-    problems += [(f"requirements.{f}", d) for f, d in check_labels(dict(r.labels))]
-    if r.gpu < 0:
-        problems.append(("requirements.gpu", "give a whole number of GPUs"))
-    if r.gpu_memory_mb < 0:
-        problems.append(("requirements.gpu_memory_mb", "give MiB as a positive whole number"))
-    if spec.slo.p95_latency_ms < 0:
-        problems.append(("slo.p95_latency_ms", "give milliseconds as a positive number"))
-    for i, tier in enumerate(spec.placement.prefer_tiers):
-        problems += check_tier(tier, f"placement.prefer_tiers[{i}]")
-    for i, other in enumerate(spec.placement.anti_affinity):
-        problems += check_name(other, f"placement.anti_affinity[{i}]")
-    sc = spec.scaling
+    else:
+        problems += check_name(spec.model, "model")
+    problems += check_number(spec.replicas, "replicas", 0, MAX_REPLICAS, integer=True, hint="0 for 1")
+    problems += check_number(spec.workers, "workers", 0, MAX_WORKERS, integer=True, hint="per replica; 0 for 1")
+    problems += check_requirements(spec.requirements)
+    problems += check_number(spec.slo.p95_latency_ms, "slo.p95_latency_ms", 0, MAX_SLO_MS, hint="milliseconds; 0 for none")
+    problems += check_preferences(spec.placement)
+    problems += _scaling(spec.scaling)
+    problems += _routing(spec.routing)
+    if len(spec.connects_to) > MAX_CONNECTS:
+        problems.append(("connects_to", f"{len(spec.connects_to)} targets; at most {MAX_CONNECTS}"))
+    seen = set()
+    for i, target in enumerate(spec.connects_to[:MAX_CONNECTS]):
+        path = f"connects_to[{i}]"
+        problems += check_name(target, path)
+        if target == spec.name:
+            problems.append((path, f"service {shown(spec.name)} cannot connect to itself"))
+        elif target in seen:
+            problems.append((path, f"{shown(target)} is listed twice"))
+        seen.add(target)
+    return problems
+
+
+def _scaling(sc: m.Scaling) -> list[tuple[str, str]]:
+    problems = []
     if sc.mode not in ("", "fixed", "predictive", "reactive"):
-        problems.append(("scaling.mode", f"{sc.mode!r} is not a scaling mode; use \"fixed\", \"predictive\" or \"reactive\""))
-    if sc.min < 0 or sc.min > 64:
-        problems.append(("scaling.min", "give 0 to 64 replicas"))
-    if sc.max and (sc.max < sc.min or sc.max > 64):
-        problems.append(("scaling.max", f"scaling.max = {sc.max}: give {max(sc.min, 1)} to 64 replicas"))
-    if sc.target_rpm < 0:
-        problems.append(("scaling.target_rpm", "give requests per minute as a positive number"))
-    if sc.zero_after_s < 0:
-        problems.append(("scaling.zero_after", "give a positive duration, e.g. \"10m\""))
+        problems.append(("scaling.mode", f"{shown(sc.mode)} is not a scaling mode; use \"fixed\", \"predictive\" or \"reactive\""))
+    problems += check_number(sc.min, "scaling.min", 0, MAX_REPLICAS, integer=True, hint="replicas; 0 for 1")
+    problems += check_number(sc.max, "scaling.max", 0, MAX_REPLICAS, integer=True, hint="replicas; 0 for min")
+    if 0 < sc.max < sc.min <= MAX_REPLICAS:
+        problems.append(("scaling.max", f"scaling.max = {sc.max}: give {sc.min} to {MAX_REPLICAS} replicas (no fewer than scaling.min)"))
+    problems += check_number(sc.target_rpm, "scaling.target_rpm", 0, MAX_RPM,
+                             hint="requests per minute per replica; 0 for the measured capacity")
+    problems += check_seconds(sc.zero_after_s, "scaling.zero_after", hint="a positive duration in seconds, at most 3650d; 0: never")
     if sc.mode in ("", "fixed"):
         if sc.vertical:
             problems.append(("scaling.vertical", "vertical scaling needs mode = \"predictive\" or \"reactive\""))
         if sc.zero_after_s > 0:
             problems.append(("scaling.zero_after", "scale to zero needs mode = \"predictive\" or \"reactive\""))
-    rt = spec.routing
+    return problems
+
+
+def _routing(rt: m.Routing) -> list[tuple[str, str]]:
+    problems = []
     if rt.mode not in ("", "local", "straightline"):
-        problems.append(("routing.mode", f"{rt.mode!r} is not a routing mode; use \"local\" or \"straightline\""))
-    if not 0 <= rt.on_demand_replicas <= 16:
-        problems.append(("routing.on_demand_replicas", "give 0 to 16 on-demand replicas per node"))
+        problems.append(("routing.mode", f"{shown(rt.mode)} is not a routing mode; use \"local\" or \"straightline\""))
+    problems += check_number(rt.on_demand_replicas, "routing.on_demand_replicas", 0, MAX_ON_DEMAND, integer=True,
+                             hint="on-demand replicas per node")
     if rt.on_demand_replicas and rt.mode != "straightline":
         problems.append(("routing.on_demand_replicas", "on-demand replicas serve only with mode = \"straightline\""))
-    if rt.idle_stop_s < 0:
-        problems.append(("routing.idle_stop", "give a positive duration, e.g. \"5m\""))
-    if not 0 <= rt.ood_share_max <= 1:
-        problems.append(("routing.ood_share_max", "give a share from 0 to 1, e.g. 0.25"))
+    problems += check_seconds(rt.idle_stop_s, "routing.idle_stop", hint="a positive duration in seconds, at most 3650d; 0 for 300")
+    problems += check_number(rt.ood_share_max, "routing.ood_share_max", 0, 1, hint="a share, e.g. 0.25; 0 for 0.25")
     return problems
 
 
@@ -227,7 +240,7 @@ class Services:
     def _doc(self, name: str) -> dict:
         doc = self.store.get_doc("services", name)
         if doc is None:
-            raise NotFound(f"service {name!r} not found")
+            raise NotFound(f"service {shown(name)} not found")
         return doc
 
     def _demand(self, spec: m.ServiceSpec) -> Demand:
@@ -260,7 +273,7 @@ class Services:
     def check(self, spec: m.ServiceSpec, *, need_model: bool) -> None:
         problems = validate_spec(spec)
         if spec.model and self.store.get_doc("models", spec.model) is None and need_model:
-            problems.append(("model", f"model {spec.model!r} not found; create it first (stratum_model)"))
+            problems.append(("model", f"model {shown(spec.model)} not found; create it first (stratum_model)"))
         if problems:
             raise InvalidArgument(problems)
 
@@ -311,7 +324,7 @@ class Services:
         if problems:
             raise InvalidArgument(problems)
         if q.model and self.store.get_doc("models", q.model) is None:
-            raise InvalidArgument([("model", f"model {q.model!r} not found")])
+            raise InvalidArgument([("model", f"model {shown(q.model)} not found")])
         templates = self.reconciler.snapshot(slots=False)
         snap = self.reconciler.snapshot()
         nodes, used = snap.nodes, snap.used()

@@ -253,7 +253,7 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
     @rpc
     async def PlaceWhatIf(self, request, context):
-        # Checked here, before services.what_if (whose own checks let NaN and huge numbers through).
+        # Checked here: a what-if needs something to place (services.what_if checks the spec's bounds too).
         problems = check_what_if(request)
         if problems:
             raise InvalidArgument(problems)

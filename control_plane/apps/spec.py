@@ -22,6 +22,7 @@ PORT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 REF = re.compile(r"\$\{([^}]*)\}")
 MAX_ARGS, MAX_ARG = 256, 4096
 MAX_ENV, MAX_ENV_VALUE = 256, 32 * 1024
+MAX_CONNECTS = 64
 MAX_KILL_S, MAX_CHECK_S, MAX_WINDOW_S = 3600.0, 3600.0, 7 * 86400.0
 DEFAULT_KILL_S = 10.0
 
@@ -60,8 +61,10 @@ def validate_spec(spec: a.AppSpec) -> Violations:
     for i, b in enumerate(spec.requirements.binaries[:64]):
         if b and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", b):
             problems.append((f"requirements.binaries[{i}]", f"{shown(b)} is not a program name (e.g. \"mosquitto\")"))
+    if len(spec.connects_to) > MAX_CONNECTS:
+        problems.append(("connects_to", f"{len(spec.connects_to)} targets; at most {MAX_CONNECTS}"))
     seen = set()
-    for i, target in enumerate(spec.connects_to):
+    for i, target in enumerate(spec.connects_to[:MAX_CONNECTS]):
         path = f"connects_to[{i}]"
         problems += check_name(target, path)
         if target == spec.name:
@@ -162,6 +165,8 @@ def _health(spec: a.AppSpec) -> Violations:
             problems.append((field, f"{shown(name)} is not one of ports ({', '.join(sorted(spec.ports)) or 'none declared'})"))
     if len(h.exec) > MAX_ARGS:
         problems.append(("health.exec", f"{len(h.exec)} arguments; at most {MAX_ARGS}"))
+    for i, arg in enumerate(h.exec[:MAX_ARGS]):
+        problems += check_text(arg, f"health.exec[{i}]", MAX_ARG)
     for field in ("interval_s", "timeout_s", "grace_s"):
         problems += check_seconds(getattr(h, field), f"health.{field.removesuffix('_s')}", MAX_CHECK_S)
     problems += check_number(h.failures, "health.failures", 0, 100, integer=True)
