@@ -7,6 +7,7 @@ listening on 127.0.0.1 or inside a network namespace, and is killed at the end.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,47 @@ from stratum.v1 import control_plane_pb2 as cp, control_plane_pb2_grpc as cp_grp
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def free_port() -> int:
+def xdist_worker() -> tuple[int, int]:
+    """(this worker's index, how many workers) under pytest-xdist; (0, 1) in a serial run."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not name.startswith("gw"):
+        return 0, 1
+    return int(name[2:]), max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+# Under xdist each worker hands out ports from its own slice of 10000-32767: below the kernel's
+# ephemeral range (32768+), so no outgoing connection takes one, and disjoint, so two workers never
+# pick the same number between one's check and its server's bind. Serially the kernel picks.
+_PORT_RANGE = (10000, 32768)
+_next_port: int | None = None
+
+
+def _port_free(port: int) -> bool:
     with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A TCP port that nothing on 127.0.0.1 holds now (a process started next can listen on it)."""
+    global _next_port
+    index, count = xdist_worker()
+    if count == 1:
+        with closing(socket.socket()) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    span = (_PORT_RANGE[1] - _PORT_RANGE[0]) // count
+    low = _PORT_RANGE[0] + index * span
+    if _next_port is None:
+        _next_port = low + random.randrange(span)  # two suites side by side seldom probe the same ports
+    for _ in range(span):
+        port, _next_port = _next_port, low + (_next_port + 1 - low) % span
+        if _port_free(port):
+            return port
+    raise RuntimeError(f"no free port in {low}-{low + span - 1} (xdist worker {index} of {count})")
 
 
 def wait_for(cond, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
