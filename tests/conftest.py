@@ -1,10 +1,43 @@
-"""Shared fixtures: real control planes and node daemons as child processes."""
+"""Shared fixtures: real control planes and node daemons as child processes.
+
+Under pytest-xdist (scripts/test runs several workers on few cores) each worker and everything it
+starts computes on one thread: OpenMP and BLAS pools sized to the cores spin against each other's
+workers, which made a numpy/scikit-learn test that takes 8 s alone take 150 s. Set before anything
+loads numpy in the worker."""
 
 from __future__ import annotations
 
+import itertools
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import pytest
 
-from tests.harness import ControlPlane, NodeDaemon
+from tests.harness import ControlPlane, NodeDaemon, xdist_worker
+
+# Tests that share an expensive fixture run on one xdist worker (scripts/test: --dist loadgroup), so
+# it is set up once: session fixtures named here (bentos built with bentoml, a trained and served
+# model) group by name; a test using a module-scoped fixture (a control plane, a trained model, a
+# Vault for the whole module) stays with the rest of its module. Every other test goes wherever a
+# worker is free.
+SHARED_SESSION_FIXTURES = {"built": "bentos", "built_v2": "bentos", "store": "bentos", "congestion_model": "congestion-model"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group"):
+            continue
+        names = info.names_closure
+        group = next((g for n, g in SHARED_SESSION_FIXTURES.items() if n in names), None)
+        if group is None and any(d.scope in ("module", "package", "class")
+                                 for n in names for d in info.name2fixturedefs.get(n, ())):
+            group = item.module.__name__
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
@@ -52,7 +85,19 @@ def postgres_url(postgres):
     return postgres.create_database(f"t{next(_db_counter)}")
 
 
-_subnets = iter(range(200, 250))
+_networks = itertools.count()
+
+
+def _next_subnet() -> int:
+    """10.<n>.0.0/24 for the next test network: 200-249 in a serial run; under xdist each worker
+    cycles through its own 12 of 100-195, so bridges of two workers never share a subnet (a test
+    closes its network before the worker's next one, so a worker reusing one of its own is fine)."""
+    index, count = xdist_worker()
+    if count == 1:
+        return 200 + next(_networks) % 50
+    if index >= 8:
+        raise RuntimeError("tests/conftest.py gives test networks to at most 8 xdist workers")
+    return 100 + index * 12 + next(_networks) % 12
 
 
 @pytest.fixture
@@ -60,7 +105,7 @@ def test_network():
     """A bridge with test hosts in their own network namespaces (see tests/netns.py)."""
     from tests.netns import TestNetwork
 
-    net = TestNetwork(next(_subnets))
+    net = TestNetwork(_next_subnet())
     yield net
     net.close()
 
