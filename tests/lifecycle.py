@@ -23,7 +23,7 @@ def upload(c, data: bytes) -> str:
     def messages():
         yield ds.UploadBlobRequest(header=ds.BlobHeader(sha256=sha, size=len(data)))
         for i in range(0, len(data), 1 << 20):
-            yield ds.UploadBlobRequest(chunk=data[i:i + 1 << 20])
+            yield ds.UploadBlobRequest(chunk=data[i:i + (1 << 20)])  # 1 MiB chunks
 
     c.stub.UploadBlob(messages(), metadata=c.md, timeout=30)
     return sha
