@@ -38,6 +38,9 @@ class AppManager:
         self.generation = 0
         self._lock = asyncio.Lock()  # Assignments apply one at a time, in arrival order
         self._follows: dict[int, asyncio.Task] = {}  # log request id -> its task
+        # One download per artifact at a time: instances placed together (replicas, apps of one
+        # artifact) would otherwise write the same partial file side by side.
+        self._fetching: dict[str, asyncio.Lock] = {}
 
     def start(self) -> list[int]:
         """Before the first session: stop what a killed daemon left, and note the runs it interrupted."""
@@ -76,7 +79,9 @@ class AppManager:
                 self.runbook.forget(st.id)
 
     async def _remove(self, key: tuple[str, int]) -> None:
-        ins = self.instances.pop(key)
+        ins = self.instances.pop(key, None)
+        if ins is None:
+            return  # removed meanwhile (close() at shutdown does not wait for an apply)
         await ins.stop()
         await asyncio.to_thread(shutil.rmtree, ins.workdir, True)
         event(log, "app removed", app=key[0], instance=key[1])
@@ -90,10 +95,11 @@ class AppManager:
         art = a.artifact
         if not art.sha256:
             return
-        if not self.artifacts.has(art.sha256):
-            if self.fetch is None:
-                raise RuntimeError("no session with the control plane to fetch the artifact from")
-            await download(self.artifacts, self.fetch, art.sha256, art.size, what="artifact")
+        async with self._fetching.setdefault(art.sha256, asyncio.Lock()):
+            if not self.artifacts.has(art.sha256):  # again: it may have come while this one waited
+                if self.fetch is None:
+                    raise RuntimeError("no session with the control plane to fetch the artifact from")
+                await download(self.artifacts, self.fetch, art.sha256, art.size, what="artifact")
         self.artifacts.pin(art.sha256)
         try:
             tree = await asyncio.to_thread(self.artifacts.unpack, art.sha256, directory=art.directory, name=art.name)
