@@ -2,7 +2,8 @@
 the reconciler (control_plane/reconcile/).
 
 An app document holds the spec, a spec version (bumped by every change: instances restart with
-the new spec), its placement ({node id: instances}) and which node runs which instance index.
+the new spec), its placement ({node id: instances}), which node runs which instance index, and
+the endpoints each instance last reported.
 Batch and periodic apps get run records (apps/runs.py) written before a node is told to run them:
 a batch app one per spec version, a periodic app one per scheduled time (apps/schedule.py), both
 on store keys that make a repeated step a no-op. Nodes report instances and runs on their session;
@@ -10,7 +11,9 @@ a run that succeeded with an output becomes the next version of a dataset.
 
 Wiring: an app or service that `connects_to` others gets STRATUM_<NAME>_URL for each, the
 endpoint nearest to the node it runs on (apps/wiring.py); an instance is held back until all its
-targets have an endpoint, and restarted (its environment changed) when one moves.
+targets have an endpoint, and restarted (its environment changed) when one moves. A target's
+endpoint is what its instance reports where it is placed now, else what it last reported, so a
+wired instance is not stopped while its target restarts or moves, nor by a control-plane restart.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ class Apps:
         doc["placement"] = placement
         old = {int(i): n for i, n in (doc.get("instances") or {}).items()}
         doc["instances"] = {str(i): n for i, n in inst.assign(old, placement, instances(spec_of(doc))).items()}
+        if doc.get("endpoints"):  # those of instances no longer there
+            doc["endpoints"] = {i: e for i, e in doc["endpoints"].items() if i in doc["instances"]}
 
     def reports_on(self, node_id: str) -> set[str]:
         return {app for app, _ in self.reports.get(node_id, {})}
@@ -389,11 +394,10 @@ class Apps:
             app = self.store.get_doc(self.table, target)
             if app is not None and not app.get("deleting"):
                 ports: dict[str, list] = {}
-                for n, rep in self.reports.items():
-                    for (name, _), st in rep.items():
-                        if name == target and st.state in ("running", "healthy") and n in views:
-                            for port, address in st.endpoints.items():
-                                ports.setdefault(port, []).append((views[n], url(port, address)))
+                for n, endpoints in self._target_endpoints(app):
+                    if n in views:
+                        for port, address in endpoints.items():
+                            ports.setdefault(port, []).append((views[n], url(port, address)))
                 if not ports:
                     return None
                 for port in sorted(ports):
@@ -405,6 +409,39 @@ class Apps:
                 return None
             env[f"STRATUM_{env_key(target)}_URL"] = wiring.nearest(here, found)
         return env
+
+    def _target_endpoints(self, doc: dict) -> list[tuple[str, dict[str, str]]]:
+        """(node id, {port: address}) of each instance of a target app where it is placed now: what
+        its node reports while it runs there, else what it last reported (kept in the document).
+        So consumers are pointed where the target runs, never at a node it moved off, and a wired
+        consumer keeps running as it is while the target restarts or moves, or while a restarted
+        control plane has heard no report yet, instead of being stopped until the target answers."""
+        out = []
+        last = doc.get("endpoints") or {}
+        for index, node_id in sorted((doc.get("instances") or {}).items(), key=lambda kv: int(kv[0])):
+            st = self.reports.get(node_id, {}).get((doc["name"], int(index)))
+            if st is not None and st.state in ("running", "healthy") and st.endpoints:
+                out.append((node_id, dict(st.endpoints)))
+            elif index in last:
+                out.append((last[index]["node_id"], dict(last[index]["ports"])))
+        return out
+
+    def _remember_endpoints(self, node_id: str, report: na.ServiceReport) -> None:
+        """Keep in each app's document the endpoints its instances placed on this node report (written
+        only when they changed): they outlive a control-plane restart (_target_endpoints)."""
+        seen = {(s.app, s.instance): dict(s.endpoints) for s in report.apps
+                if s.state in ("running", "healthy") and s.endpoints}
+        if not seen:
+            return
+        with self.reconciler.lock:
+            for (name, index), endpoints in sorted(seen.items()):
+                doc = self.store.get_doc(self.table, name)
+                if doc is None or doc.get("deleting") or (doc.get("instances") or {}).get(str(index)) != node_id:
+                    continue
+                want = {"node_id": node_id, "ports": endpoints}
+                if (doc.get("endpoints") or {}).get(str(index)) != want:
+                    doc.setdefault("endpoints", {})[str(index)] = want
+                    self.store.put_doc(self.table, name, doc)
 
     def assign(self, out: dict[str, na.Assignments], docs: list[dict]) -> None:
         runs: dict[str, list[dict]] = {}
@@ -459,6 +496,8 @@ class Apps:
         before = self._endpoints_on(node_id)
         self.reports[node_id] = {(s.app, s.instance): s for s in report.apps}
         changed = self._endpoints_on(node_id) != before
+        if changed:
+            self._remember_endpoints(node_id, report)
         for s in report.apps:
             for r in s.runs:
                 changed |= self._take_run(node_id, s, r)
