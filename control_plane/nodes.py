@@ -22,6 +22,11 @@ from stratum import pki
 from stratum.validation import MAX_CPU_CORES, MAX_MEMORY_MB, check_labels, check_name, check_number, check_tier, shown
 from stratum.v1 import control_plane_pb2 as cp, node_agent_pb2 as na, types_pb2 as t
 
+# A node that lost the control plane tries again after a random wait of up to this long (its
+# reconnect backoff cap, node_daemon/agent.py BACKOFF_CAP_S): after a restart, nodes get this long
+# plus one full timeout to come back before they are marked down, whatever the timeout.
+RECONNECT_WAIT_S = 5.0
+
 
 def utilisation_json(u: t.Utilisation) -> str:
     """Protobuf-JSON-compatible text of a Utilisation, ~10x cheaper than json_format.MessageToJson."""
@@ -80,8 +85,10 @@ class NodeRegistry:
         now = time.time()
         nodes = store.list_nodes()
         self.states = {n.id: n.state for n in nodes}
-        # After a restart every node gets one full timeout to reconnect before it is marked down.
-        self.last_seen = {n.id: now for n in nodes if n.state == "ready"}
+        # After a restart every node gets its reconnect wait and one full timeout before it is marked
+        # down: one marked down would lose its runs and have what it runs moved off it (a short timeout
+        # is shorter than the wait).
+        self.last_seen = {n.id: now + RECONNECT_WAIT_S for n in nodes if n.state == "ready"}
         self.utilisation: dict[str, t.Utilisation] = {}
         self._dirty: dict[str, float] = {}
         self._back: dict[str, str] = {}  # nodes back to ready, not yet written to the store
