@@ -7,12 +7,13 @@ from typing import Optional
 import grpc
 from tf.iface import Config, DataSource, ReadDataContext, State
 from tf.schema import Attribute, Schema
-from tf.types import List, Number, String, Unknown
+from tf.types import List, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
 from provider.common import client_of, node_summary
 from provider.data_source_nodes import node_attributes
+from provider.nested import Number
 from stratum.v1 import control_plane_pb2
 
 

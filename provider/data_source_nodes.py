@@ -8,11 +8,11 @@ from typing import Optional
 
 from tf.iface import Config, DataSource, ReadDataContext, State
 from tf.schema import Attribute, Schema
-from tf.types import Bool, List, Map, Number, String
+from tf.types import Bool, List, Map, String
 
 from provider.client import ApiError
 from provider.common import client_of, node_summary
-from provider.nested import NestedAttribute, Nesting
+from provider.nested import NestedAttribute, Nesting, Number
 from stratum.v1 import control_plane_pb2
 
 FILTERS = ("tier", "labels", "min_cpu", "min_memory_mb", "gpu", "state")

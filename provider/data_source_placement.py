@@ -8,11 +8,11 @@ from typing import Optional
 
 from tf.iface import Config, DataSource, ReadDataContext, State
 from tf.schema import Attribute, Schema
-from tf.types import Bool, List, Number, String
+from tf.types import Bool, List, String
 
 from provider.client import ApiError
 from provider.common import client_of
-from provider.nested import NestedAttribute, Nesting
+from provider.nested import NestedAttribute, Nesting, Number
 from provider.resource_service import PREFERENCE_ATTRIBUTES, REQUIREMENT_ATTRIBUTES, preferences_of, requirements_of
 from stratum.v1 import models_pb2 as m
 

@@ -8,6 +8,9 @@ such as `nodes`. This module adds both on top of `tf` without changing it:
 
 - `Object` / `Tuple` are ordinary `tf.types.TfType`s, so `tf`'s servicer
   encodes and decodes them like any other attribute type.
+- `Number` decodes the decimal string Terraform sends for a number that no
+  float64 holds exactly (0.1, 0.3: cty's msgpack writes those as text), so
+  `cpu = 0.1` compares equal with the 0.1 the state holds.
 - `NestedAttribute` is a `tf.schema.Attribute` whose `type` is the implied
   type of its nested object (what Terraform puts on the wire), and whose
   `to_pb()` emits `nested_type` instead of `type`.
@@ -25,6 +28,7 @@ from typing import Any, Iterable, Optional
 from tf.gen import tfplugin_pb2 as pb
 from tf.schema import Attribute
 from tf.types import List, Map, Set, TfType, Unknown
+from tf.types import Number as _TfNumber
 
 
 def _type_json(t: TfType) -> Any:
@@ -38,6 +42,22 @@ def _type_bytes(value: Any) -> bytes:
 def _absent(value: Any) -> bool:
     # `value in (None, Unknown)` would compare dicts/lists by ==; identity is what we mean.
     return value is None or value is Unknown
+
+
+class Number(_TfNumber):
+    """tf's Number, reading the decimal text Terraform sends for a number that is not exactly a
+    float64 (msgpack carries it as a string: "0.1") as an int or a float, so such a value
+    compares equal with what the state holds (0.1) and no plan shows a change that is none."""
+
+    def decode(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        for kind in (int, float):  # an integer beyond float64's 53 bits comes as text too
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value  # not a number: the resource's checks say so
 
 
 class Object(TfType):

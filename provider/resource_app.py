@@ -26,14 +26,14 @@ from typing import Any, Optional
 import grpc
 from tf.iface import CreateContext, DeleteContext, ImportContext, PlanContext, ReadContext, Resource, State, UpdateContext
 from tf.schema import Attribute, Schema
-from tf.types import Bool, List, Map, Number, String, Unknown
+from tf.types import Bool, List, Map, String, Unknown
 from tf.utils import Diagnostics
 
 from provider import artifact as art
 from provider.client import ApiError, Client
 from provider.common import (as_configured, check_timeouts, client_of, delete_and_wait, get_for_import, name_taken,
                              read_by_name, rfc3339, wholly_known)
-from provider.nested import NestedAttribute, Nesting
+from provider.nested import NestedAttribute, Nesting, Number
 from provider.resource_dataset import UPLOAD_BYTES_PER_S, UPLOAD_MIN_TIMEOUT_S, upload_messages
 from provider.resource_service import PREFERENCE_ATTRIBUTES, REQUIREMENT_ATTRIBUTES, preferences_of, requirements_of
 from stratum.durations import format_duration, parse_duration

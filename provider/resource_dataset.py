@@ -26,13 +26,13 @@ from urllib.parse import quote, unquote, urlsplit
 import grpc
 from tf.iface import CreateContext, DeleteContext, ImportContext, PlanContext, ReadContext, Resource, State, UpdateContext
 from tf.schema import Attribute, Schema
-from tf.types import Number, String, Unknown
+from tf.types import String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError, Client
 from provider.common import as_configured, client_of, delete_by_name, get_for_import, name_taken, read_by_name, wholly_known
 from provider.errors import register_secret
-from provider.nested import NestedAttribute, Nesting
+from provider.nested import NestedAttribute, Nesting, Number
 from stratum.v1 import datasets_pb2
 
 # The user-settable attributes; the server's field violations name these.

@@ -11,11 +11,12 @@ from typing import Any, Optional
 import grpc
 from tf.iface import CreateContext, DeleteContext, ImportContext, PlanContext, ReadContext, Resource, State, UpdateContext
 from tf.schema import Attribute, Schema
-from tf.types import Map, Number, String, Unknown
+from tf.types import Map, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
 from provider.common import as_configured, client_of, delete_by_name, get_for_import, name_taken, read_by_name, rfc3339, wholly_known
+from provider.nested import Number
 from stratum.durations import parse_duration
 from stratum.v1 import control_plane_pb2
 

@@ -18,13 +18,13 @@ from typing import Optional
 import grpc
 from tf.iface import CreateContext, DeleteContext, ImportContext, PlanContext, ReadContext, Resource, State, UpdateContext
 from tf.schema import Attribute, Schema
-from tf.types import Bool, List, Map, Number, String, Unknown
+from tf.types import Bool, List, Map, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import ApiError
 from provider.common import (check_timeouts, client_of, delete_and_wait, get_for_import, name_taken, read_by_name,
                              wholly_known)
-from provider.nested import NestedAttribute, Nesting
+from provider.nested import NestedAttribute, Nesting, Number
 from stratum.durations import format_duration, parse_duration
 from stratum.v1 import models_pb2 as m, plans_pb2 as plans
 

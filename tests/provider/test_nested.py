@@ -123,3 +123,20 @@ def test_nested_attribute_state_through_tf_servicer_helpers():
 def test_schema_with_nested_attribute_serialises():
     schema = Schema(version=0, attributes=[NestedAttribute("nodes", INNER, Nesting.LIST, computed=True)]).to_pb()
     assert schema.block.attributes[0].nested_type.nesting == pb.Schema.Object.NestingMode.LIST
+
+
+def test_number_reads_the_text_terraform_sends_for_a_number_no_float64_holds():
+    """cty's msgpack writes 0.1 (not exactly a float64) as the string "0.1": decoded, it must equal
+    the 0.1 the state holds, or every plan of `cpu = 0.1` shows an update (nested too)."""
+    from provider.nested import Number as Num
+
+    reqs = NestedAttribute("requirements", [Attribute("cpu", Num(), optional=True)], Nesting.SINGLE, optional=True)
+    attrs = {"n": Attribute("n", Num(), optional=True), "requirements": reqs}
+    diags = Diagnostics()
+    _, sent = _decode_state(diags, attrs, {}, pb.DynamicValue(msgpack=msgpack.packb({"n": "0.3", "requirements": {"cpu": "0.1"}})))
+    assert not diags.has_errors()
+    assert sent == {"n": 0.3, "requirements": {"cpu": 0.1}}
+    assert reqs.type.semantically_equal(sent["requirements"], {"cpu": 0.1})
+    assert Num().decode("123456789012345678901") == 123456789012345678901  # an integer beyond 53 bits stays exact
+    assert (Num().decode(2), Num().decode(0.5), Num().decode(None)) == (2, 0.5, None)
+    assert Num().decode("lots") == "lots"  # not a number: left for the resource's checks
