@@ -67,6 +67,14 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {low}-{low + span - 1} (xdist worker {index} of {count})")
 
 
+def nproc() -> int:
+    """The CPUs this process may use, as coreutils' nproc counts them. nproc also honours
+    OMP_NUM_THREADS and OMP_THREAD_LIMIT, which tests/conftest.py sets to 1 under pytest-xdist:
+    those are left out, or it answers 1 on any machine."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT")}
+    return int(subprocess.run(["nproc"], check=True, capture_output=True, text=True, env=env).stdout)
+
+
 def wait_for(cond, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
     """Poll `cond` until it returns a truthy value; AssertionError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout

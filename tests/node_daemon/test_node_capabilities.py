@@ -14,6 +14,7 @@ import pytest
 
 from node_daemon.capabilities import ProbeContext, collect, cpu, disk, gpu, memory, network, os_info
 from stratum.v1 import types_pb2
+from tests.harness import nproc
 
 MIB = 1024 * 1024
 
@@ -31,7 +32,7 @@ def sh(*cmd: str) -> str:
 # --- cpu -------------------------------------------------------------------------------------
 
 def test_cpu_cores_match_nproc():
-    assert run_probe(cpu.CpuProbe()).cpu_cores == int(sh("nproc"))
+    assert run_probe(cpu.CpuProbe()).cpu_cores == nproc()
 
 
 def test_cpu_cores_honour_affinity():
@@ -163,7 +164,7 @@ def test_failing_nvidia_smi_is_skipped_by_collect(tmp_path, monkeypatch, caplog)
     with caplog.at_level(logging.WARNING):
         caps = collect(str(tmp_path))
     assert list(caps.gpus) == []
-    assert caps.cpu_cores == int(sh("nproc"))  # the other probes still ran
+    assert caps.cpu_cores == nproc()  # the other probes still ran
     assert any(getattr(r, "fields", {}).get("probe") == "gpu" for r in caplog.records)
 
 

@@ -14,7 +14,7 @@ import pytest
 from node_daemon import enroll as enroll_mod, identity
 from stratum import pki, tokens
 from stratum.v1 import control_plane_pb2 as cp
-from tests.harness import REPO, ControlPlane, NodeDaemon, wait_for
+from tests.harness import REPO, ControlPlane, NodeDaemon, nproc, wait_for
 
 
 def log_events(node: NodeDaemon, msg: str, since: int = 0) -> list[dict]:
@@ -72,7 +72,7 @@ def test_enrolls_and_reports_this_machine(control_plane, start_node):
     assert n.join_token == "bootstrap"
     caps = n.capabilities
     # Compare what arrived at the control plane with independent sources on this machine.
-    assert caps.cpu_cores == int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
+    assert caps.cpu_cores == nproc()
     assert caps.memory_mb == next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:")) // 1024
     assert caps.arch == os.uname().machine and caps.hostname == os.uname().nodename
     ip = json.loads(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True).stdout)
