@@ -123,6 +123,23 @@ def _sizes(runner: ReplicaRunner, replica: Replica, bento: str, body: bytes, req
     return out
 
 
+def sweep_stale_groups(cgroups: Cgroups) -> list[str]:
+    """Remove the empty profile groups of processes that are gone: a control plane killed while it
+    profiled (kill -9 leaves no `finally`) leaves `stratum/profile-<its pid>` behind. A live pid's
+    groups are left alone, and a group still holding processes cannot be removed (rmdir refuses)."""
+    removed = []
+    parents = [cgroups.root / "stratum"] if cgroups.mode == "v2" else [cgroups.root / c / "stratum" for c in ("cpu", "memory")]
+    for parent in parents:
+        for d in parent.glob("profile-*"):
+            pid = d.name.removeprefix("profile-")
+            if not pid.isdigit() or int(pid) == os.getpid() or os.path.exists(f"/proc/{pid}"):
+                continue
+            Cgroups(cgroups.mode, cgroups.root, f"stratum/{d.name}").close()
+            if not d.exists():
+                removed.append(d.name)
+    return sorted(set(removed))
+
+
 def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os.PathLike, *,
                   instances: list[dict] | None = None, requests: int = 40, workers: int = 1,
                   ready_timeout: float = 120.0, concurrency: int = 4, batch_rows: int = 4096,
@@ -132,6 +149,8 @@ def profile_bento(bento: str, bentoml_home: str | os.PathLike, run_dir: str | os
     `batch_rows` / 8 and `batch_rows` rows; read the RSS of its process tree, stop it. Request placement
     works from these numbers (control_plane/placement/forms.py)."""
     cgroups = Cgroups.usable(prefix=f"stratum/profile-{os.getpid()}") if sizes and instances else None
+    if cgroups is not None:
+        sweep_stale_groups(cgroups)
     runner = ReplicaRunner(bentoml_home, run_dir, cgroups=cgroups)
     replica = runner.start(bento, workers=workers, ready_timeout=ready_timeout)
     measured = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 import urllib.error
@@ -164,6 +166,13 @@ def test_a_replica_that_cannot_start_reports_why_and_frees_its_port(node):
 
 def test_profile_measures_load_time_and_memory(built, artifact, tmp_path):
     art, home = built
+    cg = Cgroups.detect()
+    # A control plane killed while profiling leaves its group: a dead pid's is swept at the next profile.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Cgroups(cg.mode, cg.root, f"stratum/profile-{dead.pid}")
+    stale.create("size-1")
+    assert stale.dirs("size-1")[0].exists()
     prof = profile_artifact(artifact, art.tag, home, tmp_path / "run", requests=5)
     assert 0 < prof.load_time_s < 120
     assert prof.rss_bytes > 50 << 20 and prof.rss_mib == -(-prof.rss_bytes // (1 << 20))
@@ -176,8 +185,9 @@ def test_profile_measures_load_time_and_memory(built, artifact, tmp_path):
     assert sizes[(0.25, 1)]["capacity_rps"] < sizes[(1.0, 1)]["capacity_rps"]
     assert sizes[(2.0, 2)]["memory_mb"] > sizes[(1.0, 1)]["memory_mb"]  # a second worker process
     assert not bentoml_processes()
-    cg = Cgroups.detect()
-    assert not list(cg.dirs("x")[0].parent.glob("profile-*"))  # its groups are gone
+    groups = cg.dirs("x")[0].parent
+    assert not (groups / f"profile-{os.getpid()}").exists()  # its groups are gone
+    assert not (groups / f"profile-{dead.pid}").exists()  # and the dead process's
 
 
 def test_a_restarted_node_reaps_replicas_left_by_its_previous_run(node, pk_root):
