@@ -1,17 +1,21 @@
 """`stratum demo`: the whole product on the embedded default, on this machine.
 
-Starts a control plane (SQLite), two node daemons (an edge and a fog node),
-installs the provider, and runs `terraform apply` on modules/examples/quickstart,
-which issues a fleet join token and lists the nodes; then on
-modules/examples/smart-traffic, which trains congestion models on a generated traffic
-dataset, packages the best as a BentoML service and serves it on a node, and sends it
-requests, printing the predictions.
+Starts a control plane (SQLite), three node daemons (an edge, a fog and a local node labelled
+cloud), installs the provider, and runs `terraform apply` on modules/examples/quickstart, which
+issues a fleet join token and lists the nodes; then on modules/examples/smart-traffic, which trains
+congestion models on a generated traffic dataset, serves the best as a BentoML service, and runs
+the analytics pipeline around it: an MQTT broker and a stream processor calling the model on the
+fog node, sensors on the edge, a dashboard, and a periodic aggregate job on the cloud node whose
+output becomes the dataset's next version. It watches the pipeline (cli/demo_pipeline.py) until
+readings flow and a run has made a dataset version, prints the figures, then stops everything,
+or with --keep leaves it running and prints how to look at it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -22,13 +26,17 @@ import time
 from contextlib import closing
 
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
+from cli.demo_pipeline import PipelineWatch, view
 from stratum.client import Client, ClientError
 from stratum.v1 import control_plane_pb2 as cp
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NODES = [("edge-1", "edge", "zone=north"), ("fog-1", "fog", "zone=central")]
+# An edge, a fog and a local node labelled cloud, so the periodic aggregate job has a place.
+NODES = [("edge-1", "edge", "zone=north"), ("fog-1", "fog", "zone=central"), ("cloud-1", "cloud", "zone=central")]
+STOP_GRACE_S = 30  # the longest kill_timeout of the pipeline's apps is 12 s
 NODE_COLUMNS = ("name", "tier", "state", "cpu_cores", "memory_mb", "arch", "addresses")
 
 
@@ -50,12 +58,15 @@ class Demo:
             self.procs.append(subprocess.Popen([sys.executable, "-m", "cli", *args], stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True))
 
+    def check_alive(self, what: str) -> None:
+        if any(p.poll() is not None for p in self.procs):
+            raise RuntimeError(f"a process exited early while waiting for {what}; logs in {self.logs}")
+
     def wait(self, what: str, cond, timeout: float = 60):
         with self.console.status(what):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if any(p.poll() is not None for p in self.procs):
-                    raise RuntimeError(f"a process exited early while waiting for {what}; logs in {self.logs}")
+                self.check_alive(what)
                 try:
                     if cond():
                         self.console.print(f"[green]✓[/green] {what}")
@@ -74,28 +85,41 @@ class Demo:
         return res.stdout
 
     def stop(self) -> None:
+        """SIGTERM to the node daemons, which stop their apps (SIGTERM, then SIGKILL after each app's
+        kill_timeout), then to the control plane. A node daemon gets the time that takes before a
+        SIGKILL: apps run in sessions of their own, and a SIGKILLed daemon would leave them running."""
         for p in reversed(self.procs):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
         for p in self.procs:
             try:
-                p.wait(15)
+                p.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
-def smart_traffic(demo: Demo, env: dict, tf_dir: str, c: Client) -> None:
-    """Apply the smart-traffic example, show the leaderboard, and POST a few requests to the endpoint."""
-    import urllib.request
+# The pipeline runs as in production, save two settings, written to demo.auto.tfvars.json in the
+# demo's copy of the example (so a later `terraform plan` there agrees): the aggregate job runs
+# every minute (a run shows up while the demo watches), and the broker takes any free port (1883
+# may be taken on this machine).
+PIPELINE_VARS = {"aggregate_cron": "* * * * *", "broker_port": 0}
+WATCH_TIMEOUT_S = 240  # flow measured over a window, then a scheduled run: at most ~2 cron minutes
+SAMPLE_EVERY_S = 2.0
 
-    import pandas as pd
 
+def smart_traffic(demo: Demo, env: dict, tf_dir: str, c: Client) -> PipelineWatch:
+    """Apply the smart-traffic example (the model, its service and the pipeline around it), show the
+    leaderboard, then watch the pipeline until readings flow and the aggregate job has made a
+    dataset version."""
     console = demo.console
     demo.terraform(env, tf_dir, "init", "-input=false", "-no-color")
-    console.print("training candidates, packaging the best as a BentoML service, starting a replica (a minute or two)")
+    console.print("training candidates, packaging the best as a BentoML service, starting it and the pipeline "
+                  "around it: broker, sensors, processor, dashboard, aggregate (a few minutes)")
+    with open(os.path.join(tf_dir, "demo.auto.tfvars.json"), "w") as f:
+        json.dump(PIPELINE_VARS, f, indent=2)
     demo.terraform(env, tf_dir, "apply", "-auto-approve", "-input=false", "-no-color")
     out = json.loads(demo.terraform(env, tf_dir, "output", "-json"))
-    model, endpoint = out["model"]["value"], out["endpoint"]["value"]
+    model = out["model"]["value"]
     board = Table(title=f"stratum_model.congestion version {model['version']}: leaderboard (3-fold accuracy)")
     board.add_column("candidate")
     board.add_column("accuracy", justify="right")
@@ -103,19 +127,92 @@ def smart_traffic(demo: Demo, env: dict, tf_dir: str, c: Client) -> None:
         name, _, score = line.rpartition(": ")
         board.add_row(name, score[:6])
     console.print(board)
-    rows = pd.read_csv(os.path.join(tf_dir, "data", "traffic.csv")).sample(8, random_state=3)
-    truth = rows.pop("congestion").tolist()
-    instances = json.loads(rows.to_json(orient="records"))
-    req = urllib.request.Request(endpoint + "/predict", data=json.dumps({"instances": instances}).encode(),
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        predictions = json.loads(r.read())["predictions"]
-    table = Table(title=f"POST {endpoint}/predict")
-    for col in ("intersection", "hour", "weather", "vehicles_per_min", "predicted", "actual"):
-        table.add_column(col)
-    for inst, pred, actual in zip(instances, predictions, truth):
-        table.add_row(inst["intersection"], str(inst["hour"]), inst["weather"], str(inst["vehicles_per_min"]), pred, actual)
-    console.print(table)
+
+    watch = PipelineWatch(c)
+    deadline = time.monotonic() + WATCH_TIMEOUT_S
+    with Live(view(watch.sample()), console=console, refresh_per_second=2) as live:
+        while not (watch.flowing() and watch.batch_done()):
+            if time.monotonic() > deadline:
+                break
+            demo.check_alive("the pipeline")
+            time.sleep(SAMPLE_EVERY_S)
+            live.update(view(watch.sample()))
+    # Live leaves its last view on the screen (and prints it once where stdout is not a terminal):
+    # the tables and figure_lines(), read by tests/integration/test_demo.py.
+    console.print()  # where stdout is not a terminal, that view ends without a newline
+    if not watch.flowing():
+        raise RuntimeError(f"no readings reached the processor within {WATCH_TIMEOUT_S} s; the apps' logs are "
+                           f"in {demo.workdir}/node-*/apps/*/logs (with --keep: `stratum app logs processor`)")
+    if not watch.batch_done():
+        raise RuntimeError(f"the aggregate job made no dataset version within {WATCH_TIMEOUT_S} s; its runs' logs "
+                           f"are in {demo.workdir}/node-*/apps/aggregate-0/runs (with --keep: "
+                           f"`stratum app runs aggregate`)")
+    return watch
+
+
+def write_helpers(demo: Demo, env: dict, data_dir: str) -> tuple[str, str]:
+    """env.sh (what to export to use the CLI and terraform on the demo) and stop.sh (stops the node
+    daemons, which stop their apps, then the control plane). Neither holds the admin token itself."""
+    env_sh, stop_sh = os.path.join(demo.workdir, "env.sh"), os.path.join(demo.workdir, "stop.sh")
+    with open(env_sh, "w") as f:
+        f.write(f"# source {env_sh}\n"
+                f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH\n"
+                f"export STRATUM_ENDPOINT={shlex.quote(env['STRATUM_ENDPOINT'])}\n"
+                f"export STRATUM_TOKEN=\"$(cat {shlex.quote(os.path.join(data_dir, 'admin.token'))})\"\n"
+                f"export STRATUM_CA_CERT={shlex.quote(env['STRATUM_CA_CERT'])}\n"
+                f"export TF_CLI_CONFIG_FILE={shlex.quote(env['TF_CLI_CONFIG_FILE'])}\n")
+    plane, nodes = demo.procs[0].pid, " ".join(str(p.pid) for p in demo.procs[1:])
+    with open(stop_sh, "w") as f:
+        f.write(f"""#!/usr/bin/env bash
+# Stops the demo in {demo.workdir}: the node daemons first (SIGTERM: each stops its apps and
+# replicas), then the control plane; SIGKILL to a process group still there after {STOP_GRACE_S} s.
+# Only processes that are still the demo's (their command line names its directory) are signalled.
+set -u
+workdir={shlex.quote(demo.workdir)}
+ours() {{ grep -qF "$workdir" "/proc/$1/cmdline" 2>/dev/null; }}
+stop() {{  # stop PID...: SIGTERM to each one's group, wait, SIGKILL what is left
+  local pid pids=() i alive
+  for pid in "$@"; do ours "$pid" && kill -TERM -- "-$pid" && pids+=("$pid"); done
+  for ((i = 0; i < {STOP_GRACE_S * 5}; i++)); do
+    alive=0
+    for pid in "${{pids[@]}}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
+  for pid in "${{pids[@]}}"; do
+    if kill -0 "$pid" 2>/dev/null; then echo "pid $pid did not stop in {STOP_GRACE_S} s: SIGKILL" >&2; kill -KILL -- "-$pid"; fi
+  done
+}}
+stop {nodes}
+stop {plane}
+left=$(pgrep -f -- "$workdir/(control-plane|node-)" || true)
+if [ -n "$left" ]; then echo "still running: $(echo $left)" >&2; exit 1; fi
+echo "stopped the demo in $workdir"
+""")
+    os.chmod(stop_sh, 0o755)
+    return env_sh, stop_sh
+
+
+def print_keep(demo: Demo, watch: PipelineWatch, env_sh: str, stop_sh: str, tf_dir: str) -> None:
+    f = watch.figures
+    lines = [
+        f"[bold]left running[/bold] (data in {demo.workdir}, daemon logs in {demo.logs})",
+        f"  the dashboard:        {f.dashboard_url}",
+        f"  processor counters:   curl {f.processor_url}/stats",
+        f"  first, in your shell: source {env_sh}",
+        "  (it exports PATH, STRATUM_ENDPOINT, STRATUM_TOKEN from the data dir, STRATUM_CA_CERT, TF_CLI_CONFIG_FILE)",
+        "  then:",
+        "    stratum status",
+        "    stratum app logs processor --follow      # the stream processor, live (Ctrl-C to stop)",
+        "    stratum app runs aggregate               # the periodic job's runs, one a minute",
+        "    stratum app logs aggregate               # the latest run's log",
+        "    stratum app show dashboard",
+        "    stratum model show congestion            # versions, retrained from the aggregated history",
+        f"    cd {tf_dir} && terraform plan            # the pipeline as configured: no changes",
+        f"  stop everything:      {stop_sh}",
+    ]
+    for line in lines:
+        demo.console.print(line, highlight=False)
 
 
 def run(args) -> int:
@@ -144,7 +241,7 @@ def run(args) -> int:
         for name, tier, label in NODES:
             demo.spawn(f"node-{name}", "node", "--server", endpoint, "--join-token", join_token, "--name", name,
                        "--tier", tier, "--label", label, "--data-dir", os.path.join(workdir, f"node-{name}"))
-        demo.wait("two node daemons enrolled and ready",
+        demo.wait(f"{len(NODES)} node daemons enrolled and ready ({', '.join(n for n, _, _ in NODES)})",
                   lambda: sum(n.state == "ready" for n in c.call("ListNodes", cp.ListNodesRequest()).nodes) == len(NODES))
 
         home = os.path.join(workdir, "home")
@@ -172,10 +269,15 @@ def run(args) -> int:
         token = c.call("GetJoinToken", cp.GetJoinTokenRequest(name="north-fleet"))
         console.print(f"join token [bold]north-fleet[/bold] issued by terraform: tier {token.spec.tier}, "
                       f"{token.uses}/{token.spec.max_uses} uses (secret in `terraform output -raw north_fleet_join_token`)")
-        smart_traffic(demo, env, os.path.join(modules, "examples", "smart-traffic"), c)
+        traffic_dir = os.path.join(modules, "examples", "smart-traffic")
+        watch = smart_traffic(demo, env, traffic_dir, c)
         if args.keep:
-            console.print(f"left running; terraform dir {tf_dir}; stop with: kill {' '.join(str(p.pid) for p in demo.procs)}")
+            env_sh, stop_sh = write_helpers(demo, env, data_dir)
+            print_keep(demo, watch, env_sh, stop_sh, traffic_dir)
             demo.procs = []
+        else:
+            console.print("stopping the node daemons (they stop their apps) and the control plane; "
+                          "--keep leaves them running")
         return 0
     except (RuntimeError, ClientError, subprocess.CalledProcessError) as e:
         console.print(f"[red]demo failed:[/red] {e}", highlight=False)
