@@ -497,7 +497,7 @@ def main(argv=None) -> int:
     p.add_argument("--agents-nice", type=int, default=0, help="niceness of the agent processes (they stand in for remote machines)")
     p.add_argument("--baseline-nodes", type=int, default=50, help="nodes in the idle baseline")
     p.add_argument("--status-every", type=float, default=2.0, help="how often to poll GetStatus for nodes marked down, seconds")
-    p.add_argument("--target", type=int, default=10_000, help="node count the issue asks for")
+    p.add_argument("--target", type=int, default=10_000, help="node count to sustain (the target)")
     p.add_argument("--step-timeout", type=float, default=900.0, help="longest a step may take to enroll and connect its nodes")
     p.add_argument("--time-limit", type=float, default=3600.0, help="start no new step after this many seconds")
     p.add_argument("--profile", default=None, metavar="DIR", help="record the control plane with py-spy (raw stacks) during every window")

@@ -6,7 +6,7 @@ Pipeline taking a pandas DataFrame of the feature columns; `metadata.json`: feat
 target, task, classes).  The bento therefore carries its model in its own source tree
 (`src/model/`), and needs nothing from a model store when it is served.
 
-Endpoints (the KServe v1 convention, see DESIGN.md):
+Endpoints (the KServe v1 convention, see docs/names.md):
   POST /predict  {"instances": [{"col": value, ...}, ...]}  ->  {"predictions": [...]}
   GET  /healthz, /readyz, /metrics                              (BentoML's own)
 

@@ -1,7 +1,7 @@
 """First-fit placement of a service's replicas: feasibility filters, then first node that fits.
 
-Pure functions over plain values, so tests drive them without processes.  Issue 5 replaces the
-ranking (bin packing, spread, affinity); the filters stay.
+Pure functions over plain values, so tests drive them without processes.  Ranking (bin packing,
+spread, affinity) is in rank.py, which uses these filters; this first fit is its baseline in bench/placement.
 
     nodes = [NodeView("node-1", "edge-1", "edge", {"zone": "a"}, "x86_64", cpu=4, memory_mb=8192, ready=True)]
     place(nodes, Demand(cpu=0.5, memory_mb=300, tiers=("edge",)), replicas=2, used={})  -> {"node-1": 2}

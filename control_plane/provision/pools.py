@@ -115,7 +115,7 @@ class Pools:
         self._vault_factory, self._vault = vault, None
         self.busy_nodes = busy_nodes  # node ids that run replicas (control_plane/services.py)
         self.interval = interval
-        self.demand: dict[str, int] = {}  # pool -> VMs the services want (placement, issue 6 step 3)
+        self.demand: dict[str, int] = {}  # pool -> VMs the services want (set by placement)
         self.status: dict[str, tuple[str, str]] = {}  # pool -> (state, message), observed by the reconciler
         self._clouds: dict[str, tuple[str, Cloud]] = {}
         self._synced: set[str] = set()  # pools listed in the cloud since this process started

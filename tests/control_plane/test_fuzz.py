@@ -39,7 +39,7 @@ METHODS = list(SERVICE.methods)
 
 S = grpc.StatusCode
 ALLOWED = {S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.ALREADY_EXISTS, S.FAILED_PRECONDITION, S.UNAUTHENTICATED}
-# RPCs in the contract that the servicer does not implement yet (the apps of a later issue).
+# RPCs in the contract that the servicer does not implement yet (an RPC may land in the proto first).
 UNIMPLEMENTED = {m.name for m in METHODS if m.name not in vars(ControlPlaneServicer)}
 
 HEX = hashlib.sha256(b"fuzz").hexdigest()

@@ -1,5 +1,5 @@
 """bench/autoscale's simulator on two days of each built-in trace, with saved profiles: every policy
-runs, the last line is the JSON the issue asks for, the bound policy knows the rate, bad input is
+runs, the last line is the JSON of every figure, the bound policy knows the rate, bad input is
 refused with a message."""
 
 from __future__ import annotations
