@@ -127,4 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from stratum.runtime.process import die_with_parent
+
+    die_with_parent()  # a control plane killed with -9 trains again when it restarts: no orphan
     sys.exit(main())

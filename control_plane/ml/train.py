@@ -309,6 +309,9 @@ _STATE: dict[str, Any] = {}
 
 def _init_worker(state: dict) -> None:
     """Runs once per worker: keep the data and splits, so each task carries only two indices."""
+    from stratum.runtime.process import die_with_parent
+
+    die_with_parent()  # its training process killed: nothing reads what it computes
     _STATE.clear()
     _STATE.update(state)
     threadpool_limits(1)  # this process is one worker; BLAS threads would only contend

@@ -197,8 +197,13 @@ def test_training_resumes_after_the_control_plane_is_killed(cluster):
     spec.grids["random_forest"].update({"n_estimators": [40, 60, 80], "max_depth": [6, 10]})
     op = c.CreateModel(spec).operation.id
     wait_for(lambda: c.GetOperation(m.GetOperationRequest(id=op)).done >= 1, 120, interval=0.1, what="training under way")
-    cp.kill()  # SIGKILL: the training child dies with it or is orphaned; the store says "running"
+    job = next(p for p in psutil.Process(cp.proc.pid).children() if "control_plane.training_job" in " ".join(p.cmdline()))
+    helpers = [job, *job.children(recursive=True)]  # its worker pool
+    assert len(helpers) >= 2
+    cp.kill()  # SIGKILL: the store says "running"; the training job and its workers die with it
     c.close()
+    _, orphans = psutil.wait_procs(helpers, timeout=15)
+    assert not orphans, [p.cmdline() for p in orphans]
     cp.start()
     c = cp.client()
     model = wait_trained(c, "resumed")
