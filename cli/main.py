@@ -27,6 +27,14 @@ def _add_control_plane(sub) -> None:
     p.add_argument("--pool-interval", default="5s", help="how often cloud pools are reconciled (also at once on a change)")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT to serve Prometheus metrics on (/metrics); default: none")
     p.add_argument("--autoscale-interval", default="30s", help="how often autoscaled services get a replica count")
+    p.add_argument("--history-retention", default="7d",
+                   help="how long stored series are kept (node utilisation, service minutes, scaling, drift)")
+    p.add_argument("--ui-listen", default=None,
+                   help="HOST:PORT of the web dashboard (HTTPS, the control plane's certificate); default: the "
+                        "--listen host and its port + 2; `off` for none")
+    p.add_argument("--ui-session-ttl", default="8h", help="how long a dashboard login lasts")
+    p.add_argument("--history-interval", default="15s",
+                   help="how often stored series are sampled (each is written at most once a minute)")
     p.add_argument("--log-level", default="INFO")
 
 
@@ -95,9 +103,10 @@ def _add_demo(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stratum", description="ML services across cloud, fog and edge")
     sub = parser.add_subparsers(dest="command", required=True)
-    from cli.app import add_parser as _add_app  # its parser lives beside the command (cheap to import)
+    from cli.app import add_parser as _add_app  # their parsers live beside the commands (cheap to import)
+    from cli.token import add_parser as _add_token
 
-    for add in (_add_control_plane, _add_node, _add_provider, _add_status, _add_model, _add_app, _add_demo):
+    for add in (_add_control_plane, _add_node, _add_provider, _add_status, _add_model, _add_app, _add_token, _add_demo):
         add(sub)
     return parser
 
@@ -117,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             from cli.model import run
         elif args.command == "app":
             from cli.app import run
+        elif args.command == "token":
+            from cli.token import run
         else:
             from cli.demo import run
         return run(args) or 0

@@ -25,6 +25,19 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def ui_address(flag: str | None, api_host: str, api_port: int) -> str:
+    """Where the dashboard listens: `off` (or empty) for nowhere, HOST:PORT as given, by default
+    the API's host and its port + 2 (the node listener has + 1)."""
+    if flag is not None and flag.strip().lower() in ("off", ""):
+        return ""
+    if flag is None:
+        if not api_port:
+            raise ValueError("--ui-listen: give HOST:PORT (or off) when --listen has port 0")
+        return f"[{api_host}]:{api_port + 2}" if ":" in api_host else f"{api_host}:{api_port + 2}"
+    split_endpoint(flag, listen=True)  # a clear error for a malformed one
+    return flag.strip()
+
+
 def run(args) -> int:
     logs.setup("control-plane", args.log_level)
     try:
@@ -36,8 +49,16 @@ def run(args) -> int:
         retrain_interval = parse_duration(args.retrain_interval)
         pool_interval = parse_duration(args.pool_interval)
         autoscale_interval = parse_duration(args.autoscale_interval)
+        history_retention = parse_duration(args.history_retention)
+        history_interval = parse_duration(args.history_interval)
+        ui_session_ttl = parse_duration(args.ui_session_ttl)
+        ui_listen = ui_address(args.ui_listen, host, port)
     except ValueError as e:
         return _fail(str(e))
+    if history_retention < 3600:
+        return _fail(f"--history-retention ({args.history_retention}) must be at least 1h")
+    if ui_session_ttl <= 0:
+        return _fail(f"--ui-session-ttl ({args.ui_session_ttl}) must be longer than 0s")
     if timeout <= interval:
         return _fail(f"--node-timeout ({args.node_timeout}) must be longer than --heartbeat-interval ({args.heartbeat_interval})")
     dd = open_data_dir(os.path.abspath(args.data_dir), cert_hosts([host, node_host], args.advertise))
@@ -53,11 +74,15 @@ def run(args) -> int:
     console = Console(stderr=True)
     console.print(f"[bold]Stratum control plane[/bold] ({store.kind} store, data dir {dd.path})", highlight=False)
     console.print(f"  CA certificate: {dd.ca_path}\n  admin token:    {dd.admin_token_path}\n  join token:     {dd.join_token_path}", highlight=False)
+    if ui_listen:
+        console.print(f"  dashboard:      https://{ui_listen} (log in with the admin token or a read access token)",
+                      highlight=False)
     if args.training_workers < 1:
         return _fail(f"--training-workers must be at least 1, not {args.training_workers}")
     cfg = Config(dd, store, args.listen, node_listen, interval, timeout, retrain_interval=retrain_interval,
                  training_workers=args.training_workers, pool_interval=pool_interval, metrics_listen=args.metrics_listen,
-                 autoscale_interval=autoscale_interval)
+                 autoscale_interval=autoscale_interval, history_retention=history_retention, ui_listen=ui_listen,
+                 ui_session_ttl=ui_session_ttl, history_interval=history_interval)
     try:
         asyncio.run(serve(cfg))
     except OSError as e:

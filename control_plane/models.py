@@ -184,7 +184,7 @@ def _version_proto(v: dict) -> m.ModelVersion:
 
 def operation_proto(op: dict) -> m.Operation:
     out = m.Operation(id=op["id"], kind=op["kind"], target=op["target"], state=op["state"], done=op["done"],
-                      total=op["total"], message=op["message"], error=op["error"])
+                      total=op["total"], message=op["message"], error=op["error"], reason=op.get("reason") or "")
     out.created_at.FromNanoseconds(int(op["created_at"] * 1e9))
     out.updated_at.FromNanoseconds(int(op["updated_at"] * 1e9))
     return out
@@ -231,6 +231,31 @@ class Models:
             if op:
                 out.operation.CopyFrom(operation_proto(op))
         return out
+
+    def list(self) -> list[m.Model]:
+        return [self.get(d["name"]) for d in self.store.list_docs("models")]
+
+    def versions(self, name: str) -> list[m.ModelVersion]:
+        self._doc(name)
+        return [_version_proto(v) for v in self.store.model_versions(name)]
+
+    def operations(self, target: str = "", limit: int = 50) -> list[m.Operation]:
+        """Running ones first, then the newest."""
+        ops = [o for o in self.store.list_docs("operations") if not target or o.get("target") == target]
+        ops.sort(key=lambda o: (o["state"] != "running", -o["created_at"]))
+        return [operation_proto(o) for o in ops[:limit]]
+
+    def pin(self, name: str, version: str) -> m.Model:
+        """Serve `version` ("" for the latest) from now on: the spec's pinned_version, without
+        retraining (an update would train when the dataset moved on since the latest version)."""
+        doc = self._doc(name)
+        spec = spec_from_json(doc["spec"])
+        spec.pinned_version = version
+        self._check_pin(spec)
+        doc["spec"] = spec_json(spec)
+        self.store.put_doc("models", name, doc)
+        self.on_new_version(name)  # services roll to what it serves now
+        return self.get(name)
 
     def operation(self, op_id: str) -> m.Operation:
         op = self.store.get_doc("operations", op_id)

@@ -214,7 +214,8 @@ class NodeRegistry:
         self.store.delete_node(node_id)
 
     def to_proto(self, row: NodeRow) -> t.Node:
-        node = t.Node(id=row.id, name=row.name, tier=row.tier, labels=row.labels, join_token=row.join_token)
+        node = t.Node(id=row.id, name=row.name, tier=row.tier, labels=row.labels, join_token=row.join_token,
+                      drain=row.drain)
         json_format.Parse(row.capabilities, node.capabilities, ignore_unknown_fields=True)
         with self._lock:
             node.state = self.states.get(row.id, row.state)
@@ -244,9 +245,33 @@ class NodeRegistry:
             raise NotFound(f"node {shown(id_or_name)} not found")
         return self.to_proto(row)
 
+    def drain(self, id_or_name: str, drain: bool) -> t.Node:
+        """Mark a node drained (nothing new is placed there) or schedulable again; the caller
+        rebalances. Idempotent."""
+        node = self.get(id_or_name)
+        self.store.set_node_drain(node.id, drain)
+        node.drain = drain
+        return node
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             out: dict[str, int] = {}
             for s in self.states.values():
                 out[s] = out.get(s, 0) + 1
         return out
+
+
+class NodeLookup:
+    """Every node read once, for answers that name many nodes (the List* calls): `get` as
+    NodeRegistry.get, without a store read and a capabilities parse per placement."""
+
+    def __init__(self, registry: NodeRegistry):
+        self._by: dict[str, t.Node] = {}
+        for n in registry.list(cp.ListNodesRequest()):
+            self._by[n.id] = self._by[n.name] = n
+
+    def get(self, id_or_name: str) -> t.Node:
+        try:
+            return self._by[id_or_name]
+        except KeyError:
+            raise NotFound(f"node {shown(id_or_name)} not found") from None

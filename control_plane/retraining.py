@@ -47,8 +47,9 @@ def due(retrain: dict, serving: dict | None, now: float, samples: list[dict], re
 
 
 class RetrainLoop:
-    def __init__(self, models: Models, services: Services, artifacts: ArtifactStore):
+    def __init__(self, models: Models, services: Services, artifacts: ArtifactStore, history=None):
         self.models, self.services, self.artifacts = models, services, artifacts
+        self.history = history  # control_plane/history.py: each drift check is a point of the model's series
         self._refs: dict[str, dict] = {}  # reference digest -> profile
         self.last_reports: dict[str, dict] = {}  # model -> last drift report (for logs and tests)
 
@@ -74,6 +75,9 @@ class RetrainLoop:
                                  training=bool(op and op["state"] == "running"), last_trained=doc.get("trained_at") or 0.0)
             if report is not None:
                 self.last_reports[doc["name"]] = report.to_dict()
+                if self.history is not None:
+                    self.history.drift(doc["name"], self.last_reports[doc["name"]],
+                                       retrain.get("drift_threshold") or DEFAULT_PSI, now)
             if reason:
                 out.append((doc["name"], reason))
         return out

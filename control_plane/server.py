@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from control_plane.access_tokens import AccessTokens
 from control_plane.api.auth import AdminTokenInterceptor
 from control_plane.api.servicers import ControlPlaneServicer, NodeAgentServicer
 from control_plane.apps.resource import Apps
@@ -21,6 +22,7 @@ from control_plane.autoscale.loop import Autoscaler
 from control_plane.provision.pools import Pools
 from control_plane.datadir import DataDir
 from control_plane.datasets import Datasets
+from control_plane.history import History
 from control_plane.join_tokens import JoinTokens
 from control_plane.packaging.store import ArtifactStore
 from control_plane.nodes import NodeRegistry
@@ -66,6 +68,10 @@ class Config:
     pool_interval: float = 5.0  # how often cloud pools are reconciled (and at once after a change)
     metrics_listen: str = ""  # HOST:PORT for Prometheus (/metrics); "" for none
     autoscale_interval: float = 30.0  # how often services with scaling get a replica count
+    history_retention: float = 7 * 86400.0  # how long stored series (GetHistory, the dashboard) are kept
+    history_interval: float = 15.0  # how often history is sampled (per-minute series are written once a minute)
+    ui_listen: str = ""  # HOST:PORT of the dashboard (HTTPS); "" for none
+    ui_session_ttl: float = 8 * 3600.0  # a dashboard login lasts this long
     ports: dict = field(default_factory=dict)
 
 
@@ -80,7 +86,9 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     reconciler = Reconciler(cfg.store, nodes)
     services = Services(cfg.store, models, nodes, reconciler, artifacts)
     models.on_new_version = lambda name: reconciler.push()
-    retrain = RetrainLoop(models, services, artifacts)
+    history = History(cfg.store, retention_s=cfg.history_retention)
+    access_tokens = AccessTokens(cfg.store)
+    retrain = RetrainLoop(models, services, artifacts, history=history)
     pools = Pools(cfg.store, tokens, nodes, server="", busy_nodes=reconciler.nodes_in_use, interval=cfg.pool_interval)
     reconciler.pools = pools
     apps = Apps(cfg.store, nodes, reconciler, services, datasets, vault=pools.vault,
@@ -88,7 +96,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
                     models.on_new_data(dataset, version), main_loop))
 
     registry = None
-    interceptors = [AdminTokenInterceptor(dd.admin_token)]
+    interceptors = [AdminTokenInterceptor(dd.admin_token, access_tokens)]
     if cfg.metrics_listen:
         from prometheus_client import CollectorRegistry
 
@@ -115,7 +123,8 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
 
     control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(
         ControlPlaneServicer(nodes, tokens, datasets, models, services, cfg.store.kind, f"{node_host}:{node_port}",
-                             cfg.heartbeat_interval, cfg.node_timeout, pools, apps), server)
+                             cfg.heartbeat_interval, cfg.node_timeout, pools, apps, reconciler=reconciler, history=history,
+                             access_tokens=access_tokens), server)
     node_agent_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentServicer(nodes, reconciler, artifacts, node_port, cfg.heartbeat_interval, apps.logs), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -138,6 +147,17 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
         m_host, _, m_port = cfg.metrics_listen.rpartition(":")
         start_http_server(int(m_port), addr=m_host or "127.0.0.1", registry=registry)
         event(log, "prometheus metrics", url=f"http://{cfg.metrics_listen}/metrics")
+    ui = None
+    if cfg.ui_listen:
+        from control_plane.ui.server import UiServer
+
+        ui = UiServer(cfg.ui_listen, f"{cfg.listen.rpartition(':')[0]}:{public_port}", dd, access_tokens, cfg.ui_session_ttl)
+        try:
+            cfg.ports["ui"] = ui.start()
+        except OSError:
+            await server.stop(grace=0)
+            raise
+        event(log, "dashboard serving", url=f"https://{cfg.ui_listen.rpartition(':')[0]}:{cfg.ports['ui']}/")
     for name in ("", "stratum.v1.ControlPlane", "stratum.v1.NodeAgent"):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     event(log, "control plane serving", listen=cfg.listen, public_port=public_port, node_port=node_port, store=cfg.store.kind)
@@ -155,10 +175,14 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     models.resume()
     await asyncio.to_thread(reconciler.tell_pools)  # what the placements want from the pools, after a restart too
     pools.start()
-    background = asyncio.create_task(_maintain(nodes, cfg, stop, reconciler, retrain, Autoscaler(services), apps))
+    autoscaler = Autoscaler(services)
+    background = asyncio.create_task(_maintain(nodes, cfg, stop, reconciler, retrain, autoscaler, apps,
+                                               lambda: history.sample(nodes, services, autoscaler)))
     await stop.wait()
     event(log, "control plane stopping")
     await health.enter_graceful_shutdown()
+    if ui is not None:
+        await asyncio.to_thread(ui.stop)
     await server.stop(grace=2)
     await background
     await asyncio.to_thread(pools.stop)
@@ -166,7 +190,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
 
 
 async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, reconciler: Reconciler,
-                    retrain: RetrainLoop, autoscaler: Autoscaler, apps: Apps) -> None:
+                    retrain: RetrainLoop, autoscaler: Autoscaler, apps: Apps, sample_history=None) -> None:
     """Liveness, heartbeat flushing and garbage collection, off the request path.
 
     With thousands of node sessions the heap holds many long-lived objects, and
@@ -178,6 +202,7 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, recon
     """
     tick = min(1.0, cfg.node_timeout / 5)
     last_flush = last_gc = last_retrain = last_vm_check = last_scale = time.monotonic()
+    last_history = 0.0  # at once: a restart's first minute is recorded too
     while not stop.is_set():
         woke = time.monotonic()
         try:
@@ -209,6 +234,9 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, recon
             if time.monotonic() - last_scale >= cfg.autoscale_interval:
                 last_scale = time.monotonic()
                 await asyncio.to_thread(autoscaler.tick)
+            if sample_history is not None and time.monotonic() - last_history >= cfg.history_interval:
+                last_history = time.monotonic()
+                await asyncio.to_thread(sample_history)
             if time.monotonic() - last_retrain >= cfg.retrain_interval:
                 last_retrain = time.monotonic()
                 await retrain.tick()

@@ -438,8 +438,16 @@ class Services:
         return [d["name"] for d in self.store.list_docs("services") if d["spec"].get("model") == model]
 
     # -- observed state -----------------------------------------------------------------------
-    def get(self, name: str) -> m.Service:
-        doc = self._doc(name)
+    def list(self) -> list[m.Service]:
+        from control_plane.nodes import NodeLookup
+
+        nodes = NodeLookup(self.nodes)
+        return [self.get(d["name"], doc=d, nodes=nodes) for d in self.docs()]
+
+    def get(self, name: str, *, doc: dict | None = None, nodes=None) -> m.Service:
+        """The service as the API answers it; `doc` and `nodes` (a NodeLookup) when listing many."""
+        doc = doc if doc is not None else self._doc(name)
+        nodes = nodes or self.nodes
         spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
         serving = self.models.serving(spec.model)
         version = serving["version"] if serving else ""
@@ -458,8 +466,10 @@ class Services:
                 ready = False
                 continue
             try:
-                node = self.nodes.get(node_id)
+                node = nodes.get(node_id)
                 node_name, node_state = node.name, node.state
+                if node.drain and node_state == "ready":
+                    problems.append(f"node {node_name} is drained; no other node has room for its replicas yet")
             except NotFound:
                 node_name, node_state = node_id, "gone"
             st = self.reports.get(node_id, {}).get(name)

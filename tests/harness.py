@@ -148,24 +148,36 @@ def stratum_argv(*args: str) -> list[str]:
 class ControlPlane(Process):
     def __init__(self, workdir: str, store: str | None = None, heartbeat_interval: str = "1s", node_timeout: str = "3s",
                  host: str = "127.0.0.1", port: int | None = None, node_port: int | None = None, extra: list[str] | None = None,
-                 env: dict | None = None, sizes: bool = False):
+                 env: dict | None = None, sizes: bool = False, ui: bool = False):
         """`sizes`: packaging measures replica sizes (vertical scaling), as by default outside tests;
-        off, it saves about 4 s a model version in the tests that do not look at them."""
+        off, it saves about 4 s a model version in the tests that do not look at them. `ui`: serve the
+        dashboard on a free port (`ui_url`); off by default (its default port, the API's + 2, may be
+        another test's)."""
         self.data_dir = os.path.join(workdir, "control-plane")
         self.host = host
         self.port = port or free_port()
         self.node_port = node_port or free_port()
         while self.node_port == self.port:  # free_port can hand out the same number twice
             self.node_port = free_port()
+        self.ui_port = 0
+        if ui:
+            self.ui_port = free_port()
+            while self.ui_port in (self.port, self.node_port):
+                self.ui_port = free_port()
         argv = stratum_argv("control-plane", "--data-dir", self.data_dir, "--listen", f"{host}:{self.port}",
                             "--node-listen", f"{host}:{self.node_port}", "--heartbeat-interval", heartbeat_interval,
-                            "--node-timeout", node_timeout, *(["--store", store] if store else []), *(extra or []))
+                            "--node-timeout", node_timeout, "--ui-listen", f"{host}:{self.ui_port}" if ui else "off",
+                            *(["--store", store] if store else []), *(extra or []))
         super().__init__(argv, os.path.join(workdir, "control-plane.log"),
                          env={"STRATUM_PROFILE_SIZES": "1" if sizes else "0", **(env or {})})
 
     @property
     def endpoint(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"https://{self.host}:{self.ui_port}"
 
     @property
     def ca_pem_path(self) -> str:

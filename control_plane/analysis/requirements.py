@@ -303,10 +303,15 @@ def analyse(needs: ServiceNeeds, nodes: list[NodeView], used: dict[str, Used] | 
     dims = _dims(d)
     if not avail:
         down = sorted(nodes, key=lambda n: (n.name, n.id))
-        why = (f"{_names(down)} {'is' if len(down) == 1 else 'are'} down" if down else "none has enrolled")
+        drained = [n for n in down if n.drained]
+        gone = [n for n in down if not n.drained]
+        why = "; ".join(x for x in (
+            f"{_names(gone)} {'is' if len(gone) == 1 else 'are'} down" if gone else "",
+            f"{_names(drained)} {'is' if len(drained) == 1 else 'are'} drained" if drained else "") if x) \
+            or "none has enrolled"
         out.append(Violation("requirements", "", f"requirements: no ready node or cloud pool to run on ({why}); "
                              "start one with `stratum node` or declare a stratum_cloud_pool",
-                             tuple((n.name, "is down") for n in down[:3]), name))
+                             tuple((n.name, "is drained" if n.drained else "is down") for n in down[:3]), name))
     scope, scopes, failed = avail, [], set()
     for dim in dims if avail else ():
         kept = [n for n in scope if dim.meets(n, _MODEL not in failed)]

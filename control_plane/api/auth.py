@@ -1,6 +1,8 @@
 """Who may call what.
 
-ControlPlane methods need the admin token as `authorization: Bearer <token>`.
+ControlPlane methods need the admin token as `authorization: Bearer <token>`, or an access
+token whose scope allows the method (control_plane/access_tokens.py: a read token may call what
+changes nothing; anything else is PERMISSION_DENIED).
 NodeAgent.Enroll is authorised by the join token in its request. Other
 NodeAgent methods need a client certificate from enrollment: they are only
 usable on the mTLS node listener, and the certificate's common name is the
@@ -9,21 +11,24 @@ caller's node id.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 import grpc
 
+from control_plane.access_tokens import PREFIX as ACCESS_PREFIX, allowed
+
 CONTROL_PLANE_PREFIX = "/stratum.v1.ControlPlane/"
 
 
-def _deny(handler, message: str):
+def _deny(handler, message: str, code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED):
     """A handler of the same shape as `handler` (unary or streaming, either way) that only refuses;
     None (no such method: the server answers UNIMPLEMENTED) when there is no handler."""
     if handler is None:
         return None
 
     async def abort(request, context):  # a coroutine serves streaming responses too (grpc.aio)
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
 
     shape = {(False, False): grpc.unary_unary_rpc_method_handler, (True, False): grpc.stream_unary_rpc_method_handler,
              (False, True): grpc.unary_stream_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
@@ -32,8 +37,9 @@ def _deny(handler, message: str):
 
 
 class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, admin_token: str):
+    def __init__(self, admin_token: str, access_tokens=None):
         self._token = admin_token.encode()
+        self._access = access_tokens  # control_plane.access_tokens.AccessTokens, or None: the admin token only
 
     async def intercept_service(self, continuation, details):
         if details.method.startswith(CONTROL_PLANE_PREFIX):
@@ -41,8 +47,19 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
             if not header:
                 return _deny(await continuation(details), "missing admin token: send 'authorization: Bearer <token>' (the provider's token / STRATUM_TOKEN)")
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token):
-                return _deny(await continuation(details), "admin token rejected: it does not match this control plane's admin.token")
+            token = token.strip()
+            if scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self._token):
+                return await continuation(details)
+            if scheme.lower() == "bearer" and self._access is not None and token.startswith(ACCESS_PREFIX):
+                doc = await asyncio.to_thread(self._access.authenticate, token)
+                if doc is None:
+                    return _deny(await continuation(details), "access token rejected: unknown, revoked or expired")
+                if not allowed(doc["scope"], details.method):
+                    return _deny(await continuation(details),
+                                 f"access token {doc['name']!r} has scope {doc['scope']!r}, which may not call "
+                                 f"{details.method.rpartition('/')[2]}", grpc.StatusCode.PERMISSION_DENIED)
+                return await continuation(details)
+            return _deny(await continuation(details), "admin token rejected: it does not match this control plane's admin.token")
         return await continuation(details)
 
 

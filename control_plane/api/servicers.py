@@ -30,6 +30,7 @@ from stratum.validation import (MAX_REPLICAS, MAX_TEXT, check_name, check_number
 from stratum.v1 import control_plane_pb2 as cp, control_plane_pb2_grpc as cp_grpc
 from stratum.v1 import datasets_pb2 as ds
 from stratum.v1 import node_agent_pb2 as na, node_agent_pb2_grpc as na_grpc
+from stratum.v1 import access_pb2 as ac
 from stratum.v1 import apps_pb2 as ap
 from stratum.v1 import pools_pb2 as pl
 
@@ -68,9 +69,11 @@ def check_what_if(q: m.PlacementQuery) -> list[tuple[str, str]]:
 
 class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
     def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, datasets: Datasets, models: Models, services: Services,
-                 store_kind: str, node_endpoint: str, interval: float, timeout: float, pools=None, apps=None):
+                 store_kind: str, node_endpoint: str, interval: float, timeout: float, pools=None, apps=None,
+                 reconciler: Reconciler | None = None, history=None, access_tokens=None):
         self.nodes, self.tokens, self.datasets = nodes, tokens, datasets
         self.pools, self.apps = pools, apps
+        self.reconciler, self.history, self.access_tokens = reconciler, history, access_tokens
         self.models, self.services = models, services
         self.store_kind, self.node_endpoint = store_kind, node_endpoint
         self.interval, self.timeout = interval, timeout
@@ -352,6 +355,83 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
         except StratumError as e:
             status = to_status(e)
             await context.abort(status.code, status.details, status.trailing_metadata)
+
+    # -- lists, actions and history (the dashboard uses these like any client) -------------------
+    @rpc
+    async def ListServices(self, request, context):
+        return cp.ListServicesResponse(services=await asyncio.to_thread(self.services.list))
+
+    @rpc
+    async def ListApps(self, request, context):
+        return cp.ListAppsResponse(apps=await asyncio.to_thread(self.apps.list))
+
+    @rpc
+    async def ListModels(self, request, context):
+        return cp.ListModelsResponse(models=await asyncio.to_thread(self.models.list))
+
+    @rpc
+    async def ListCloudPools(self, request, context):
+        def pools():
+            return [self.pools.get(d["name"]) for d in self.pools.store.list_docs("pools")]
+
+        return cp.ListCloudPoolsResponse(pools=await asyncio.to_thread(pools))
+
+    @rpc
+    async def ListModelVersions(self, request, context):
+        known_name(request.name, "model")
+        return cp.ListModelVersionsResponse(versions=await asyncio.to_thread(self.models.versions, request.name))
+
+    @rpc
+    async def ListOperations(self, request, context):
+        problems = check_number(request.limit, "limit", 0, 1000, integer=True, hint="0 for 50")
+        problems += check_text(request.target, "target", 256)
+        if problems:
+            raise InvalidArgument(problems)
+        ops = await asyncio.to_thread(self.models.operations, request.target, request.limit or 50)
+        return cp.ListOperationsResponse(operations=ops)
+
+    @rpc
+    async def PinModelVersion(self, request, context):
+        require_name(request.name)
+        if request.version:
+            problems = check_text(request.version, "version", 64)
+            if problems:
+                raise InvalidArgument(problems)
+        model = await asyncio.to_thread(self.models.pin, request.name, request.version)
+        event(log, "model pinned" if request.version else "model unpinned", name=request.name, version=request.version)
+        return model
+
+    @rpc
+    async def DrainNode(self, request, context):
+        if not request.id_or_name:
+            raise InvalidArgument([("id_or_name", "give a node id or name")])
+        known_name(request.id_or_name, "node")
+        node = await asyncio.to_thread(self.nodes.drain, request.id_or_name, request.drain)
+        event(log, "node drained" if request.drain else "node undrained", node=node.name)
+        if self.reconciler is not None:
+            await asyncio.to_thread(self.reconciler.rebalance)  # what runs there moves; or may come back
+        return node
+
+    @rpc
+    async def GetHistory(self, request, context):
+        return await asyncio.to_thread(self.history.get, request)
+
+    @rpc
+    async def CreateAccessToken(self, request, context):
+        token = await asyncio.to_thread(self.access_tokens.create, request)
+        event(log, "access token created", name=request.name, scope=request.scope, id=token.id)
+        return token
+
+    @rpc
+    async def ListAccessTokens(self, request, context):
+        return await asyncio.to_thread(self.access_tokens.list)
+
+    @rpc
+    async def DeleteAccessToken(self, request, context):
+        require_name(request.name)
+        await asyncio.to_thread(self.access_tokens.delete, request.name)
+        event(log, "access token deleted", name=request.name)
+        return ac.DeleteAccessTokenResponse()
 
 
 class NodeAgentServicer(na_grpc.NodeAgentServicer):

@@ -371,12 +371,12 @@ class Apps:
                 changed = True
         return changed
 
-    def _node_ready(self, node_id: str, now: float | None = None) -> bool:
+    def _node_ready(self, node_id: str, now: float | None = None, nodes=None) -> bool:
         """The node is ready (with `now`: or was heard from within LOST_AFTER_S, a blip not a loss)."""
         if not node_id or node_id.startswith(SLOT_PREFIX):
             return False
         try:
-            n = self.nodes.get(node_id)
+            n = (nodes or self.nodes).get(node_id)
         except NotFound:
             return False
         recent = now is not None and now - n.last_heartbeat.ToNanoseconds() / 1e9 < LOST_AFTER_S
@@ -541,25 +541,38 @@ class Apps:
         self.on_new_data(spec.outputs.dataset, row.version)
 
     # -- observed state -----------------------------------------------------------------------
-    def _node_name(self, node_id: str) -> str:
+    def _node_drained(self, node_id: str, nodes=None) -> bool:
+        try:
+            return (nodes or self.nodes).get(node_id).drain
+        except NotFound:
+            return False
+
+    def _node_name(self, node_id: str, nodes=None) -> str:
         if not node_id:
             return ""
         if node_id.startswith(SLOT_PREFIX):
             return node_id[len(SLOT_PREFIX):].split("#")[0] + " (new VM)"
         try:
-            return self.nodes.get(node_id).name
+            return (nodes or self.nodes).get(node_id).name
         except NotFound:
             return node_id
 
-    def get(self, name: str) -> a.App:
-        doc = self._doc(name)
+    def list(self) -> list[a.App]:
+        from control_plane.nodes import NodeLookup
+
+        nodes = NodeLookup(self.nodes)
+        return [self.get(d["name"], doc=d, nodes=nodes) for d in self.store.list_docs(self.table)]
+
+    def get(self, name: str, *, doc: dict | None = None, nodes=None) -> a.App:
+        """The app as the API answers it; `doc` and `nodes` (a NodeLookup) when listing many."""
+        doc = doc if doc is not None else self._doc(name)
         spec = spec_of(doc)
         out = a.App(spec=spec, spec_version=doc["spec_version"])
         problems, ready, failed = [], True, False
         for index, node_id in sorted((doc.get("instances") or {}).items(), key=lambda kv: int(kv[0])):
             i = int(index)
             st = self.reports.get(node_id, {}).get((name, i))
-            node_name = self._node_name(node_id)
+            node_name = self._node_name(node_id, nodes)
             ins = a.AppInstance(index=i, node_id=node_id, node_name=node_name, state="pending")
             if st is not None:
                 ins.state, ins.restarts, ins.error = st.state, st.restarts, st.error
@@ -569,8 +582,10 @@ class Apps:
             out.instances.append(ins)
             if node_id.startswith(SLOT_PREFIX):
                 problems.append(f"instance {i}: waiting for {node_name} to join")
-            elif not self._node_ready(node_id):
+            elif not self._node_ready(node_id, nodes=nodes):
                 problems.append(f"instance {i}: node {node_name} is down")
+            elif self._node_drained(node_id, nodes):
+                problems.append(f"instance {i}: node {node_name} is drained; no other node has room for it yet")
             elif (name, i) in self.holds:
                 problems.append(f"instance {i}: {self.holds[(name, i)]}")
             current = st is not None and st.spec_version == doc["spec_version"]
@@ -584,7 +599,7 @@ class Apps:
                 problems.append(f"instance {i} on {node_name}: {st.error or 'failed'}")
         runs = self.store.list_runs(name, 1)
         if runs:
-            out.last_run.CopyFrom(run_records.to_proto(runs[0], self._node_name(runs[0]["node_id"])))
+            out.last_run.CopyFrom(run_records.to_proto(runs[0], self._node_name(runs[0]["node_id"], nodes)))
         if spec.kind == "batch":  # ready once the run of this spec version succeeded
             latest = runs[0] if runs and runs[0]["spec_version"] == doc["spec_version"] else None
             ready = ready and latest is not None and latest["state"] == "succeeded"

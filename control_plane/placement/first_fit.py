@@ -18,7 +18,7 @@ def why_not(node: NodeView, d: Demand, used: Used | None = None) -> str | None:
     """Why this node cannot take one more replica, or None if it can."""
     used = used or Used()
     if not node.ready:
-        return f"{node.name} is down"
+        return f"{node.name} is drained" if node.drained else f"{node.name} is down"
     if d.tiers and node.tier not in d.tiers:
         return f"{node.name} is {node.tier}, not {' or '.join(d.tiers)}"
     for k, v in d.labels:

@@ -33,6 +33,7 @@ class NodeView:
     pool: str = ""  # cloud pool name for a pool's template node; "" for an enrolled node
     price_per_hour: float = 0.0  # cost of a cloud VM; edge and fog capacity is free
     binaries: frozenset = frozenset()  # programs the node reports it can run (requirements.binaries)
+    drained: bool = False  # DrainNode: not ready for placement, though it is up
 
 
 @dataclass(frozen=True)

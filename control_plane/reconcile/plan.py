@@ -80,8 +80,24 @@ def plan(snap: Snapshot, place: tuple = (), rebalance: bool = False, max_moves: 
         if live:
             new = rank_rebalance({w.key: (w.demand, w.replicas, w.prefs) for w in live}, snap.nodes,
                                  {w.key: w.placement for w in live}, max_moves=max_moves)
+            drained = {n.id for n in snap.nodes if n.drained}
             for w in live:
-                placement = {n: k for n, k in new.get(w.key, {}).items() if k}
+                placement = _keep_on_drained({n: k for n, k in new.get(w.key, {}).items() if k}, w, drained)
                 if placement != w.placement:
                     out.placements[w.key] = placement
     return out
+
+
+def _keep_on_drained(placement: dict[str, int], w: Workload, drained: set[str]) -> dict[str, int]:
+    """A drained node is up: what runs there and fits nowhere else keeps running there (a down
+    node's replicas are gone anyway, so those are simply placed again where they fit)."""
+    short = w.replicas - sum(placement.values())
+    for node, k in sorted(w.placement.items()):
+        if short <= 0:
+            break
+        if node in drained:
+            keep = min(k - placement.get(node, 0), short)
+            if keep > 0:
+                placement[node] = placement.get(node, 0) + keep
+                short -= keep
+    return placement

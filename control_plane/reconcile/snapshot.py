@@ -75,6 +75,8 @@ def node_view(n) -> NodeView:
     """A stratum.v1.Node as placement sees it."""
     c = n.capabilities
     data = tuple(sorted(x.strip() for x in n.labels.get("data", "").split(",") if x.strip()))
-    return NodeView(n.id, n.name, n.tier, dict(n.labels), c.arch, float(c.cpu_cores), int(c.memory_mb), n.state == "ready",
+    # A drained node takes nothing new, and what it holds moves off it as off a down node.
+    return NodeView(n.id, n.name, n.tier, dict(n.labels), c.arch, float(c.cpu_cores), int(c.memory_mb),
+                    n.state == "ready" and not n.drain,
                     gpus=tuple(Gpu(g.model, int(g.memory_mb)) for g in c.gpus), zone=n.labels.get("zone", ""), datasets=data,
-                    binaries=frozenset(b.name for b in c.binaries))
+                    binaries=frozenset(b.name for b in c.binaries), drained=n.drain)

@@ -51,6 +51,7 @@ class NodeRow:
     join_token: str
     created_at: float
     last_heartbeat: float | None = None
+    drain: bool = False  # DrainNode: nothing new is placed here
     extra: dict = field(default_factory=dict)
 
 
@@ -69,7 +70,7 @@ class DatasetRow:
 
 
 _TOKEN_COLS = "id, name, secret, tier, labels, ttl, max_uses, uses, description, created_at, expires_at"
-_NODE_COLS = "id, name, tier, labels, state, capabilities, utilisation, public_key_sha256, join_token, created_at, last_heartbeat"
+_NODE_COLS = "id, name, tier, labels, state, capabilities, utilisation, public_key_sha256, join_token, created_at, last_heartbeat, drain"
 
 
 _DATASET_COLS = "name, spec, digest, data_sha256, data_format, columns, row_count, version, created_at, updated_at"
@@ -90,6 +91,7 @@ def _token(row) -> JoinTokenRow:
 def _node(row) -> NodeRow:
     r = list(row)
     r[3] = json.loads(r[3])
+    r[11] = bool(r[11])
     return NodeRow(*r)
 
 
@@ -221,9 +223,10 @@ class Store:
             cur = q("UPDATE join_tokens SET uses = uses + 1 WHERE id = ? AND (max_uses = 0 OR uses < ?)", token_id, max_uses)
             if cur.rowcount != 1:
                 raise Conflict("join token used up")
-            q(f"INSERT INTO nodes ({_NODE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            q(f"INSERT INTO nodes ({_NODE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
               node.id, node.name, node.tier, json.dumps(node.labels, sort_keys=True), node.state, node.capabilities,
-              node.utilisation, node.public_key_sha256, node.join_token, node.created_at, node.last_heartbeat)
+              node.utilisation, node.public_key_sha256, node.join_token, node.created_at, node.last_heartbeat,
+              int(node.drain))
 
     def get_node(self, node_id: str | None = None, name: str | None = None) -> NodeRow | None:
         with self.tx() as q:
@@ -241,6 +244,10 @@ class Store:
         with self.tx() as q:
             q("UPDATE nodes SET capabilities=?, labels=?, state=?, last_heartbeat=? WHERE id=?",
               capabilities, json.dumps(labels, sort_keys=True), state, now, node_id)
+
+    def set_node_drain(self, node_id: str, drain: bool) -> bool:
+        with self.tx() as q:
+            return q("UPDATE nodes SET drain=? WHERE id=?", int(drain), node_id).rowcount > 0
 
     def delete_node(self, node_id: str) -> bool:
         with self.tx() as q:
@@ -324,6 +331,53 @@ class Store:
         with self.tx() as q:
             q("DELETE FROM model_versions WHERE model=?", name)
             q("DELETE FROM models WHERE name=?", name)
+
+    # -- access tokens (control_plane/access_tokens.py) ------------------
+
+    def insert_access_token(self, token_id: str, name: str, doc: dict, secret_sha256: str, created_at: float,
+                            expires_at: float | None) -> None:
+        """Conflict when the name is taken."""
+        with self.tx() as q:
+            q("INSERT INTO access_tokens (id, name, doc, secret_sha256, created_at, expires_at) VALUES (?,?,?,?,?,?)",
+              token_id, name, json.dumps(doc, sort_keys=True), secret_sha256, created_at, expires_at)
+
+    def access_token(self, token_id: str) -> tuple[dict, str] | None:
+        """(doc, secret_sha256) of a token by id."""
+        with self.tx() as q:
+            row = q("SELECT doc, secret_sha256 FROM access_tokens WHERE id=?", token_id).fetchone()
+        return (json.loads(row[0]), row[1]) if row else None
+
+    def list_access_tokens(self) -> list[dict]:
+        with self.tx() as q:
+            return [json.loads(r[0]) for r in q("SELECT doc FROM access_tokens ORDER BY name").fetchall()]
+
+    def delete_access_token(self, name: str) -> bool:
+        with self.tx() as q:
+            return q("DELETE FROM access_tokens WHERE name=?", name).rowcount > 0
+
+    # -- history (control_plane/history.py) -------------------------------
+
+    def add_history(self, rows: list[tuple[str, str, float, dict]]) -> None:
+        """(series, key, time, doc) rows in one transaction; a row at the same time replaces the old."""
+        if rows:
+            self.executemany("INSERT INTO history (series, hkey, at, doc) VALUES (?,?,?,?) "
+                             "ON CONFLICT (series, hkey, at) DO UPDATE SET doc = excluded.doc",
+                             [(s, k, at, json.dumps(d, sort_keys=True, allow_nan=False)) for s, k, at, d in rows])
+
+    def history(self, series: str, key: str, since: float, limit: int) -> list[tuple[float, dict]]:
+        """The newest `limit` points at or after `since`, oldest first."""
+        with self.tx() as q:
+            rows = q("SELECT at, doc FROM history WHERE series=? AND hkey=? AND at>=? ORDER BY at DESC LIMIT ?",
+                     series, key, since, limit).fetchall()
+        return [(at, json.loads(doc)) for at, doc in reversed(rows)]
+
+    def prune_history(self, before: float) -> int:
+        with self.tx() as q:
+            return q("DELETE FROM history WHERE at<?", before).rowcount
+
+    def delete_history(self, series: str, key: str) -> None:
+        with self.tx() as q:
+            q("DELETE FROM history WHERE series=? AND hkey=?", series, key)
 
     # -- app runs: one row per run, keyed by id, unique per (app, number) and (app, scheduled time) --
 

@@ -129,4 +129,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX app_runs_state ON app_runs (state)",
         ],
     ),
+    (
+        6,
+        "access tokens, history, node drain",
+        [
+            # Scoped bearer tokens (control_plane/access_tokens.py): only the secret's sha256 is kept.
+            """CREATE TABLE access_tokens (
+                id          TEXT PRIMARY KEY,
+                name        TEXT NOT NULL UNIQUE,
+                doc         TEXT NOT NULL,
+                secret_sha256 TEXT NOT NULL,
+                created_at  DOUBLE PRECISION NOT NULL,
+                expires_at  DOUBLE PRECISION
+            )""",
+            # Stored series (control_plane/history.py): one row per (series, key, time), pruned past
+            # the retention.
+            """CREATE TABLE history (
+                series TEXT NOT NULL,
+                hkey   TEXT NOT NULL,
+                at     DOUBLE PRECISION NOT NULL,
+                doc    TEXT NOT NULL,
+                PRIMARY KEY (series, hkey, at)
+            )""",
+            "CREATE INDEX history_at ON history (at)",
+            "ALTER TABLE nodes ADD COLUMN drain BIGINT NOT NULL DEFAULT 0",
+        ],
+    ),
 ]

@@ -23,15 +23,17 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from stratum.v1 import access_pb2 as stratum_dot_v1_dot_access__pb2
 from stratum.v1 import apps_pb2 as stratum_dot_v1_dot_apps__pb2
 from stratum.v1 import datasets_pb2 as stratum_dot_v1_dot_datasets__pb2
+from stratum.v1 import history_pb2 as stratum_dot_v1_dot_history__pb2
 from stratum.v1 import models_pb2 as stratum_dot_v1_dot_models__pb2
 from stratum.v1 import plans_pb2 as stratum_dot_v1_dot_plans__pb2
 from stratum.v1 import pools_pb2 as stratum_dot_v1_dot_pools__pb2
 from stratum.v1 import types_pb2 as stratum_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1estratum/v1/control_plane.proto\x12\nstratum.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15stratum/v1/apps.proto\x1a\x19stratum/v1/datasets.proto\x1a\x17stratum/v1/models.proto\x1a\x16stratum/v1/plans.proto\x1a\x16stratum/v1/pools.proto\x1a\x16stratum/v1/types.proto\"\x12\n\x10GetStatusRequest\"\x80\x02\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05store\x18\x02 \x01(\t\x12G\n\x0enodes_by_state\x18\x03 \x03(\x0b\x32/.stratum.v1.GetStatusResponse.NodesByStateEntry\x12\x1b\n\x13node_agent_endpoint\x18\x04 \x01(\t\x12\x1a\n\x12heartbeat_interval\x18\x05 \x01(\t\x12\x14\n\x0cnode_timeout\x18\x06 \x01(\t\x1a\x33\n\x11NodesByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xda\x01\n\x10ListNodesRequest\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x38\n\x06labels\x18\x02 \x03(\x0b\x32(.stratum.v1.ListNodesRequest.LabelsEntry\x12\x0f\n\x07min_cpu\x18\x03 \x01(\x01\x12\x15\n\rmin_memory_mb\x18\x04 \x01(\x03\x12\x10\n\x03gpu\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05state\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04_gpu\"4\n\x11ListNodesResponse\x12\x1f\n\x05nodes\x18\x01 \x03(\x0b\x32\x10.stratum.v1.Node\"$\n\x0eGetNodeRequest\x12\x12\n\nid_or_name\x18\x01 \x01(\t\"\xc5\x01\n\rJoinTokenSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x35\n\x06labels\x18\x03 \x03(\x0b\x32%.stratum.v1.JoinTokenSpec.LabelsEntry\x12\x0b\n\x03ttl\x18\x04 \x01(\t\x12\x10\n\x08max_uses\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\tJoinToken\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.stratum.v1.JoinTokenSpec\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x0c\n\x04uses\x18\x04 \x01(\x05\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x13GetJoinTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x44\x65leteJoinTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteJoinTokenResponse\"\x17\n\x15ListJoinTokensRequest\"?\n\x16ListJoinTokensResponse\x12%\n\x06tokens\x18\x01 \x03(\x0b\x32\x15.stratum.v1.JoinToken\"/\n\tViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"L\n\x10ValidateResponse\x12)\n\nviolations\x18\x01 \x03(\x0b\x32\x15.stratum.v1.Violation\x12\r\n\x05notes\x18\x02 \x03(\t2\xc9\x18\n\x0c\x43ontrolPlane\x12H\n\tGetStatus\x12\x1c.stratum.v1.GetStatusRequest\x1a\x1d.stratum.v1.GetStatusResponse\x12H\n\tListNodes\x12\x1c.stratum.v1.ListNodesRequest\x1a\x1d.stratum.v1.ListNodesResponse\x12\x37\n\x07GetNode\x12\x1a.stratum.v1.GetNodeRequest\x1a\x10.stratum.v1.Node\x12L\n\x11ValidateJoinToken\x12\x19.stratum.v1.JoinTokenSpec\x1a\x1c.stratum.v1.ValidateResponse\x12\x43\n\x0f\x43reateJoinToken\x12\x19.stratum.v1.JoinTokenSpec\x1a\x15.stratum.v1.JoinToken\x12\x46\n\x0cGetJoinToken\x12\x1f.stratum.v1.GetJoinTokenRequest\x1a\x15.stratum.v1.JoinToken\x12\x43\n\x0fUpdateJoinToken\x12\x19.stratum.v1.JoinTokenSpec\x1a\x15.stratum.v1.JoinToken\x12Z\n\x0f\x44\x65leteJoinToken\x12\".stratum.v1.DeleteJoinTokenRequest\x1a#.stratum.v1.DeleteJoinTokenResponse\x12W\n\x0eListJoinTokens\x12!.stratum.v1.ListJoinTokensRequest\x1a\".stratum.v1.ListJoinTokensResponse\x12?\n\nUploadBlob\x12\x1d.stratum.v1.UploadBlobRequest\x1a\x10.stratum.v1.Blob(\x01\x12\x37\n\x07GetBlob\x12\x1a.stratum.v1.GetBlobRequest\x1a\x10.stratum.v1.Blob\x12H\n\x0fValidateDataset\x12\x17.stratum.v1.DatasetSpec\x1a\x1c.stratum.v1.ValidateResponse\x12=\n\rCreateDataset\x12\x17.stratum.v1.DatasetSpec\x1a\x13.stratum.v1.Dataset\x12@\n\nGetDataset\x12\x1d.stratum.v1.GetDatasetRequest\x1a\x13.stratum.v1.Dataset\x12=\n\rUpdateDataset\x12\x17.stratum.v1.DatasetSpec\x1a\x13.stratum.v1.Dataset\x12T\n\rDeleteDataset\x12 .stratum.v1.DeleteDatasetRequest\x1a!.stratum.v1.DeleteDatasetResponse\x12I\n\rValidateModel\x12\x15.stratum.v1.ModelSpec\x1a!.stratum.v1.ValidateModelResponse\x12\x37\n\x0b\x43reateModel\x12\x15.stratum.v1.ModelSpec\x1a\x11.stratum.v1.Model\x12:\n\x08GetModel\x12\x1b.stratum.v1.GetModelRequest\x1a\x11.stratum.v1.Model\x12\x37\n\x0bUpdateModel\x12\x15.stratum.v1.ModelSpec\x1a\x11.stratum.v1.Model\x12N\n\x0b\x44\x65leteModel\x12\x1e.stratum.v1.DeleteModelRequest\x1a\x1f.stratum.v1.DeleteModelResponse\x12\x42\n\x0cRetrainModel\x12\x1f.stratum.v1.RetrainModelRequest\x1a\x11.stratum.v1.Model\x12\x46\n\x0cGetOperation\x12\x1f.stratum.v1.GetOperationRequest\x1a\x15.stratum.v1.Operation\x12U\n\x11GetTrainingScript\x12$.stratum.v1.GetTrainingScriptRequest\x1a\x1a.stratum.v1.TrainingScript\x12S\n\x0fValidateService\x12\".stratum.v1.ValidateServiceRequest\x1a\x1c.stratum.v1.ValidateResponse\x12\x46\n\x0bPlaceWhatIf\x12\x1a.stratum.v1.PlacementQuery\x1a\x1b.stratum.v1.PlacementAnswer\x12=\n\rCreateService\x12\x17.stratum.v1.ServiceSpec\x1a\x13.stratum.v1.Service\x12@\n\nGetService\x12\x1d.stratum.v1.GetServiceRequest\x1a\x13.stratum.v1.Service\x12=\n\rUpdateService\x12\x17.stratum.v1.ServiceSpec\x1a\x13.stratum.v1.Service\x12T\n\rDeleteService\x12 .stratum.v1.DeleteServiceRequest\x1a!.stratum.v1.DeleteServiceResponse\x12U\n\x11GetServiceMetrics\x12$.stratum.v1.GetServiceMetricsRequest\x1a\x1a.stratum.v1.ServiceMetrics\x12L\n\x11ValidateCloudPool\x12\x19.stratum.v1.CloudPoolSpec\x1a\x1c.stratum.v1.ValidateResponse\x12\x43\n\x0f\x43reateCloudPool\x12\x19.stratum.v1.CloudPoolSpec\x1a\x15.stratum.v1.CloudPool\x12\x46\n\x0cGetCloudPool\x12\x1f.stratum.v1.GetCloudPoolRequest\x1a\x15.stratum.v1.CloudPool\x12\x43\n\x0fUpdateCloudPool\x12\x19.stratum.v1.CloudPoolSpec\x1a\x15.stratum.v1.CloudPool\x12Z\n\x0f\x44\x65leteCloudPool\x12\".stratum.v1.DeleteCloudPoolRequest\x1a#.stratum.v1.DeleteCloudPoolResponse\x12K\n\x0bValidateApp\x12\x1e.stratum.v1.ValidateAppRequest\x1a\x1c.stratum.v1.ValidateResponse\x12\x31\n\tCreateApp\x12\x13.stratum.v1.AppSpec\x1a\x0f.stratum.v1.App\x12\x34\n\x06GetApp\x12\x19.stratum.v1.GetAppRequest\x1a\x0f.stratum.v1.App\x12\x31\n\tUpdateApp\x12\x13.stratum.v1.AppSpec\x1a\x0f.stratum.v1.App\x12H\n\tDeleteApp\x12\x1c.stratum.v1.DeleteAppRequest\x1a\x1d.stratum.v1.DeleteAppResponse\x12N\n\x0bListAppRuns\x12\x1e.stratum.v1.ListAppRunsRequest\x1a\x1f.stratum.v1.ListAppRunsResponse\x12=\n\tRunAppNow\x12\x1c.stratum.v1.RunAppNowRequest\x1a\x12.stratum.v1.AppRun\x12I\n\rStreamAppLogs\x12 .stratum.v1.StreamAppLogsRequest\x1a\x14.stratum.v1.LogChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1estratum/v1/control_plane.proto\x12\nstratum.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17stratum/v1/access.proto\x1a\x15stratum/v1/apps.proto\x1a\x19stratum/v1/datasets.proto\x1a\x18stratum/v1/history.proto\x1a\x17stratum/v1/models.proto\x1a\x16stratum/v1/plans.proto\x1a\x16stratum/v1/pools.proto\x1a\x16stratum/v1/types.proto\"\x15\n\x13ListServicesRequest\"=\n\x14ListServicesResponse\x12%\n\x08services\x18\x01 \x03(\x0b\x32\x13.stratum.v1.Service\"\x11\n\x0fListAppsRequest\"1\n\x10ListAppsResponse\x12\x1d\n\x04\x61pps\x18\x01 \x03(\x0b\x32\x0f.stratum.v1.App\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.stratum.v1.Model\"\x17\n\x15ListCloudPoolsRequest\">\n\x16ListCloudPoolsResponse\x12$\n\x05pools\x18\x01 \x03(\x0b\x32\x15.stratum.v1.CloudPool\"(\n\x18ListModelVersionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x19ListModelVersionsResponse\x12*\n\x08versions\x18\x01 \x03(\x0b\x32\x18.stratum.v1.ModelVersion\"6\n\x15ListOperationsRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"C\n\x16ListOperationsResponse\x12)\n\noperations\x18\x01 \x03(\x0b\x32\x15.stratum.v1.Operation\"7\n\x16PinModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"5\n\x10\x44rainNodeRequest\x12\x12\n\nid_or_name\x18\x01 \x01(\t\x12\r\n\x05\x64rain\x18\x02 \x01(\x08\"\x12\n\x10GetStatusRequest\"\x80\x02\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05store\x18\x02 \x01(\t\x12G\n\x0enodes_by_state\x18\x03 \x03(\x0b\x32/.stratum.v1.GetStatusResponse.NodesByStateEntry\x12\x1b\n\x13node_agent_endpoint\x18\x04 \x01(\t\x12\x1a\n\x12heartbeat_interval\x18\x05 \x01(\t\x12\x14\n\x0cnode_timeout\x18\x06 \x01(\t\x1a\x33\n\x11NodesByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xda\x01\n\x10ListNodesRequest\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x38\n\x06labels\x18\x02 \x03(\x0b\x32(.stratum.v1.ListNodesRequest.LabelsEntry\x12\x0f\n\x07min_cpu\x18\x03 \x01(\x01\x12\x15\n\rmin_memory_mb\x18\x04 \x01(\x03\x12\x10\n\x03gpu\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05state\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04_gpu\"4\n\x11ListNodesResponse\x12\x1f\n\x05nodes\x18\x01 \x03(\x0b\x32\x10.stratum.v1.Node\"$\n\x0eGetNodeRequest\x12\x12\n\nid_or_name\x18\x01 \x01(\t\"\xc5\x01\n\rJoinTokenSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x35\n\x06labels\x18\x03 \x03(\x0b\x32%.stratum.v1.JoinTokenSpec.LabelsEntry\x12\x0b\n\x03ttl\x18\x04 \x01(\t\x12\x10\n\x08max_uses\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\tJoinToken\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.stratum.v1.JoinTokenSpec\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x0c\n\x04uses\x18\x04 \x01(\x05\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x13GetJoinTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x44\x65leteJoinTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteJoinTokenResponse\"\x17\n\x15ListJoinTokensRequest\"?\n\x16ListJoinTokensResponse\x12%\n\x06tokens\x18\x01 \x03(\x0b\x32\x15.stratum.v1.JoinToken\"/\n\tViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"L\n\x10ValidateResponse\x12)\n\nviolations\x18\x01 \x03(\x0b\x32\x15.stratum.v1.Violation\x12\r\n\x05notes\x18\x02 \x03(\t2\x99 \n\x0c\x43ontrolPlane\x12H\n\tGetStatus\x12\x1c.stratum.v1.GetStatusRequest\x1a\x1d.stratum.v1.GetStatusResponse\x12H\n\tListNodes\x12\x1c.stratum.v1.ListNodesRequest\x1a\x1d.stratum.v1.ListNodesResponse\x12\x37\n\x07GetNode\x12\x1a.stratum.v1.GetNodeRequest\x1a\x10.stratum.v1.Node\x12L\n\x11ValidateJoinToken\x12\x19.stratum.v1.JoinTokenSpec\x1a\x1c.stratum.v1.ValidateResponse\x12\x43\n\x0f\x43reateJoinToken\x12\x19.stratum.v1.JoinTokenSpec\x1a\x15.stratum.v1.JoinToken\x12\x46\n\x0cGetJoinToken\x12\x1f.stratum.v1.GetJoinTokenRequest\x1a\x15.stratum.v1.JoinToken\x12\x43\n\x0fUpdateJoinToken\x12\x19.stratum.v1.JoinTokenSpec\x1a\x15.stratum.v1.JoinToken\x12Z\n\x0f\x44\x65leteJoinToken\x12\".stratum.v1.DeleteJoinTokenRequest\x1a#.stratum.v1.DeleteJoinTokenResponse\x12W\n\x0eListJoinTokens\x12!.stratum.v1.ListJoinTokensRequest\x1a\".stratum.v1.ListJoinTokensResponse\x12?\n\nUploadBlob\x12\x1d.stratum.v1.UploadBlobRequest\x1a\x10.stratum.v1.Blob(\x01\x12\x37\n\x07GetBlob\x12\x1a.stratum.v1.GetBlobRequest\x1a\x10.stratum.v1.Blob\x12H\n\x0fValidateDataset\x12\x17.stratum.v1.DatasetSpec\x1a\x1c.stratum.v1.ValidateResponse\x12=\n\rCreateDataset\x12\x17.stratum.v1.DatasetSpec\x1a\x13.stratum.v1.Dataset\x12@\n\nGetDataset\x12\x1d.stratum.v1.GetDatasetRequest\x1a\x13.stratum.v1.Dataset\x12=\n\rUpdateDataset\x12\x17.stratum.v1.DatasetSpec\x1a\x13.stratum.v1.Dataset\x12T\n\rDeleteDataset\x12 .stratum.v1.DeleteDatasetRequest\x1a!.stratum.v1.DeleteDatasetResponse\x12I\n\rValidateModel\x12\x15.stratum.v1.ModelSpec\x1a!.stratum.v1.ValidateModelResponse\x12\x37\n\x0b\x43reateModel\x12\x15.stratum.v1.ModelSpec\x1a\x11.stratum.v1.Model\x12:\n\x08GetModel\x12\x1b.stratum.v1.GetModelRequest\x1a\x11.stratum.v1.Model\x12\x37\n\x0bUpdateModel\x12\x15.stratum.v1.ModelSpec\x1a\x11.stratum.v1.Model\x12N\n\x0b\x44\x65leteModel\x12\x1e.stratum.v1.DeleteModelRequest\x1a\x1f.stratum.v1.DeleteModelResponse\x12\x42\n\x0cRetrainModel\x12\x1f.stratum.v1.RetrainModelRequest\x1a\x11.stratum.v1.Model\x12\x46\n\x0cGetOperation\x12\x1f.stratum.v1.GetOperationRequest\x1a\x15.stratum.v1.Operation\x12U\n\x11GetTrainingScript\x12$.stratum.v1.GetTrainingScriptRequest\x1a\x1a.stratum.v1.TrainingScript\x12S\n\x0fValidateService\x12\".stratum.v1.ValidateServiceRequest\x1a\x1c.stratum.v1.ValidateResponse\x12\x46\n\x0bPlaceWhatIf\x12\x1a.stratum.v1.PlacementQuery\x1a\x1b.stratum.v1.PlacementAnswer\x12=\n\rCreateService\x12\x17.stratum.v1.ServiceSpec\x1a\x13.stratum.v1.Service\x12@\n\nGetService\x12\x1d.stratum.v1.GetServiceRequest\x1a\x13.stratum.v1.Service\x12=\n\rUpdateService\x12\x17.stratum.v1.ServiceSpec\x1a\x13.stratum.v1.Service\x12T\n\rDeleteService\x12 .stratum.v1.DeleteServiceRequest\x1a!.stratum.v1.DeleteServiceResponse\x12U\n\x11GetServiceMetrics\x12$.stratum.v1.GetServiceMetricsRequest\x1a\x1a.stratum.v1.ServiceMetrics\x12L\n\x11ValidateCloudPool\x12\x19.stratum.v1.CloudPoolSpec\x1a\x1c.stratum.v1.ValidateResponse\x12\x43\n\x0f\x43reateCloudPool\x12\x19.stratum.v1.CloudPoolSpec\x1a\x15.stratum.v1.CloudPool\x12\x46\n\x0cGetCloudPool\x12\x1f.stratum.v1.GetCloudPoolRequest\x1a\x15.stratum.v1.CloudPool\x12\x43\n\x0fUpdateCloudPool\x12\x19.stratum.v1.CloudPoolSpec\x1a\x15.stratum.v1.CloudPool\x12Z\n\x0f\x44\x65leteCloudPool\x12\".stratum.v1.DeleteCloudPoolRequest\x1a#.stratum.v1.DeleteCloudPoolResponse\x12K\n\x0bValidateApp\x12\x1e.stratum.v1.ValidateAppRequest\x1a\x1c.stratum.v1.ValidateResponse\x12\x31\n\tCreateApp\x12\x13.stratum.v1.AppSpec\x1a\x0f.stratum.v1.App\x12\x34\n\x06GetApp\x12\x19.stratum.v1.GetAppRequest\x1a\x0f.stratum.v1.App\x12\x31\n\tUpdateApp\x12\x13.stratum.v1.AppSpec\x1a\x0f.stratum.v1.App\x12H\n\tDeleteApp\x12\x1c.stratum.v1.DeleteAppRequest\x1a\x1d.stratum.v1.DeleteAppResponse\x12N\n\x0bListAppRuns\x12\x1e.stratum.v1.ListAppRunsRequest\x1a\x1f.stratum.v1.ListAppRunsResponse\x12=\n\tRunAppNow\x12\x1c.stratum.v1.RunAppNowRequest\x1a\x12.stratum.v1.AppRun\x12I\n\rStreamAppLogs\x12 .stratum.v1.StreamAppLogsRequest\x1a\x14.stratum.v1.LogChunk0\x01\x12Q\n\x0cListServices\x12\x1f.stratum.v1.ListServicesRequest\x1a .stratum.v1.ListServicesResponse\x12\x45\n\x08ListApps\x12\x1b.stratum.v1.ListAppsRequest\x1a\x1c.stratum.v1.ListAppsResponse\x12K\n\nListModels\x12\x1d.stratum.v1.ListModelsRequest\x1a\x1e.stratum.v1.ListModelsResponse\x12W\n\x0eListCloudPools\x12!.stratum.v1.ListCloudPoolsRequest\x1a\".stratum.v1.ListCloudPoolsResponse\x12`\n\x11ListModelVersions\x12$.stratum.v1.ListModelVersionsRequest\x1a%.stratum.v1.ListModelVersionsResponse\x12W\n\x0eListOperations\x12!.stratum.v1.ListOperationsRequest\x1a\".stratum.v1.ListOperationsResponse\x12H\n\x0fPinModelVersion\x12\".stratum.v1.PinModelVersionRequest\x1a\x11.stratum.v1.Model\x12;\n\tDrainNode\x12\x1c.stratum.v1.DrainNodeRequest\x1a\x10.stratum.v1.Node\x12@\n\nGetHistory\x12\x1d.stratum.v1.GetHistoryRequest\x1a\x13.stratum.v1.History\x12I\n\x11\x43reateAccessToken\x12\x1b.stratum.v1.AccessTokenSpec\x1a\x17.stratum.v1.AccessToken\x12]\n\x10ListAccessTokens\x12#.stratum.v1.ListAccessTokensRequest\x1a$.stratum.v1.ListAccessTokensResponse\x12`\n\x11\x44\x65leteAccessToken\x12$.stratum.v1.DeleteAccessTokenRequest\x1a%.stratum.v1.DeleteAccessTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,40 +46,68 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTNODESREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_JOINTOKENSPEC_LABELSENTRY']._loaded_options = None
   _globals['_JOINTOKENSPEC_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_GETSTATUSREQUEST']._serialized_start=226
-  _globals['_GETSTATUSREQUEST']._serialized_end=244
-  _globals['_GETSTATUSRESPONSE']._serialized_start=247
-  _globals['_GETSTATUSRESPONSE']._serialized_end=503
-  _globals['_GETSTATUSRESPONSE_NODESBYSTATEENTRY']._serialized_start=452
-  _globals['_GETSTATUSRESPONSE_NODESBYSTATEENTRY']._serialized_end=503
-  _globals['_LISTNODESREQUEST']._serialized_start=506
-  _globals['_LISTNODESREQUEST']._serialized_end=724
-  _globals['_LISTNODESREQUEST_LABELSENTRY']._serialized_start=671
-  _globals['_LISTNODESREQUEST_LABELSENTRY']._serialized_end=716
-  _globals['_LISTNODESRESPONSE']._serialized_start=726
-  _globals['_LISTNODESRESPONSE']._serialized_end=778
-  _globals['_GETNODEREQUEST']._serialized_start=780
-  _globals['_GETNODEREQUEST']._serialized_end=816
-  _globals['_JOINTOKENSPEC']._serialized_start=819
-  _globals['_JOINTOKENSPEC']._serialized_end=1016
-  _globals['_JOINTOKENSPEC_LABELSENTRY']._serialized_start=671
-  _globals['_JOINTOKENSPEC_LABELSENTRY']._serialized_end=716
-  _globals['_JOINTOKEN']._serialized_start=1019
-  _globals['_JOINTOKEN']._serialized_end=1208
-  _globals['_GETJOINTOKENREQUEST']._serialized_start=1210
-  _globals['_GETJOINTOKENREQUEST']._serialized_end=1245
-  _globals['_DELETEJOINTOKENREQUEST']._serialized_start=1247
-  _globals['_DELETEJOINTOKENREQUEST']._serialized_end=1285
-  _globals['_DELETEJOINTOKENRESPONSE']._serialized_start=1287
-  _globals['_DELETEJOINTOKENRESPONSE']._serialized_end=1312
-  _globals['_LISTJOINTOKENSREQUEST']._serialized_start=1314
-  _globals['_LISTJOINTOKENSREQUEST']._serialized_end=1337
-  _globals['_LISTJOINTOKENSRESPONSE']._serialized_start=1339
-  _globals['_LISTJOINTOKENSRESPONSE']._serialized_end=1402
-  _globals['_VIOLATION']._serialized_start=1404
-  _globals['_VIOLATION']._serialized_end=1451
-  _globals['_VALIDATERESPONSE']._serialized_start=1453
-  _globals['_VALIDATERESPONSE']._serialized_end=1529
-  _globals['_CONTROLPLANE']._serialized_start=1532
-  _globals['_CONTROLPLANE']._serialized_end=4677
+  _globals['_LISTSERVICESREQUEST']._serialized_start=277
+  _globals['_LISTSERVICESREQUEST']._serialized_end=298
+  _globals['_LISTSERVICESRESPONSE']._serialized_start=300
+  _globals['_LISTSERVICESRESPONSE']._serialized_end=361
+  _globals['_LISTAPPSREQUEST']._serialized_start=363
+  _globals['_LISTAPPSREQUEST']._serialized_end=380
+  _globals['_LISTAPPSRESPONSE']._serialized_start=382
+  _globals['_LISTAPPSRESPONSE']._serialized_end=431
+  _globals['_LISTMODELSREQUEST']._serialized_start=433
+  _globals['_LISTMODELSREQUEST']._serialized_end=452
+  _globals['_LISTMODELSRESPONSE']._serialized_start=454
+  _globals['_LISTMODELSRESPONSE']._serialized_end=509
+  _globals['_LISTCLOUDPOOLSREQUEST']._serialized_start=511
+  _globals['_LISTCLOUDPOOLSREQUEST']._serialized_end=534
+  _globals['_LISTCLOUDPOOLSRESPONSE']._serialized_start=536
+  _globals['_LISTCLOUDPOOLSRESPONSE']._serialized_end=598
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=600
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=640
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=642
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=713
+  _globals['_LISTOPERATIONSREQUEST']._serialized_start=715
+  _globals['_LISTOPERATIONSREQUEST']._serialized_end=769
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_start=771
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_end=838
+  _globals['_PINMODELVERSIONREQUEST']._serialized_start=840
+  _globals['_PINMODELVERSIONREQUEST']._serialized_end=895
+  _globals['_DRAINNODEREQUEST']._serialized_start=897
+  _globals['_DRAINNODEREQUEST']._serialized_end=950
+  _globals['_GETSTATUSREQUEST']._serialized_start=952
+  _globals['_GETSTATUSREQUEST']._serialized_end=970
+  _globals['_GETSTATUSRESPONSE']._serialized_start=973
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1229
+  _globals['_GETSTATUSRESPONSE_NODESBYSTATEENTRY']._serialized_start=1178
+  _globals['_GETSTATUSRESPONSE_NODESBYSTATEENTRY']._serialized_end=1229
+  _globals['_LISTNODESREQUEST']._serialized_start=1232
+  _globals['_LISTNODESREQUEST']._serialized_end=1450
+  _globals['_LISTNODESREQUEST_LABELSENTRY']._serialized_start=1397
+  _globals['_LISTNODESREQUEST_LABELSENTRY']._serialized_end=1442
+  _globals['_LISTNODESRESPONSE']._serialized_start=1452
+  _globals['_LISTNODESRESPONSE']._serialized_end=1504
+  _globals['_GETNODEREQUEST']._serialized_start=1506
+  _globals['_GETNODEREQUEST']._serialized_end=1542
+  _globals['_JOINTOKENSPEC']._serialized_start=1545
+  _globals['_JOINTOKENSPEC']._serialized_end=1742
+  _globals['_JOINTOKENSPEC_LABELSENTRY']._serialized_start=1397
+  _globals['_JOINTOKENSPEC_LABELSENTRY']._serialized_end=1442
+  _globals['_JOINTOKEN']._serialized_start=1745
+  _globals['_JOINTOKEN']._serialized_end=1934
+  _globals['_GETJOINTOKENREQUEST']._serialized_start=1936
+  _globals['_GETJOINTOKENREQUEST']._serialized_end=1971
+  _globals['_DELETEJOINTOKENREQUEST']._serialized_start=1973
+  _globals['_DELETEJOINTOKENREQUEST']._serialized_end=2011
+  _globals['_DELETEJOINTOKENRESPONSE']._serialized_start=2013
+  _globals['_DELETEJOINTOKENRESPONSE']._serialized_end=2038
+  _globals['_LISTJOINTOKENSREQUEST']._serialized_start=2040
+  _globals['_LISTJOINTOKENSREQUEST']._serialized_end=2063
+  _globals['_LISTJOINTOKENSRESPONSE']._serialized_start=2065
+  _globals['_LISTJOINTOKENSRESPONSE']._serialized_end=2128
+  _globals['_VIOLATION']._serialized_start=2130
+  _globals['_VIOLATION']._serialized_end=2177
+  _globals['_VALIDATERESPONSE']._serialized_start=2179
+  _globals['_VALIDATERESPONSE']._serialized_end=2255
+  _globals['_CONTROLPLANE']._serialized_start=2258
+  _globals['_CONTROLPLANE']._serialized_end=6379
 # @@protoc_insertion_point(module_scope)

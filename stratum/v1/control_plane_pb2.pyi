@@ -1,6 +1,8 @@
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from stratum.v1 import access_pb2 as _access_pb2
 from stratum.v1 import apps_pb2 as _apps_pb2
 from stratum.v1 import datasets_pb2 as _datasets_pb2
+from stratum.v1 import history_pb2 as _history_pb2
 from stratum.v1 import models_pb2 as _models_pb2
 from stratum.v1 import plans_pb2 as _plans_pb2
 from stratum.v1 import pools_pb2 as _pools_pb2
@@ -11,6 +13,88 @@ from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListServicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListServicesResponse(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[_models_pb2.Service]
+    def __init__(self, services: _Optional[_Iterable[_Union[_models_pb2.Service, _Mapping]]] = ...) -> None: ...
+
+class ListAppsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAppsResponse(_message.Message):
+    __slots__ = ("apps",)
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    apps: _containers.RepeatedCompositeFieldContainer[_apps_pb2.App]
+    def __init__(self, apps: _Optional[_Iterable[_Union[_apps_pb2.App, _Mapping]]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[_models_pb2.Model]
+    def __init__(self, models: _Optional[_Iterable[_Union[_models_pb2.Model, _Mapping]]] = ...) -> None: ...
+
+class ListCloudPoolsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCloudPoolsResponse(_message.Message):
+    __slots__ = ("pools",)
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    pools: _containers.RepeatedCompositeFieldContainer[_pools_pb2.CloudPool]
+    def __init__(self, pools: _Optional[_Iterable[_Union[_pools_pb2.CloudPool, _Mapping]]] = ...) -> None: ...
+
+class ListModelVersionsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListModelVersionsResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[_models_pb2.ModelVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[_models_pb2.ModelVersion, _Mapping]]] = ...) -> None: ...
+
+class ListOperationsRequest(_message.Message):
+    __slots__ = ("target", "limit")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    limit: int
+    def __init__(self, target: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListOperationsResponse(_message.Message):
+    __slots__ = ("operations",)
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedCompositeFieldContainer[_models_pb2.Operation]
+    def __init__(self, operations: _Optional[_Iterable[_Union[_models_pb2.Operation, _Mapping]]] = ...) -> None: ...
+
+class PinModelVersionRequest(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class DrainNodeRequest(_message.Message):
+    __slots__ = ("id_or_name", "drain")
+    ID_OR_NAME_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    id_or_name: str
+    drain: bool
+    def __init__(self, id_or_name: _Optional[str] = ..., drain: bool = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()

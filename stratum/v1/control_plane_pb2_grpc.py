@@ -3,9 +3,11 @@
 import grpc
 import warnings
 
+from stratum.v1 import access_pb2 as stratum_dot_v1_dot_access__pb2
 from stratum.v1 import apps_pb2 as stratum_dot_v1_dot_apps__pb2
 from stratum.v1 import control_plane_pb2 as stratum_dot_v1_dot_control__plane__pb2
 from stratum.v1 import datasets_pb2 as stratum_dot_v1_dot_datasets__pb2
+from stratum.v1 import history_pb2 as stratum_dot_v1_dot_history__pb2
 from stratum.v1 import models_pb2 as stratum_dot_v1_dot_models__pb2
 from stratum.v1 import plans_pb2 as stratum_dot_v1_dot_plans__pb2
 from stratum.v1 import pools_pb2 as stratum_dot_v1_dot_pools__pb2
@@ -259,6 +261,66 @@ class ControlPlaneStub(object):
                 '/stratum.v1.ControlPlane/StreamAppLogs',
                 request_serializer=stratum_dot_v1_dot_apps__pb2.StreamAppLogsRequest.SerializeToString,
                 response_deserializer=stratum_dot_v1_dot_apps__pb2.LogChunk.FromString,
+                _registered_method=True)
+        self.ListServices = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ListServices',
+                request_serializer=stratum_dot_v1_dot_control__plane__pb2.ListServicesRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListServicesResponse.FromString,
+                _registered_method=True)
+        self.ListApps = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ListApps',
+                request_serializer=stratum_dot_v1_dot_control__plane__pb2.ListAppsRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListAppsResponse.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ListModels',
+                request_serializer=stratum_dot_v1_dot_control__plane__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.ListCloudPools = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ListCloudPools',
+                request_serializer=stratum_dot_v1_dot_control__plane__pb2.ListCloudPoolsRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListCloudPoolsResponse.FromString,
+                _registered_method=True)
+        self.ListModelVersions = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ListModelVersions',
+                request_serializer=stratum_dot_v1_dot_control__plane__pb2.ListModelVersionsRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListModelVersionsResponse.FromString,
+                _registered_method=True)
+        self.ListOperations = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ListOperations',
+                request_serializer=stratum_dot_v1_dot_control__plane__pb2.ListOperationsRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListOperationsResponse.FromString,
+                _registered_method=True)
+        self.PinModelVersion = channel.unary_unary(
+                '/stratum.v1.ControlPlane/PinModelVersion',
+                request_serializer=stratum_dot_v1_dot_control__plane__pb2.PinModelVersionRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_models__pb2.Model.FromString,
+                _registered_method=True)
+        self.DrainNode = channel.unary_unary(
+                '/stratum.v1.ControlPlane/DrainNode',
+                request_serializer=stratum_dot_v1_dot_control__plane__pb2.DrainNodeRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_types__pb2.Node.FromString,
+                _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/stratum.v1.ControlPlane/GetHistory',
+                request_serializer=stratum_dot_v1_dot_history__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_history__pb2.History.FromString,
+                _registered_method=True)
+        self.CreateAccessToken = channel.unary_unary(
+                '/stratum.v1.ControlPlane/CreateAccessToken',
+                request_serializer=stratum_dot_v1_dot_access__pb2.AccessTokenSpec.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_access__pb2.AccessToken.FromString,
+                _registered_method=True)
+        self.ListAccessTokens = channel.unary_unary(
+                '/stratum.v1.ControlPlane/ListAccessTokens',
+                request_serializer=stratum_dot_v1_dot_access__pb2.ListAccessTokensRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_access__pb2.ListAccessTokensResponse.FromString,
+                _registered_method=True)
+        self.DeleteAccessToken = channel.unary_unary(
+                '/stratum.v1.ControlPlane/DeleteAccessToken',
+                request_serializer=stratum_dot_v1_dot_access__pb2.DeleteAccessTokenRequest.SerializeToString,
+                response_deserializer=stratum_dot_v1_dot_access__pb2.DeleteAccessTokenResponse.FromString,
                 _registered_method=True)
 
 
@@ -605,6 +667,94 @@ class ControlPlaneServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListServices(self, request, context):
+        """Every service, ordered by name, as GetService answers each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApps(self, request, context):
+        """Every app, ordered by name, as GetApp answers each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Every model, ordered by name, as GetModel answers each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCloudPools(self, request, context):
+        """Every cloud pool, ordered by name, as GetCloudPool answers each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModelVersions(self, request, context):
+        """Every version of a model with its leaderboard and measurements, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperations(self, request, context):
+        """Long operations (trainings), running ones first, then the newest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PinModelVersion(self, request, context):
+        """Serves a model's version from now on ("" serves the latest again), as
+        the spec's pinned_version does; its services roll to it. A Terraform
+        configuration that says otherwise shows the difference at its next plan.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainNode(self, request, context):
+        """Drains a node (nothing new is placed there; what runs there moves to
+        other nodes that fit, and stays where nothing else fits) or undrains it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistory(self, request, context):
+        """A stored series: node utilisation, service minutes, scaling decisions, drift.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAccessToken(self, request, context):
+        """Creates a scoped access token; its secret is in this answer only.
+        ALREADY_EXISTS if the name is taken (a secret cannot be returned twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessTokens(self, request, context):
+        """The access tokens, without their secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAccessToken(self, request, context):
+        """Revokes a token at once. OK if missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -827,6 +977,66 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.StreamAppLogs,
                     request_deserializer=stratum_dot_v1_dot_apps__pb2.StreamAppLogsRequest.FromString,
                     response_serializer=stratum_dot_v1_dot_apps__pb2.LogChunk.SerializeToString,
+            ),
+            'ListServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServices,
+                    request_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListServicesRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ListServicesResponse.SerializeToString,
+            ),
+            'ListApps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApps,
+                    request_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListAppsRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ListAppsResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListModelsRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ListCloudPools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCloudPools,
+                    request_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListCloudPoolsRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ListCloudPoolsResponse.SerializeToString,
+            ),
+            'ListModelVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelVersions,
+                    request_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListModelVersionsRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ListModelVersionsResponse.SerializeToString,
+            ),
+            'ListOperations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperations,
+                    request_deserializer=stratum_dot_v1_dot_control__plane__pb2.ListOperationsRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_control__plane__pb2.ListOperationsResponse.SerializeToString,
+            ),
+            'PinModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PinModelVersion,
+                    request_deserializer=stratum_dot_v1_dot_control__plane__pb2.PinModelVersionRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'DrainNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainNode,
+                    request_deserializer=stratum_dot_v1_dot_control__plane__pb2.DrainNodeRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_types__pb2.Node.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=stratum_dot_v1_dot_history__pb2.GetHistoryRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_history__pb2.History.SerializeToString,
+            ),
+            'CreateAccessToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAccessToken,
+                    request_deserializer=stratum_dot_v1_dot_access__pb2.AccessTokenSpec.FromString,
+                    response_serializer=stratum_dot_v1_dot_access__pb2.AccessToken.SerializeToString,
+            ),
+            'ListAccessTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessTokens,
+                    request_deserializer=stratum_dot_v1_dot_access__pb2.ListAccessTokensRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_access__pb2.ListAccessTokensResponse.SerializeToString,
+            ),
+            'DeleteAccessToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccessToken,
+                    request_deserializer=stratum_dot_v1_dot_access__pb2.DeleteAccessTokenRequest.FromString,
+                    response_serializer=stratum_dot_v1_dot_access__pb2.DeleteAccessTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2017,6 +2227,330 @@ class ControlPlane(object):
             '/stratum.v1.ControlPlane/StreamAppLogs',
             stratum_dot_v1_dot_apps__pb2.StreamAppLogsRequest.SerializeToString,
             stratum_dot_v1_dot_apps__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ListServices',
+            stratum_dot_v1_dot_control__plane__pb2.ListServicesRequest.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ListServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ListApps',
+            stratum_dot_v1_dot_control__plane__pb2.ListAppsRequest.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ListAppsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ListModels',
+            stratum_dot_v1_dot_control__plane__pb2.ListModelsRequest.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCloudPools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ListCloudPools',
+            stratum_dot_v1_dot_control__plane__pb2.ListCloudPoolsRequest.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ListCloudPoolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModelVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ListModelVersions',
+            stratum_dot_v1_dot_control__plane__pb2.ListModelVersionsRequest.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ListModelVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ListOperations',
+            stratum_dot_v1_dot_control__plane__pb2.ListOperationsRequest.SerializeToString,
+            stratum_dot_v1_dot_control__plane__pb2.ListOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PinModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/PinModelVersion',
+            stratum_dot_v1_dot_control__plane__pb2.PinModelVersionRequest.SerializeToString,
+            stratum_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/DrainNode',
+            stratum_dot_v1_dot_control__plane__pb2.DrainNodeRequest.SerializeToString,
+            stratum_dot_v1_dot_types__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/GetHistory',
+            stratum_dot_v1_dot_history__pb2.GetHistoryRequest.SerializeToString,
+            stratum_dot_v1_dot_history__pb2.History.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAccessToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/CreateAccessToken',
+            stratum_dot_v1_dot_access__pb2.AccessTokenSpec.SerializeToString,
+            stratum_dot_v1_dot_access__pb2.AccessToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/ListAccessTokens',
+            stratum_dot_v1_dot_access__pb2.ListAccessTokensRequest.SerializeToString,
+            stratum_dot_v1_dot_access__pb2.ListAccessTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccessToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratum.v1.ControlPlane/DeleteAccessToken',
+            stratum_dot_v1_dot_access__pb2.DeleteAccessTokenRequest.SerializeToString,
+            stratum_dot_v1_dot_access__pb2.DeleteAccessTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -103,7 +103,7 @@ class Utilisation(_message.Message):
     def __init__(self, cpu_percent: _Optional[float] = ..., memory_used_mb: _Optional[int] = ..., memory_percent: _Optional[float] = ..., disk_free_mb: _Optional[int] = ..., load1: _Optional[float] = ..., net_rx_bytes: _Optional[int] = ..., net_tx_bytes: _Optional[int] = ..., gpu_percent: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "tier", "labels", "state", "capabilities", "utilisation", "last_heartbeat", "created_at", "addresses", "join_token")
+    __slots__ = ("id", "name", "tier", "labels", "state", "capabilities", "utilisation", "last_heartbeat", "created_at", "addresses", "join_token", "drain")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class Node(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     tier: str
@@ -133,4 +134,5 @@ class Node(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     addresses: _containers.RepeatedScalarFieldContainer[str]
     join_token: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tier: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., utilisation: _Optional[_Union[Utilisation, _Mapping]] = ..., last_heartbeat: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., addresses: _Optional[_Iterable[str]] = ..., join_token: _Optional[str] = ...) -> None: ...
+    drain: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tier: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., utilisation: _Optional[_Union[Utilisation, _Mapping]] = ..., last_heartbeat: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., addresses: _Optional[_Iterable[str]] = ..., join_token: _Optional[str] = ..., drain: bool = ...) -> None: ...

@@ -89,3 +89,41 @@ def test_heartbeats_and_states(store):
 def test_unsupported_store_url_is_named(tmp_path):
     with pytest.raises(ValueError, match="unsupported store 'mysql://x'"):
         Store("mysql://x", str(tmp_path))
+
+
+def test_history_upserts_reads_newest_and_prunes(store):
+    store.add_history([("node", "edge-1", 60.0, {"values": {"cpu_percent": 10.0}}),
+                       ("node", "edge-1", 120.0, {"values": {"cpu_percent": 20.0}}),
+                       ("node", "edge-2", 120.0, {"values": {"cpu_percent": 99.0}}),
+                       ("service", "edge-1", 120.0, {"values": {"requests": 5}})])
+    store.add_history([("node", "edge-1", 120.0, {"values": {"cpu_percent": 25.0}})])  # same time: replaced
+    assert store.history("node", "edge-1", 0.0, 10) == [(60.0, {"values": {"cpu_percent": 10.0}}),
+                                                       (120.0, {"values": {"cpu_percent": 25.0}})]
+    assert store.history("node", "edge-1", 0.0, 1) == [(120.0, {"values": {"cpu_percent": 25.0}})]  # the newest
+    assert store.history("node", "edge-1", 61.0, 10) == [(120.0, {"values": {"cpu_percent": 25.0}})]
+    assert store.prune_history(100.0) == 1
+    assert [at for at, _ in store.history("node", "edge-1", 0.0, 10)] == [120.0]
+    store.delete_history("node", "edge-1")
+    assert store.history("node", "edge-1", 0.0, 10) == [] and store.history("node", "edge-2", 0.0, 10)
+    with pytest.raises(ValueError):  # NaN is not JSON: refused before anything is written
+        store.add_history([("node", "x", 1.0, {"values": {"cpu_percent": float("nan")}})])
+    assert store.history("node", "x", 0.0, 10) == []
+
+
+def test_access_tokens_unique_names_and_secret_digest_only(store):
+    store.insert_access_token("at-000000000001", "viewer", {"id": "at-000000000001", "name": "viewer"}, "ab" * 32, 1.0, None)
+    with pytest.raises(Conflict):
+        store.insert_access_token("at-000000000002", "viewer", {"id": "at-000000000002", "name": "viewer"}, "cd" * 32, 1.0, None)
+    assert store.access_token("at-000000000001") == ({"id": "at-000000000001", "name": "viewer"}, "ab" * 32)
+    assert store.access_token("at-000000000002") is None
+    assert [d["name"] for d in store.list_access_tokens()] == ["viewer"]
+    assert store.delete_access_token("viewer") and not store.delete_access_token("viewer")
+
+
+def test_node_drain_is_stored(store):
+    store.insert_join_token(token())
+    store.enroll_node(node("d1"), "jt-000000000001", 0)
+    assert store.get_node(name="d1").drain is False
+    assert store.set_node_drain("node-d1", True) and store.get_node(node_id="node-d1").drain is True
+    assert [n.drain for n in store.list_nodes()] == [True]
+    assert not store.set_node_drain("node-missing", True)

@@ -153,6 +153,21 @@ def test_plan_places_apps_and_services_on_one_fleet_with_ports_and_binaries():
     assert p.placements["app/broker"] == {}
 
 
+def test_a_drained_node_keeps_what_fits_nowhere_else_and_loses_what_does():
+    drained = dict(ready=False, drained=True, binaries=frozenset({"mosquitto"}))
+    nodes = [NodeView("n1", "fog-1", "fog", cpu=4, memory_mb=4096, **drained), NodeView("n2", "fog-2", "fog", cpu=1, memory_mb=4096)]
+    svc = Workload("service", "model", Demand(cpu=1, memory_mb=512), 2, placement={"n1": 2})
+    broker = Workload("app", "broker", Demand(cpu=0.5, binaries=("mosquitto",)), 1, placement={"n1": 1})
+    p = plan(Snapshot(nodes, {w.key: w for w in (svc, broker)}), rebalance=True)
+    # one replica fits fog-2 and moves; the other and the broker (mosquitto only on fog-1) stay
+    assert p.placements == {"service/model": {"n1": 1, "n2": 1}}
+    assert p.moves == [("service/model", "n1", "n2")]
+    # a node down is another matter: what ran there is gone, nothing is kept on it
+    down = [NodeView("n1", "fog-1", "fog", cpu=4, memory_mb=4096, ready=False), nodes[1]]
+    p = plan(Snapshot(down, {w.key: w for w in (svc, broker)}), rebalance=True)
+    assert p.placements == {"service/model": {"n2": 1}, "app/broker": {}}
+
+
 def test_anti_affinity_names_either_kind():
     from control_plane.reconcile.snapshot import anti_affinity_keys
     nodes = [NodeView("n1", "a", "edge", cpu=2), NodeView("n2", "b", "edge", cpu=2)]
