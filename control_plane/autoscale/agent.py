@@ -36,6 +36,7 @@ class AgentConfig:
     max_utilisation: float = 0.9  # 0.85 bought VM-hours on Poisson noise (bench/autoscale README)
     cooldown_min: int = 10
     billing_min: int = 60  # minimum billing period of a VM, minutes (1 for per-second billing)
+    net_on_miss: bool = False  # the safety net fires only when live arrivals beat the forecast's bound
 
 
 def demand_to_serve(upper, lead: int, live_rpm: float, capacity_rpm: float, cfg: AgentConfig,
