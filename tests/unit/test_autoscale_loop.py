@@ -1,0 +1,100 @@
+"""The live Autoscaler (control_plane/autoscale/loop.py) on a real store, registry, reconciler and
+Services, in process (no daemons): the minutes two nodes report become one decision a minute,
+the same one decide.py's Decider makes when fed the same minutes (as the bench's simulator feeds
+it), placed through Services.scale, and kept in `Autoscaler.decisions` for the dashboard."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+from google.protobuf import json_format
+
+from control_plane.autoscale.decide import Decider
+from control_plane.autoscale.loop import Autoscaler, lead_minutes
+from control_plane.autoscale.optimiser import Config, Site
+from control_plane.datasets import Datasets
+from control_plane.join_tokens import JoinTokens
+from control_plane.models import Models
+from control_plane.nodes import NodeRegistry
+from control_plane.packaging.store import ArtifactStore
+from control_plane.reconcile import Reconciler
+from control_plane.services import Services, spec_json
+from control_plane.store import JoinTokenRow, NodeRow, Store
+from stratum import pki
+from stratum.clock import MINUTE_S
+from stratum.runtime.latency import BUCKETS_MS
+from stratum.v1 import models_pb2 as m, node_agent_pb2 as na, types_pb2 as t
+
+T0 = 29_000_000  # a unix minute
+
+
+def plane(tmp_path):
+    store = Store(None, str(tmp_path))
+    key, cert = pki.make_ca()
+    nodes = NodeRegistry(store, JoinTokens(store, pki.fingerprint(cert)), key, cert, 1e9)
+    artifacts = ArtifactStore(str(tmp_path))
+    reconciler = Reconciler(store, nodes)
+    services = Services(store, Models(store, Datasets(store, artifacts), str(tmp_path)), nodes, reconciler, artifacts)
+    store.insert_join_token(JoinTokenRow("jt-000000000001", "t1", "s3cret", "edge", {}, "", 0, 0, "", time.time(), None))
+    caps = json_format.MessageToJson(t.Capabilities(cpu_cores=2, memory_mb=4096, arch="x86_64"))
+    for i in (1, 2):
+        store.enroll_node(NodeRow(f"node-{i}", f"edge-{i}", "edge", {}, "down", "{}", "{}", f"fp-{i}", "t1", time.time()),
+                          "jt-000000000001", 0)
+        store.update_node_session(f"node-{i}", caps, {}, "ready", time.time())
+    return store, services
+
+
+def sample(minute: int, requests: int) -> na.MinuteSample:
+    buckets = [0] * (len(BUCKETS_MS) + 1)
+    buckets[4] = requests  # 20 ms each
+    return na.MinuteSample(minute=minute, requests=requests, latency_buckets=buckets, latency_sum_ms=20.0 * requests)
+
+
+def test_the_live_loop_decides_each_minute_as_the_simulator_does_and_records_it(tmp_path):
+    store, services = plane(tmp_path)
+    spec = m.ServiceSpec(name="svc", model="none", requirements=m.Requirements(cpu=1.0, memory_mb=512),
+                         slo=m.Slo(p95_latency_ms=500), placement=m.PlacementPreferences(pack=True),
+                         scaling=m.Scaling(mode="predictive", min=1, max=6, target_rpm=60))
+    store.put_doc("services", "svc", {"name": "svc", "spec": spec_json(spec), "placement": {"node-1": 1},
+                                      "deleting": False, "created_at": time.time()})
+    auto = Autoscaler(services)
+    rng = np.random.default_rng(1)
+    rate = 40 + 150 * np.clip(np.sin(np.linspace(0, math.pi, 240)), 0, None)  # up to 190: past 2 nodes' room (240)
+    counts = rng.poisson(rate)
+    lead = lead_minutes(None, False)
+    sim = Decider("predictive", lead)
+    configs = [Config("replica", 1.0, 512, 1, 60.0)]
+    sites = [Site("edge-1", 2.0, 4096), Site("edge-2", 2.0, 4096)]
+    replicas, covered, sites_used = [], [], set()
+    provisioned, agree, minutes = 60.0, 0, 0  # the one replica the service starts with
+    for i, n in enumerate(counts):
+        minute = T0 + i
+        # the minute is split over the two nodes that run the service, as their routers count it
+        services.series.add("svc", [sample(minute, int(n) // 2)])
+        services.series.add("svc", [sample(minute, int(n) - int(n) // 2)])
+        for node in ("node-1", "node-2"):
+            services.series.reported("svc", node, (minute + 1) * MINUTE_S + 0.5)
+        auto.tick((minute + 1) * MINUTE_S + 1)
+        auto.tick((minute + 1) * MINUTE_S + 2)  # a second tick in the minute decides nothing new
+        live = auto.decisions["svc"]
+        sim.observe(minute, n)
+        d = sim.decide(minute + 1, provisioned, configs, sites, 1, 6)
+        provisioned = d.choice.capacity_rpm
+        replicas.append(live["replicas"])
+        covered.append(d.choice.covers)
+        sites_used.update(d.choice.sites)
+        minutes += 1
+        agree += (live["replicas"], live["forecast_rpm"]) == (d.choice.replicas, round(d.need_rpm, 3))
+        assert live["minute"] == minute + 1 and live["capacity_rpm"] == 60.0 * live["replicas"]
+        assert json.loads(json.dumps(live)) == live  # plain values
+    assert agree == minutes, (agree, minutes)
+    doc = store.get_doc("services", "svc")
+    assert doc["scaled"] == auto.decisions["svc"]["replicas"]
+    assert sum(doc["placement"].values()) == doc["scaled"]
+    # it scaled out onto the second node, ran short of room at the peak (4 replicas fit), and back in
+    assert max(replicas) == 4 and replicas[-1] < 4 and any(not x for x in covered)
+    assert {"edge-1", "edge-2"} <= set(sites_used)
+    assert set(auto.decisions["svc"]) == {"minute", "forecast_rpm", "capacity_rpm", "replicas", "size", "reason", "changed"}
