@@ -1,6 +1,6 @@
 """bench/autoscale's simulator on two days of each built-in trace, with saved profiles: every policy
-runs, the last line is the JSON of every figure, the bound policy knows the rate, bad input is
-refused with a message."""
+runs, the last line is the JSON of every figure, the bound policy knows the rate (a file's: its
+moving average), the verdict applies the targets, bad input is refused with a message."""
 
 from __future__ import annotations
 
@@ -22,18 +22,36 @@ def profile(tmp_path):
     return str(p)
 
 
-def test_every_policy_on_both_traces_and_json_last(profile, capsys):
-    out = bench.main(["--profile", profile, "--days", "2", "--bound", "z=3"])
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+def test_every_policy_on_every_trace_and_json_last(profile, capsys):
+    out = bench.main(["--profile", profile, "--days", "2"])
+    text = capsys.readouterr().out
+    last = json.loads(text.strip().splitlines()[-1])
     assert last == json.loads(json.dumps(out))
-    for name in ("generated", "taylor"):
-        r = last["results"][name]
+    assert set(last["results"]) == {"generated", "taylor", "daily"}
+    for name, r in last["results"].items():
         assert set(r) == {"predictive", "reactive", "static_peak", "oracle", "bound"}
         # static peak never violates; the oracle never costs more than static peak; MAPE is measured
         assert r["static_peak"]["violating_minutes"] == 0
         assert r["oracle"]["cost"] <= r["static_peak"]["cost"]
         assert 0 < r["predictive"]["forecast_mape_pct"] < 50
-        assert last["verdicts"][name]["cost_vs_oracle"] == round(r["predictive"]["cost"] / r["oracle"]["cost"], 3)
+        v = last["verdicts"][name]
+        assert v["cost_vs_bound"] == round(r["predictive"]["cost"] / r["bound"]["cost"], 3)
+        assert v["cost_vs_oracle"] == round(r["predictive"]["cost"] / r["oracle"]["cost"], 3)
+        assert v["met"] == all(v["checks"].values())
+        assert f"{v['cost_vs_bound']}x bound" in text
+
+
+def test_the_verdict_applies_each_target():
+    def r(pred_cost, pred_viol, reactive_viol=4):
+        fig = lambda cost, viol: {"cost": cost, "violating_minutes": viol}  # noqa: E731
+        return {"predictive": fig(pred_cost, pred_viol), "reactive": fig(150, reactive_viol), "static_peak": fig(160, 0),
+                "oracle": fig(100, 1), "bound": fig(110, 2)}
+    minutes = 40_320  # 0.01 % of them: 4.03 violating minutes over reactive's
+    assert bench.judge(r(115, 8), minutes)["met"]
+    assert bench.judge(r(116, 8), minutes)["checks"] == {"vs_bound": False, "vs_oracle": True, "vs_static_peak": True,
+                                                         "violations": True}
+    assert bench.judge(r(115, 9), minutes)["checks"]["violations"] is False
+    assert bench.judge(r(115, 8, reactive_viol=5), minutes)["met"]
 
 
 def test_the_bound_knows_the_rate_and_headroom_buys_fewer_violations(profile):
@@ -41,6 +59,19 @@ def test_the_bound_knows_the_rate_and_headroom_buys_fewer_violations(profile):
     tight = bench.main(args + ["--bound", "h=0"])["results"]["taylor"]["bound"]
     wide = bench.main(args + ["--bound", "h=120"])["results"]["taylor"]["bound"]
     assert wide["violating_minutes"] < tight["violating_minutes"] and wide["cost"] > tight["cost"]
+
+
+def test_a_file_trace_gets_a_bound_from_its_moving_average(profile, tmp_path):
+    counts = bench.taylor_trace(2, seed=1)
+    f = tmp_path / "demand.csv"
+    f.write_text("timestamp,requests\n" + "".join(f"{i * 60},{int(c)}\n" for i, c in enumerate(counts)))
+    out = bench.main(["--profile", profile, "--trace", str(f)])
+    r = out["results"]["file"]
+    assert set(r) == set(bench.POLICIES) and r["bound"]["cost"] > 0
+    assert out["verdicts"]["file"]["cost_vs_bound"] == round(r["predictive"]["cost"] / r["bound"]["cost"], 3)
+    smooth = bench.smoothed(counts)
+    assert len(smooth) == len(counts) and smooth[100] == pytest.approx(counts[93:108].mean())
+    assert smooth[0] == pytest.approx(counts[:8].mean())  # fewer minutes at the ends
 
 
 def test_the_traces_are_their_rates_drawn_poisson():
@@ -52,15 +83,31 @@ def test_the_traces_are_their_rates_drawn_poisson():
     assert 100 <= rate.min() and rate.max() <= 400 and abs(counts.mean() / rate.mean() - 1) < 0.02
 
 
+def test_the_daily_trace_has_quiet_nights_steep_mornings_and_strong_peaks():
+    rate, counts = bench.daily_rates(7, seed=2)
+    assert np.array_equal(counts, bench.daily_trace(7, seed=2))
+    assert 10 <= rate.min() and rate.max() <= 360 and abs(counts.mean() / rate.mean() - 1) < 0.03
+    day = rate[:1440]  # a weekday
+    assert day[:5 * 60].max() <= 20 and day.max() >= 250  # quiet night, a strong peak
+    assert day[8 * 60] - day[6 * 60] >= 200  # the morning ramp: 200 requests/min more in two hours
+    assert rate[5 * 1440:6 * 1440].max() < day.max()  # a weekend day peaks lower
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--bound", "q=3"], "--bound takes z=<number> or h=<number>"),
-    (["--bound", "z=3", "--trace", "TRACE"], "a file has no known rate"),
+    (["--bound", "x=3"], "--bound 'x=3': give q, z=<number> or h=<number>"),
     (["--trace", "BADTRACE"], "expected a CSV with header timestamp,requests"),
+    (["--trace", "NEGTRACE"], "line 3: requests '-4' is not a count"),
+    (["--trace", "MISSING"], "No such file"),
+    (["--days", "0"], "--days 0: give at least 1"),
+    (["--quantile", "1.5"], "--quantile 1.5"),
+    (["--only", "taylor", "--trace", "TRACE"], "--only picks a built-in trace"),
 ])
 def test_bad_input_is_refused_with_what_is_wrong(profile, tmp_path, extra, message):
-    good, bad = tmp_path / "t.csv", tmp_path / "bad.csv"
+    good, bad, neg = tmp_path / "t.csv", tmp_path / "bad.csv", tmp_path / "neg.csv"
     good.write_text("timestamp,requests\n0,10\n1,12\n")
     bad.write_text("minute,count\n0,10\n")
-    extra = [str(good) if x == "TRACE" else str(bad) if x == "BADTRACE" else x for x in extra]
+    neg.write_text("timestamp,requests\n0,10\n1,-4\n")
+    names = {"TRACE": good, "BADTRACE": bad, "NEGTRACE": neg, "MISSING": tmp_path / "none.csv"}
+    extra = [str(names[x]) if x in names else x for x in extra]
     with pytest.raises(SystemExit, match=message):
         bench.main(["--profile", profile] + extra)
