@@ -50,6 +50,7 @@ class Demo:
     def __init__(self, workdir: str, console: Console):
         self.workdir, self.console = workdir, console
         self.procs: list[subprocess.Popen] = []
+        self.dashboard = ""  # Stratum's web dashboard, served by the control plane
         self.logs = os.path.join(workdir, "logs")
         os.makedirs(self.logs, exist_ok=True)
 
@@ -197,7 +198,9 @@ def print_keep(demo: Demo, watch: PipelineWatch, env_sh: str, stop_sh: str, tf_d
     f = watch.figures
     lines = [
         f"[bold]left running[/bold] (data in {demo.workdir}, daemon logs in {demo.logs})",
-        f"  the dashboard:        {f.dashboard_url}",
+        f"  Stratum's dashboard:  {demo.dashboard} (log in with the token in {demo.workdir}/control-plane/admin.token;"
+        " the certificate is the control plane's own CA, ca.pem there)",
+        f"  the traffic app:      {f.dashboard_url}",
         f"  processor counters:   curl {f.processor_url}/stats",
         f"  first, in your shell: source {env_sh}",
         "  (it exports PATH, STRATUM_ENDPOINT, STRATUM_TOKEN from the data dir, STRATUM_CA_CERT, TF_CLI_CONFIG_FILE)",
@@ -224,9 +227,11 @@ def run(args) -> int:
     demo = Demo(workdir, console)
     data_dir = os.path.join(workdir, "control-plane")
     endpoint = f"127.0.0.1:{_free_port()}"
+    demo.dashboard = f"https://127.0.0.1:{_free_port()}/"
     try:
         demo.spawn("control-plane", "control-plane", "--data-dir", data_dir, "--listen", endpoint,
-                   "--node-listen", f"127.0.0.1:{_free_port()}", "--heartbeat-interval", "2s", "--node-timeout", "6s")
+                   "--node-listen", f"127.0.0.1:{_free_port()}", "--heartbeat-interval", "2s", "--node-timeout", "6s",
+                   "--ui-listen", demo.dashboard.removeprefix("https://").rstrip("/"))
         client: list[Client] = []
 
         def control_plane_up():
@@ -235,7 +240,8 @@ def run(args) -> int:
             client[:] = client or [Client(endpoint, None, None, data_dir)]
             return client[0].call("GetStatus", cp.GetStatusRequest(), timeout=2)
 
-        demo.wait(f"control plane on {endpoint} (data dir {data_dir})", control_plane_up)
+        demo.wait(f"control plane on {endpoint} (data dir {data_dir}); its dashboard on {demo.dashboard}",
+                  control_plane_up)
         c = client[0]
         join_token = open(os.path.join(data_dir, "join.token")).read().strip()
         for name, tier, label in NODES:

@@ -92,6 +92,7 @@ class NodeRegistry:
         self.utilisation: dict[str, t.Utilisation] = {}
         self._dirty: dict[str, float] = {}
         self._back: dict[str, str] = {}  # nodes back to ready, not yet written to the store
+        self._caps: dict[str, tuple[str, t.Capabilities]] = {}  # node id -> (capabilities JSON, parsed)
 
     # -- enrollment ---------------------------------------------------------
 
@@ -206,6 +207,7 @@ class NodeRegistry:
 
     def forget(self, node_id: str) -> None:
         """Remove a node for good (a cloud VM that was terminated): its record and its live state."""
+        self._caps.pop(node_id, None)
         with self._lock:
             self.states.pop(node_id, None)
             self.last_seen.pop(node_id, None)
@@ -213,10 +215,20 @@ class NodeRegistry:
             self._back.pop(node_id, None)
         self.store.delete_node(node_id)
 
+    def _capabilities(self, row: NodeRow) -> t.Capabilities:
+        """The node's capabilities, parsed once per text: every placement and every list reads all
+        nodes, and parsing their JSON was most of it (a node reports new ones only at Hello)."""
+        hit = self._caps.get(row.id)
+        if hit is None or hit[0] != row.capabilities:
+            caps = t.Capabilities()
+            json_format.Parse(row.capabilities, caps, ignore_unknown_fields=True)
+            hit = self._caps[row.id] = (row.capabilities, caps)
+        return hit[1]
+
     def to_proto(self, row: NodeRow) -> t.Node:
         node = t.Node(id=row.id, name=row.name, tier=row.tier, labels=row.labels, join_token=row.join_token,
                       drain=row.drain)
-        json_format.Parse(row.capabilities, node.capabilities, ignore_unknown_fields=True)
+        node.capabilities.CopyFrom(self._capabilities(row))
         with self._lock:
             node.state = self.states.get(row.id, row.state)
             util = self.utilisation.get(row.id)

@@ -441,15 +441,19 @@ class Services:
     def list(self) -> list[m.Service]:
         from control_plane.nodes import NodeLookup
 
-        nodes = NodeLookup(self.nodes)
-        return [self.get(d["name"], doc=d, nodes=nodes) for d in self.docs()]
+        nodes, serving = NodeLookup(self.nodes), {}
+        return [self.get(d["name"], doc=d, nodes=nodes, serving=serving) for d in self.docs()]
 
-    def get(self, name: str, *, doc: dict | None = None, nodes=None) -> m.Service:
-        """The service as the API answers it; `doc` and `nodes` (a NodeLookup) when listing many."""
+    def get(self, name: str, *, doc: dict | None = None, nodes=None, serving: dict | None = None) -> m.Service:
+        """The service as the API answers it; when listing many, `doc`, `nodes` (a NodeLookup) and
+        `serving` (model -> serving version, filled as met: many services share a model)."""
         doc = doc if doc is not None else self._doc(name)
         nodes = nodes or self.nodes
         spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
-        serving = self.models.serving(spec.model)
+        known = serving if serving is not None else {}
+        if spec.model not in known:
+            known[spec.model] = self.models.serving(spec.model)
+        serving = known[spec.model]
         version = serving["version"] if serving else ""
         out = m.Service(spec=spec, version=version, bento_digest=serving["bento_digest"] if serving else "",
                         replicas=warm_replicas(spec, doc), scaling_reason=doc.get("scaling_reason", "") if scaled(spec) else "")

@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from control_plane.ui import views
 from control_plane.ui.api import Api, ApiError
+from control_plane.ui.picture import Pictures
 from control_plane.ui.sessions import COOKIE, Session, Sessions
 from stratum.v1 import access_pb2 as ac, apps_pb2 as a, control_plane_pb2 as cp, history_pb2 as h, models_pb2 as m
 
@@ -37,14 +38,17 @@ log = logging.getLogger("stratum.ui")
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLOTLY_JS = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
 LOG_TAIL_BYTES = 16 * 1024
+LIVE_SHARE = 40  # an open page refreshes no more often than every 40 times what building it took
 # script-src 'self': no inline script anywhere; Plotly sets inline styles on what it draws.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
 
 class Dashboard:
-    def __init__(self, api: Api, sessions: Sessions, *, live_s: float = 5.0, secure_cookie: bool = True):
-        self.api, self.sessions, self.live_s, self.secure = api, sessions, live_s, secure_cookie
+    def __init__(self, api: Api, sessions: Sessions, pictures: Pictures, *, live_s: float = 5.0,
+                 secure_cookie: bool = True):
+        self.api, self.sessions, self.pictures = api, sessions, pictures
+        self.live_s, self.secure = live_s, secure_cookie
         self.env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")),
                                autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(ago=views.ago, iso=views.iso, ts=views.ts, duration=views.duration, q=quote)
@@ -54,11 +58,18 @@ class Dashboard:
     def render(self, request: Request, template: str, session: Session | None, status: int = 200, **ctx) -> HTMLResponse:
         t0 = time.perf_counter()
         flash = self.flashes.pop(session.id, None) if session else None
+        loaded_s = t0 - getattr(request.state, "t0", t0)  # reading the API for this page
         html = self.env.get_template(template).render(session=session, flash=flash, path=request.url.path,
-                                                     live_s=self.live_s, **ctx)
+                                                     live_s=self.live_interval(loaded_s), **ctx)
         r = HTMLResponse(html, status_code=status)
         r.headers["X-Render-Ms"] = f"{(time.perf_counter() - t0) * 1000:.1f}"
         return r
+
+    def live_interval(self, page_s: float) -> float:
+        """How often an open page refreshes itself: every live_s, or less often for a page that takes
+        long to build, so that one open page never costs the control plane more than 1/LIVE_SHARE
+        of a core (a 1,000-node overview is not rebuilt every 5 s if it takes 0.5 s)."""
+        return round(max(self.live_s, LIVE_SHARE * page_s), 1)
 
     def call(self, session: Session, method: str, request):
         return self.api.call(method, request, token=session.token)
@@ -80,6 +91,7 @@ def page(dash: Dashboard, json: bool = False):
     def wrap(handler):
         @wraps(handler)
         async def endpoint(request: Request):
+            request.state.t0 = time.perf_counter()
             session, why = _session(dash, request)
             if session is None:
                 if json:
@@ -166,15 +178,25 @@ def create_app(dash: Dashboard) -> Starlette:
         return r
 
     # -- pages ----------------------------------------------------------------------------------
+    def picture_for(session):
+        """The shared overview picture (control_plane/ui/picture.py), after the API has checked
+        this viewer's own token (a revoked one ends the session)."""
+        dash.call(session, "GetStatus", cp.GetStatusRequest())
+        return dash.pictures.get()
+
     @page(dash)
     async def overview(request, session):
-        def load():
-            nodes = dash.call(session, "ListNodes", cp.ListNodesRequest()).nodes
-            services = dash.call(session, "ListServices", cp.ListServicesRequest()).services
-            apps = dash.call(session, "ListApps", cp.ListAppsRequest()).apps
-            pools = dash.call(session, "ListCloudPools", cp.ListCloudPoolsRequest()).pools
-            return views.overview(nodes, services, apps, pools)
-        return dash.render(request, "overview.html", session, picture=await sync(load))
+        picture, body, age = await sync(picture_for, session)
+        r = dash.render(request, "overview.html", session, picture=picture, picture_json=body.decode())
+        r.headers["X-Picture-Age-S"] = f"{age:.2f}"
+        r.headers["X-Picture-Build-Ms"] = f"{dash.pictures.build_s * 1000:.1f}"
+        return r
+
+    @page(dash, json=True)
+    async def overview_json(request, session):
+        picture, body, age = await sync(picture_for, session)
+        return Response(body, media_type="application/json", headers={"X-Picture-Age-S": f"{age:.2f}",
+                                                                     "Cache-Control": "no-store"})
 
     @page(dash)
     async def nodes(request, session):
@@ -331,7 +353,7 @@ def create_app(dash: Dashboard) -> Starlette:
         Route("/apps/{name}/run", run_now, methods=["POST"]),
         Route("/models", models), Route("/models/{name}", model), Route("/models/{name}/script", script),
         Route("/models/{name}/pin", pin, methods=["POST"]), Route("/models/{name}/retrain", retrain, methods=["POST"]),
-        Route("/operations", operations), Route("/api/plot/{kind}", plot),
+        Route("/operations", operations), Route("/api/plot/{kind}", plot), Route("/api/overview", overview_json),
         Route("/static/plotly.min.js", plotly_js),
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ]

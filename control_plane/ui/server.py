@@ -20,6 +20,7 @@ import uvicorn
 
 from control_plane.ui.api import Api
 from control_plane.ui.app import Dashboard, create_app
+from control_plane.ui.picture import Pictures
 from control_plane.ui.sessions import Sessions
 from stratum.grpc_util import split_endpoint
 
@@ -42,7 +43,7 @@ class UiServer:
         self.listen, self.data_dir = listen, data_dir
         self.api = Api(_loopback(api_endpoint), data_dir.ca_cert_pem)
         self.sessions = Sessions(session_ttl_s, data_dir.admin_token, access_tokens)
-        self.dashboard = Dashboard(self.api, self.sessions, live_s=live_s)
+        self.dashboard = Dashboard(self.api, self.sessions, Pictures(self.api, data_dir.admin_token), live_s=live_s)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -52,6 +53,9 @@ class UiServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: without, a response's headers and body go out as two
+        # segments and the second waits for the client's delayed ACK (40 ms on Linux, every page).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((host, port))
         except OSError as e:

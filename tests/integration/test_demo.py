@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.request
 
+import httpx
 import psutil
 import pytest
 
@@ -68,10 +69,17 @@ def test_the_demo_shows_the_pipeline_working_and_keep_leaves_it_running(tmp_path
                                         out)
         dataset_version, rows = map(int, figure(r"dataset traffic: version (\d+), (\d+) rows", out))
         dashboard = figure(r"visualisation: (http://\S+)", out)[0]
-        assert f"the dashboard:        {dashboard}" in out and f"source {workdir}/env.sh" in out
+        assert f"the traffic app:      {dashboard}" in out and f"source {workdir}/env.sh" in out
+        # Stratum's own dashboard, served by the control plane over TLS with its CA
+        stratum_ui = figure(r"Stratum's dashboard:  (https://\S+)", out)[0]
+        data_dir = os.path.join(workdir, "control-plane")
+        with open(os.path.join(data_dir, "admin.token")) as f:
+            admin = f.read().strip()
+        with httpx.Client(base_url=stratum_ui, verify=os.path.join(data_dir, "ca.pem"), timeout=30) as ui:
+            assert ui.post("/login", data={"token": admin}).status_code == 303
+            assert "sensors" in ui.get("/api/overview").text and ui.get("/apps/aggregate").status_code == 200
 
         # the figures against the running system
-        data_dir = os.path.join(workdir, "control-plane")
         with open(os.path.join(data_dir, "ca.pem"), "rb") as f:
             stub = cp_grpc.ControlPlaneStub(secure_channel(figure(r"control plane on (\S+)", out)[0], f.read()))
         with open(os.path.join(data_dir, "admin.token")) as f:

@@ -306,6 +306,11 @@ def test_actions_need_the_csrf_token_and_show_the_apis_errors(site):
         assert r.status_code == 303 and "stratum_session" in r.cookies
         set_cookie = r.headers["set-cookie"].lower()
         assert "httponly" in set_cookie and "secure" in set_cookie and "samesite=strict" in set_cookie
+        # The overview's picture is built once and shared: a second look within its fresh window reuses it.
+        first, second = c.get("/"), c.get("/")
+        assert first.status_code == second.status_code == 200
+        assert float(second.headers["x-picture-age-s"]) >= float(first.headers["x-picture-age-s"])
+        assert float(second.headers["x-picture-build-ms"]) > 0 and '"tiers":' in c.get("/api/overview").text
         page = c.get("/apps/aggregate")
         assert page.status_code == 200 and page.headers["content-security-policy"].startswith("default-src 'self'")
         token = csrf_of(page.text)

@@ -210,3 +210,10 @@ def test_sessions_log_in_expire_and_check_csrf(tmp_path):
                                          ("/\\evil", ""), (None, ""), ("models", "")])
 def test_login_redirects_only_to_this_site(value, safe):
     assert _safe_next(value) == safe
+
+
+@pytest.mark.parametrize("page_s, every", [(0.001, 5.0), (0.1, 5.0), (0.25, 10.0), (1.0, 40.0)])
+def test_an_open_page_refreshes_less_often_the_longer_it_takes_to_build(page_s, every):
+    from control_plane.ui.app import Dashboard
+
+    assert Dashboard(api=None, sessions=None, pictures=None, live_s=5.0).live_interval(page_s) == every

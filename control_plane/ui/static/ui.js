@@ -86,13 +86,83 @@
     });
   }
 
+  // -- the overview: drawn from the picture JSON (control_plane/ui/picture.py, views.overview) --------
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") e.textContent = v; else if (k === "style") e.style.cssText = v; else e.setAttribute(k, v);
+    }
+    for (const c of children) if (c != null) e.append(c);
+    return e;
+  }
+  const stat = (...parts) => el("div", { class: "stat" }, ...parts);
+  const b = (v) => el("b", { text: String(v) });
+  const bad = (t) => el("span", { class: "bad", text: t });
+  const sum = (o) => Object.values(o || {}).reduce((x, y) => x + y, 0);
+  const qs = encodeURIComponent;
+
+  function drawOverview(p) {
+    const c = p.counts, counts = document.getElementById("counts");
+    counts.replaceChildren(
+      stat(b(c.nodes.ready || 0), " nodes ready", c.nodes.down ? bad(", " + c.nodes.down + " down") : null,
+           c.nodes.drained ? ", " + c.nodes.drained + " drained" : null),
+      stat(b(c.replicas.healthy), " replicas healthy", c.replicas.failed ? bad(", " + c.replicas.failed + " failed") : null,
+           c.replicas.starting ? ", " + c.replicas.starting + " starting" : null),
+      stat(b(c.instances.healthy), " app instances healthy", c.instances.failed ? bad(", " + c.instances.failed + " failed") : null,
+           c.instances.starting ? ", " + c.instances.starting + " starting" : null),
+      stat(b(c.services.ready || 0), "/" + sum(c.services) + " services ready, ", b(c.apps.ready || 0), "/" + sum(c.apps) + " apps ready"),
+      stat(b("$" + p.cost_per_hour.toFixed(4)), "/h cloud pools"));
+    const picture = document.getElementById("picture"), svg = picture.querySelector("svg.links");
+    const columns = p.tiers.map((col) => {
+      const nodes = col.nodes.map((n) => el("div", { class: "node state-" + n.state, id: "node-" + n.id },
+        el("div", { class: "node-head" }, el("a", { href: "/nodes/" + qs(n.name), text: n.name }), " ",
+           el("span", { class: "badge state-" + n.state, text: n.state })),
+        el("div", { class: "caps", text: n.cpu + " cores · " + (n.memory_mb / 1024).toFixed(1) + " GiB · " + n.arch + (n.gpus ? " · " + n.gpus + " GPU" : "") }),
+        el("div", { class: "bars" },
+           el("span", { class: "bar", title: "cpu " + n.cpu_percent + " %" }, el("i", { style: "width: " + Math.min(n.cpu_percent, 100) + "%" })),
+           el("span", { class: "bar mem", title: "memory " + n.memory_percent + " %" }, el("i", { style: "width: " + Math.min(n.memory_percent, 100) + "%" }))),
+        el("ul", { class: "items" }, ...n.items.map((it) => el("li", { class: "chip chip-" + it.kind + " state-" + it.state, "data-workload": it.key, title: it.detail },
+           el("a", { href: "/" + it.kind + "s/" + qs(it.name), text: it.label }))))));
+      return el("div", { class: "tier tier-" + col.tier },
+        el("h2", {}, el("span", { class: "name", text: col.tier }), " ", el("small", { text: col.nodes.length + (col.nodes.length === 1 ? " node" : " nodes") })),
+        ...(nodes.length ? nodes : [el("p", { class: "muted", text: "no " + col.tier + " node" })]));
+    });
+    svg.dataset.links = JSON.stringify(p.links);
+    picture.replaceChildren(...columns, svg);
+    const unplaced = document.getElementById("unplaced");
+    unplaced.replaceChildren(...(p.unplaced.length ? [el("h2", { text: "Waiting for a node" }),
+      el("ul", {}, ...p.unplaced.map((it) => el("li", { text: it.kind + " " + it.name + " on " + it.node + ": " + it.detail })))] : []));
+    const pools = document.getElementById("pool-table");
+    if (!p.pools.length) { pools.replaceChildren(el("p", { class: "muted", text: "no cloud pool" })); }
+    else {
+      const head = el("tr", {}, ...["pool", "size", "state", "VMs", "joined", "$/VM-hour", "$/hour"].map((h) => el("th", { text: h })));
+      pools.replaceChildren(el("table", { class: "list" }, el("thead", {}, head), el("tbody", {}, ...p.pools.map((x) =>
+        el("tr", {}, ...[x.name, x.size, x.state, x.vms, x.joined, x.price_per_hour, x.cost_per_hour].map((v) => el("td", { text: String(v) })))))));
+    }
+    drawLinks();
+  }
+
+  async function refreshOverview() {
+    if (document.hidden) return;
+    try {
+      const r = await fetch("/api/overview", { credentials: "same-origin" });
+      if (r.status === 401) { location.reload(); return; }
+      if (r.ok) drawOverview(await r.json());
+    } catch (e) { /* next time */ }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    const data = document.getElementById("picture-data");
+    if (data) {
+      drawOverview(JSON.parse(data.textContent));
+      setInterval(refreshOverview, every);
+    }
     const pre = document.getElementById("log-tail");
     if (pre && pre.dataset.log) logUrl = pre.dataset.log;
     drawLinks(); hookLogLinks(); tail();
     window.addEventListener("load", plots);  // plotly.min.js is deferred too
     window.addEventListener("resize", drawLinks);
-    setInterval(refresh, every);
+    if (document.querySelector("[data-live][id]")) setInterval(refresh, every);
     setInterval(tail, Math.max(2000, every / 2));
     setInterval(plots, Math.max(15000, every * 3));
   });
