@@ -127,7 +127,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
     from stratum.runtime.process import die_with_parent
 
-    die_with_parent()  # a control plane killed with -9 trains again when it restarts: no orphan
+    # SIGTERM (the control plane stopping, or gone: a control plane killed with -9 trains again
+    # when it restarts) unwinds like an exception, so the `bentoml serve` that packaging starts to
+    # profile the version, in a session of its own, is stopped on the way out, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    die_with_parent(signal.SIGTERM)
     sys.exit(main())
