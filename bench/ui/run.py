@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import ssl
 import statistics
 import sys
 import tempfile
@@ -62,7 +63,7 @@ class Browser:
 
     def __init__(self, plane: ControlPlane):
         self.picture_build_ms = 0.0  # the overview's last picture build, as the page reports it
-        self.c = httpx.Client(base_url=plane.ui_url, verify=plane.ca_pem_path, timeout=60)
+        self.c = httpx.Client(base_url=plane.ui_url, verify=ssl.create_default_context(cafile=plane.ca_pem_path), timeout=60)
         r = self.c.post("/login", data={"token": plane.admin_token})
         if r.status_code != 303:
             raise RuntimeError(f"login failed: {r.status_code} {r.text[:200]}")

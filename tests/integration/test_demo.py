@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -75,7 +76,8 @@ def test_the_demo_shows_the_pipeline_working_and_keep_leaves_it_running(tmp_path
         data_dir = os.path.join(workdir, "control-plane")
         with open(os.path.join(data_dir, "admin.token")) as f:
             admin = f.read().strip()
-        with httpx.Client(base_url=stratum_ui, verify=os.path.join(data_dir, "ca.pem"), timeout=30) as ui:
+        trust = ssl.create_default_context(cafile=os.path.join(data_dir, "ca.pem"))
+        with httpx.Client(base_url=stratum_ui, verify=trust, timeout=30) as ui:
             assert ui.post("/login", data={"token": admin}).status_code == 303
             assert "sensors" in ui.get("/api/overview").text and ui.get("/apps/aggregate").status_code == 200
 
