@@ -56,6 +56,8 @@ def _vm_boot_s() -> float:
     return v
 
 
+CATCH_UP_MIN = 30  # minutes a late tick decides after the fact, at most
+
 # A cloud VM's boot and join, added to the lead time of services that may use pools. 180 s unless
 # STRATUM_VM_BOOT_S says (a test with short minutes shortens it with them, as STRATUM_MINUTE_S).
 VM_BOOT_S = _vm_boot_s()
@@ -161,7 +163,6 @@ class Autoscaler:
     def _service(self, doc: dict, spec: m.ServiceSpec, now_min: int) -> None:
         name = doc["name"]
         version = self.services.models.serving(spec.model)
-        lo, hi = replica_bounds(spec)
         # Decide on the minutes every node has sent: a minute not yet reported is not a quiet one.
         done = self.services.series.complete_to(name, set(doc["placement"]))
         now_min = min(now_min, done + 1) if done is not None else now_min
@@ -185,34 +186,44 @@ class Autoscaler:
 
         if h.decision is None or h.decision.minute != now_min:  # one decision a minute, as the simulator
             points = self.services.series.points(name, 60)
-            last = points[-1] if points and points[-1]["minute"] == now_min - 1 else None
             one = self._per_replica(spec, version)
             per_now = self._capacity(h, spec, sizes, size_now, points, slo, now_min, one)
             configs = self._configs(h, doc, spec, sizes, one)
-            h.decider.observe_to(now_min, arrivals)
             provisioned = 0.0 if zero_now else n_now * per_now
-            d = h.decider.decide(now_min, provisioned, configs, sites, lo, hi,
-                                 p95_ms=last["p95_ms"] if last else 0.0, slo_ms=slo)
-            h.decision, h.choices = d, ranked(d.need_rpm, configs, sites, lo, hi) or [d.choice]
-            h.zero = False
-            idle = max(1, math.ceil(spec.scaling.zero_after_s / MINUTE_S))
-            if spec.scaling.zero_after_s > 0:
-                busy = [mn for mn, r in arrivals if r > 0 and mn >= now_min - idle]
-                h.zero = not busy and now_min - h.since >= idle
-            c = d.choice
-            h.text = (f"no requests for {idle} min: scaled to zero" if h.zero else
-                      f"{d.why}: {d.need_rpm:.0f} req/min needs {c.replicas} x " + (
-                          f"{c.config.cpu:g} cpu/{c.config.workers}w ({c.config.capacity_rpm:.1f} req/min each)"
-                          if sizes and c.config else f"{c.config.capacity_rpm if c.config else 0:g}")
-                      + (f" ({_where(c)})" if c.sites else ""))
-            event(log, "autoscale decision", level=logging.DEBUG, service=name, minute=now_min, lead_min=h.decider.lead,
-                  live_rpm=h.decider.last if h.decider.seen == now_min - 1 else 0.0, provisioned_rpm=provisioned,
-                  need_rpm=round(d.need_rpm, 3), replicas=c.replicas, capacity_rpm=round(c.capacity_rpm, 3),
-                  size=[c.config.cpu, c.config.memory_mb, c.config.workers] if c.config else None, sites=c.sites,
-                  vms=c.vms, cost_per_hour=round(c.cost_per_hour, 6), zero=h.zero, why=d.why,
-                  configs=[[x.name, x.cpu, x.memory_mb, x.workers, x.capacity_rpm] for x in configs],
-                  site_list=[[x.name, x.cpu, x.memory_mb, x.price_per_hour, x.max_vms] for x in sites or ()])
+            # Ticks that ran late skipped minutes: decide those too (not applied: they are past), so
+            # the cool-down holds every minute's target, as in the simulator.
+            since = h.decision.minute + 1 if h.decision is not None else now_min
+            for minute in range(max(since, now_min - CATCH_UP_MIN), now_min + 1):
+                self._decide(h, name, spec, minute, arrivals, points, configs, sites, provisioned, sizes)
         self._apply(h, name, doc, sizes, n_now, size_now, zero_now)
+
+    def _decide(self, h: _Held, name: str, spec: m.ServiceSpec, minute: int, arrivals, points, configs, sites,
+                provisioned: float, sizes: list) -> None:
+        lo, hi = replica_bounds(spec)
+        slo = spec.slo.p95_latency_ms
+        last = next((pt for pt in reversed(points) if pt["minute"] == minute - 1), None)
+        h.decider.observe_to(minute, [a for a in arrivals if a[0] < minute])
+        d = h.decider.decide(minute, provisioned, configs, sites, lo, hi, p95_ms=last["p95_ms"] if last else 0.0,
+                             slo_ms=slo)
+        h.decision, h.choices = d, ranked(d.need_rpm, configs, sites, lo, hi) or [d.choice]
+        h.zero = False
+        idle = max(1, math.ceil(spec.scaling.zero_after_s / MINUTE_S))
+        if spec.scaling.zero_after_s > 0:
+            busy = [mn for mn, r in arrivals if r > 0 and minute - idle <= mn < minute]
+            h.zero = not busy and minute - h.since >= idle
+        c = d.choice
+        h.text = (f"no requests for {idle} min: scaled to zero" if h.zero else
+                  f"{d.why}: {d.need_rpm:.0f} req/min needs {c.replicas} x " + (
+                      f"{c.config.cpu:g} cpu/{c.config.workers}w ({c.config.capacity_rpm:.1f} req/min each)"
+                      if sizes and c.config else f"{c.config.capacity_rpm if c.config else 0:g}")
+                  + (f" ({_where(c)})" if c.sites else ""))
+        event(log, "autoscale decision", level=logging.DEBUG, service=name, minute=minute, lead_min=h.decider.lead,
+              live_rpm=h.decider.last if h.decider.seen == minute - 1 else 0.0, provisioned_rpm=provisioned,
+              need_rpm=round(d.need_rpm, 3), replicas=c.replicas, capacity_rpm=round(c.capacity_rpm, 3),
+              size=[c.config.cpu, c.config.memory_mb, c.config.workers] if c.config else None, sites=c.sites,
+              vms=c.vms, cost_per_hour=round(c.cost_per_hour, 6), zero=h.zero, why=d.why,
+              configs=[[x.name, x.cpu, x.memory_mb, x.workers, x.capacity_rpm] for x in configs],
+              site_list=[[x.name, x.cpu, x.memory_mb, x.price_per_hour, x.max_vms] for x in sites or ()])
 
     def _apply(self, h: _Held, name: str, doc: dict, sizes: list, n_now: int, size_now: dict | None,
                zero_now: bool) -> None:

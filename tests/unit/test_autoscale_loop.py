@@ -70,13 +70,20 @@ def test_the_live_loop_decides_each_minute_as_the_simulator_does_and_records_it(
     sites = [Site("edge-1", 2.0, 4096), Site("edge-2", 2.0, 4096)]
     replicas, covered, sites_used = [], [], set()
     provisioned, agree, minutes = 60.0, 0, 0  # the one replica the service starts with
+    late = 0
     for i, n in enumerate(counts):
         minute = T0 + i
+        if i % 7 == 4:  # the minute after a late tick: the simulator decides the one skipped too
+            sim.observe(minute - 1, counts[i - 1])
+            provisioned = sim.decide(minute, provisioned, configs, sites, 1, 6).choice.capacity_rpm
+            late += 1
         # the minute is split over the two nodes that run the service, as their routers count it
         services.series.add("svc", [sample(minute, int(n) // 2)])
         services.series.add("svc", [sample(minute, int(n) - int(n) // 2)])
         for node in ("node-1", "node-2"):
             services.series.reported("svc", node, (minute + 1) * MINUTE_S + 0.5)
+        if i % 7 == 3:
+            continue  # a late tick: this minute is decided with the next one
         auto.tick((minute + 1) * MINUTE_S + 1)
         auto.tick((minute + 1) * MINUTE_S + 2)  # a second tick in the minute decides nothing new
         live = auto.decisions["svc"]
