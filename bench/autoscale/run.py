@@ -1,7 +1,8 @@
 """Autoscaling benchmark: a trace-replay simulator (per minute, discrete events) of five policies.
 
     python -m bench.autoscale.run [--days 28] [--trace FILE] [--profile FILE] [--rows 400000]
-        [--quantile 0.995] [--cooldown 10] [--max-util 0.9] [--bound q | z=3 | h=100] [--only daily]
+        [--quantile 0.995] [--cooldown 5] [--max-util 0.9] [--net-on-miss 1] [--bound q | z=3 | h=100]
+        [--only daily]
 
 Policies, over the same trace and the same sites, in one run:
 
@@ -257,14 +258,16 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: li
     sim = Sim(configs, sites, vm_boot=args.vm_boot, billing=args.billing)
     lead = getattr(args, "lead", None) or args.vm_boot + 2  # until capacity ordered now is ready, and the minute it serves
     agent = AgentConfig(billing_min=args.billing, cooldown_min=args.cooldown, max_utilisation=args.max_util,
-                        net_on_miss=getattr(args, "net_on_miss", AgentConfig.net_on_miss))
+                        net_on_miss=bool(args.net_on_miss))
     decider = Decider(policy, lead, agent, quantile=args.quantile) if policy in ("predictive", "reactive") else None
     hold = Hold(1)
     if policy == "bound":
         rate_known, bursts = known
         z, h = bound_z(args)
     violations = safety_net = 0
-    preds, acts = [], []
+    preds, acts, truth = [], [], []
+    if known is not None:  # the true rate each minute, to score the forecast's level without the Poisson draw
+        true_rate = known[0] if known[1] is None else np.clip(known[0] + known[1], RATE_MIN, RATE_MAX)
     provisioned = start_rpm  # capacity of the last decision (the safety net's reference, as live)
     t0 = time.perf_counter()
     if policy == "static_peak":
@@ -288,6 +291,8 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: li
             if decider.mean is not None and t + lead < len(arrivals) and t >= DAY:
                 preds.append(decider.mean[lead - 1])
                 acts.append(arrivals[t + lead])
+                if known is not None:
+                    truth.append(true_rate[t + lead])
         else:
             if policy == "bound":  # the true rate over the lead, a burst once it runs, plus headroom
                 rate = rate_known[t + 1:t + 1 + lead]
@@ -305,6 +310,8 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: li
             "mean_capacity_over_arrivals": round(sim.capacity_sum / max(float(arrivals.sum()), 1.0), 3),
             "violating_pct": round(float(100 * violations / minutes), 3),
             "forecast_mape_pct": round(mape(acts, preds), 2) if preds else None,
+            # standard deviation of the forecast's error against the true rate, `lead` minutes ahead
+            "forecast_level_sd": round(float(np.std(np.subtract(truth, preds))), 2) if truth else None,
             "seconds": round(time.perf_counter() - t0, 1),
             "decide_ms_per_minute": round((time.perf_counter() - t0) / minutes * 1000, 3) if decider else None}
 
@@ -338,6 +345,9 @@ def parser() -> argparse.ArgumentParser:
                     "target must hold")
     ap.add_argument("--max-util", type=float, default=AgentConfig.max_utilisation, help="predictive: the reactive "
                     "safety net's threshold")
+    ap.add_argument("--net-on-miss", type=int, choices=(0, 1), default=int(AgentConfig.net_on_miss),
+                    help="predictive: 1 fires the safety net only when live arrivals beat the forecast's bound, "
+                    "0 whenever they pass --max-util of capacity")
     ap.add_argument("--only", choices=TRACES, help="replay one of the built-in traces")
     ap.add_argument("--bound", default="q", help="the bound policy's headroom over the true rate: q (default: z at "
                     "--quantile), z=<z> (z x sqrt(rate)) or h=<req/min>")
@@ -386,11 +396,12 @@ def main(argv: list[str] | None = None) -> dict:
         verdicts[name] = v = judge(results[name], len(arrivals))
         r = results[name]
         print(f"\n{name}: {len(arrivals)} minutes, {arrivals.min():.0f}-{arrivals.max():.0f} requests/min")
-        print(f"  {'policy':12} {'cost':>9} {'violating min':>14} {'%':>7} {'forecast MAPE %':>16}")
+        print(f"  {'policy':12} {'cost':>9} {'violating min':>14} {'%':>7} {'forecast MAPE %':>16} {'level sd':>9}")
         for policy in POLICIES:
             x = r[policy]
             m = f"{x['forecast_mape_pct']:.2f}" if x["forecast_mape_pct"] is not None else "-"
-            print(f"  {policy:12} {x['cost']:9.2f} {x['violating_minutes']:14d} {x['violating_pct']:7.3f} {m:>16}")
+            sd = f"{x['forecast_level_sd']:.2f}" if x["forecast_level_sd"] is not None else "-"
+            print(f"  {policy:12} {x['cost']:9.2f} {x['violating_minutes']:14d} {x['violating_pct']:7.3f} {m:>16} {sd:>9}")
         missed = [k for k, ok in v["checks"].items() if not ok]
         print(f"  predictive cost = {v['cost_vs_bound']}x bound, {v['cost_vs_oracle']}x oracle, "
               f"{v['cost_vs_static_peak']}x static peak; violating minutes {r['predictive']['violating_minutes']} "
