@@ -15,7 +15,8 @@ Policies, over the same trace and the same sites, in one run:
 * oracle: perfect foresight of the arrivals over the lead time, 100 % utilisation;
 * bound: a perfect forecaster with the same headroom. It knows the trace's true rate over the lead
   (the generated trace's bursts only once they run) and adds z x sqrt(rate), z the normal quantile
-  of `--quantile` (the predictive policy's bound), or `--bound z=<z>` / `h=<req/min>`. A file
+  of `--quantile` (the predictive policy's bound), or `--bound z=<z>` / `h=<req/min>`, or
+  `--bound spread`, the predictive forecaster's own headroom minute by minute. A file
   trace's true rate is unknown: its centred moving average over 15 minutes stands in, hindsight
   no forecaster has.
 
@@ -63,7 +64,7 @@ import numpy as np  # noqa: E402
 
 from control_plane.autoscale.agent import FORECAST_QUANTILE, AgentConfig, Hold, vm_changes  # noqa: E402
 from control_plane.autoscale.decide import Choice, Decider, choose  # noqa: E402
-from control_plane.autoscale.forecast import DAY, mape  # noqa: E402
+from control_plane.autoscale.forecast import DAY, Forecaster, mape  # noqa: E402
 from control_plane.autoscale.optimiser import Config, Site, per_unit  # noqa: E402
 
 POLICIES = ("predictive", "reactive", "static_peak", "oracle", "bound")
@@ -238,7 +239,7 @@ class Sim:
 
 
 def bound_z(args) -> tuple[float | None, float | None]:
-    """The bound policy's headroom: (z, None) or (None, h)."""
+    """The bound policy's headroom: (z, None) or (None, h) (`spread`: see simulate)."""
     spec = args.bound or "q"
     if spec == "q":
         return NormalDist().inv_cdf(args.quantile), None
@@ -263,7 +264,9 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: li
     hold = Hold(1)
     if policy == "bound":
         rate_known, bursts = known
-        z, h = bound_z(args)
+        z, h = bound_z(args) if args.bound != "spread" else (None, None)
+        # `spread`: the predictive policy's own headroom (its forecaster's upper bound less its mean)
+        spread = Forecaster(horizon=lead, quantile=args.quantile) if args.bound == "spread" else None
     violations = safety_net = 0
     preds, acts, truth = [], [], []
     if known is not None:  # the true rate each minute, to score the forecast's level without the Poisson draw
@@ -298,7 +301,13 @@ def simulate(policy: str, arrivals: np.ndarray, configs, sites, args, record: li
                 rate = rate_known[t + 1:t + 1 + lead]
                 if bursts is not None:
                     rate = np.clip(rate + bursts[t], RATE_MIN, RATE_MAX)
-                need = float((rate + (z * np.sqrt(rate) if z is not None else h)).max()) if len(rate) else 0.0
+                if spread is not None:
+                    spread.observe(t, a)
+                    fc = spread.forecast()
+                    room = (fc.upper - fc.mean)[:len(rate)]
+                else:
+                    room = z * np.sqrt(rate) if z is not None else h
+                need = float((rate + room).max()) if len(rate) else 0.0
             else:  # oracle: exactly the arrivals of the minutes its orders can serve
                 need = float(arrivals[t + 1:t + 1 + lead].max()) if t + 1 < len(arrivals) else 0.0
             choice = choose(hold.add(t, need), configs, sites, lo, hi)
@@ -350,14 +359,15 @@ def parser() -> argparse.ArgumentParser:
                     "0 whenever they pass --max-util of capacity")
     ap.add_argument("--only", choices=TRACES, help="replay one of the built-in traces")
     ap.add_argument("--bound", default="q", help="the bound policy's headroom over the true rate: q (default: z at "
-                    "--quantile), z=<z> (z x sqrt(rate)) or h=<req/min>")
+                    "--quantile), z=<z> (z x sqrt(rate)), h=<req/min>, or spread (the predictive forecaster's own "
+                    "upper bound less its mean, minute by minute)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
-    if not re.fullmatch(r"q|[zh]=\d+(\.\d+)?", args.bound):
-        raise SystemExit(f"--bound {args.bound!r}: give q, z=<number> or h=<number>")
+    if not re.fullmatch(r"q|spread|[zh]=\d+(\.\d+)?", args.bound):
+        raise SystemExit(f"--bound {args.bound!r}: give q, spread, z=<number> or h=<number>")
     if args.days < 1:
         raise SystemExit(f"--days {args.days}: give at least 1")
     if not 0.5 <= args.quantile < 1:

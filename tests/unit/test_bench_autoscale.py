@@ -61,6 +61,15 @@ def test_the_bound_knows_the_rate_and_headroom_buys_fewer_violations(profile):
     assert wide["violating_minutes"] < tight["violating_minutes"] and wide["cost"] > tight["cost"]
 
 
+def test_the_bound_with_the_predictive_forecasters_own_headroom(profile):
+    args = ["--profile", profile, "--days", "2", "--only", "daily"]
+    own = bench.main(args + ["--bound", "spread"])["results"]["daily"]
+    q = bench.main(args)["results"]["daily"]
+    assert own["predictive"] == {**q["predictive"], "seconds": own["predictive"]["seconds"],
+                                 "decide_ms_per_minute": own["predictive"]["decide_ms_per_minute"]}
+    assert own["bound"]["cost"] > 0 and own["bound"]["cost"] != q["bound"]["cost"]
+
+
 def test_a_file_trace_gets_a_bound_from_its_moving_average(profile, tmp_path):
     counts = bench.taylor_trace(2, seed=1)
     f = tmp_path / "demand.csv"
@@ -94,7 +103,7 @@ def test_the_daily_trace_has_quiet_nights_steep_mornings_and_strong_peaks():
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--bound", "x=3"], "--bound 'x=3': give q, z=<number> or h=<number>"),
+    (["--bound", "x=3"], "--bound 'x=3': give q, spread, z=<number> or h=<number>"),
     (["--trace", "BADTRACE"], "expected a CSV with header timestamp,requests"),
     (["--trace", "NEGTRACE"], "line 3: requests '-4' is not a count"),
     (["--trace", "MISSING"], "No such file"),
