@@ -46,7 +46,7 @@ class Retrain(_message.Message):
     def __init__(self, max_age: _Optional[str] = ..., on_drift: bool = ..., drift_threshold: _Optional[float] = ..., min_samples: _Optional[int] = ..., on_new_data: bool = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "dataset", "dataset_digest", "task", "target", "candidates", "grids", "preprocessing", "selection", "seed", "retrain", "pinned_version")
+    __slots__ = ("name", "dataset", "dataset_digest", "task", "target", "candidates", "grids", "preprocessing", "selection", "seed", "retrain", "pinned_version", "training")
     class GridsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class ModelSpec(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     RETRAIN_FIELD_NUMBER: _ClassVar[int]
     PINNED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
     name: str
     dataset: str
     dataset_digest: str
@@ -78,7 +79,31 @@ class ModelSpec(_message.Message):
     seed: int
     retrain: Retrain
     pinned_version: str
-    def __init__(self, name: _Optional[str] = ..., dataset: _Optional[str] = ..., dataset_digest: _Optional[str] = ..., task: _Optional[str] = ..., target: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., grids: _Optional[_Mapping[str, _struct_pb2.Struct]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., seed: _Optional[int] = ..., retrain: _Optional[_Union[Retrain, _Mapping]] = ..., pinned_version: _Optional[str] = ...) -> None: ...
+    training: Training
+    def __init__(self, name: _Optional[str] = ..., dataset: _Optional[str] = ..., dataset_digest: _Optional[str] = ..., task: _Optional[str] = ..., target: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., grids: _Optional[_Mapping[str, _struct_pb2.Struct]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., seed: _Optional[int] = ..., retrain: _Optional[_Union[Retrain, _Mapping]] = ..., pinned_version: _Optional[str] = ..., training: _Optional[_Union[Training, _Mapping]] = ...) -> None: ...
+
+class Training(_message.Message):
+    __slots__ = ("engine", "workers")
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    engine: str
+    workers: TrainingWorkers
+    def __init__(self, engine: _Optional[str] = ..., workers: _Optional[_Union[TrainingWorkers, _Mapping]] = ...) -> None: ...
+
+class TrainingWorkers(_message.Message):
+    __slots__ = ("tiers", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    tiers: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, tiers: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class LeaderboardEntry(_message.Message):
     __slots__ = ("algorithm", "params_json", "score", "std", "error")

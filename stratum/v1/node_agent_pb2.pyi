@@ -118,14 +118,30 @@ class HeartbeatAck(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class Assignments(_message.Message):
-    __slots__ = ("generation", "services", "apps")
+    __slots__ = ("generation", "services", "apps", "dask_workers")
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     APPS_FIELD_NUMBER: _ClassVar[int]
+    DASK_WORKERS_FIELD_NUMBER: _ClassVar[int]
     generation: int
     services: _containers.RepeatedCompositeFieldContainer[ServiceAssignment]
     apps: _containers.RepeatedCompositeFieldContainer[AppAssignment]
-    def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceAssignment, _Mapping]]] = ..., apps: _Optional[_Iterable[_Union[AppAssignment, _Mapping]]] = ...) -> None: ...
+    dask_workers: _containers.RepeatedCompositeFieldContainer[DaskWorker]
+    def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceAssignment, _Mapping]]] = ..., apps: _Optional[_Iterable[_Union[AppAssignment, _Mapping]]] = ..., dask_workers: _Optional[_Iterable[_Union[DaskWorker, _Mapping]]] = ...) -> None: ...
+
+class DaskWorker(_message.Message):
+    __slots__ = ("training", "scheduler_host", "scheduler_port", "tls_cert_pem", "tls_key_pem")
+    TRAINING_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_HOST_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_PORT_FIELD_NUMBER: _ClassVar[int]
+    TLS_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    TLS_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    training: str
+    scheduler_host: str
+    scheduler_port: int
+    tls_cert_pem: str
+    tls_key_pem: str
+    def __init__(self, training: _Optional[str] = ..., scheduler_host: _Optional[str] = ..., scheduler_port: _Optional[int] = ..., tls_cert_pem: _Optional[str] = ..., tls_key_pem: _Optional[str] = ...) -> None: ...
 
 class ServiceAssignment(_message.Message):
     __slots__ = ("service", "version", "bento_digest", "bento_size_bytes", "replicas", "workers", "routing", "cpu_limit", "memory_limit_mb", "env")
