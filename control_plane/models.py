@@ -32,7 +32,8 @@ from control_plane.ml import script as ml_script
 from control_plane.ml.train import check_spec, validate as validate_table
 from control_plane.store import Store
 from stratum.logs import event
-from stratum.validation import check_duration, check_name, check_number, check_text, shown, shown_key
+from stratum.validation import (check_duration, check_labels, check_name, check_number, check_text, check_tier, shown,
+                                shown_key)
 from stratum.v1 import models_pb2 as m
 
 log = logging.getLogger("stratum.models")
@@ -151,10 +152,25 @@ def validate_spec(spec: m.ModelSpec) -> list[tuple[str, str]]:
     problems += check_number(spec.preprocessing.fill_value, "preprocessing.fill_value", -MAX_FILL, MAX_FILL)
     if not 0 <= spec.seed < 2**32:
         problems.append(("seed", "give a whole number from 0 to 2**32 - 1"))
+    problems += _check_training(spec.training)
     if unreadable:
         return problems
     spec_dict, renames = ml_spec(spec, "x")  # the dataset's target is unknown here; "x" stands for it
     problems += [p for p in _rename(check_spec(spec_dict), renames) if not (p[0] == "target" and not spec.target)]
+    return problems
+
+
+def _check_training(t: m.Training) -> list[tuple[str, str]]:
+    """training: the engine and which nodes run its workers (whether any does: Models.check)."""
+    problems = []
+    if t.engine not in ("", "local", "dask"):
+        problems.append(("training.engine", f'unknown engine {shown(t.engine)}; use "local" or "dask"'))
+    w = t.workers
+    if t.engine != "dask" and (w.tiers or w.labels):
+        problems.append(("training.workers", 'only a dask training has workers: set engine = "dask" or leave them out'))
+    for i, tier in enumerate(w.tiers):
+        problems += check_tier(tier, f"training.workers.tiers[{i}]")
+    problems += check_labels(dict(w.labels), "training.workers.labels")
     return problems
 
 
@@ -199,6 +215,7 @@ class Models:
         self._slots = asyncio.Semaphore(max_parallel)
         self._jobs: dict[str, asyncio.Task] = {}  # model name -> its running training
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self.dask = None  # control_plane.ml.dask_nodes.DaskNodes: the nodes that run dask trainings' workers
 
     # -- reads --------------------------------------------------------------------------------
     def _doc(self, name: str) -> dict:
@@ -283,6 +300,8 @@ class Models:
     def check(self, spec: m.ModelSpec, *, need_dataset: bool) -> list[str]:
         """Every problem with a spec, with the data when the dataset exists. Returns its columns."""
         problems = validate_spec(spec)
+        if spec.training.engine == "dask" and not any(p.startswith("training") for p, _ in problems):
+            problems += self._check_dask(spec.training)
         row = self.store.get_dataset(spec.dataset) if spec.dataset else None
         if row is None:
             if need_dataset and spec.dataset:
@@ -305,6 +324,11 @@ class Models:
         except InvalidArgument as e:
             raise InvalidArgument(_rename(e.violations, renames)) from None
         return [c for c, _ in row.columns]
+
+    def _check_dask(self, training: m.Training) -> list[tuple[str, str]]:
+        if self.dask is None:
+            return [("training.engine", "this control plane runs no dask trainings; use engine = \"local\"")]
+        return self.dask.check(training)
 
     def _check_pin(self, spec: m.ModelSpec) -> None:
         if spec.pinned_version and self.version(spec.name, spec.pinned_version) is None:
@@ -466,6 +490,11 @@ class Models:
         serving = self.serving(name) if auto else None
         if serving:
             req["previous_dir"] = serving["files_dir"]
+        dask = spec.training.engine == "dask"
+        if dask:
+            if self.dask is None:
+                raise FailedPrecondition("this control plane runs no dask trainings; use training.engine = \"local\"")
+            req["dask"] = self.dask.job_config()  # the job runs the scheduler; nodes run its workers
         fd, path = tempfile.mkstemp(prefix="train-", suffix=".json", dir=self.data_dir)
         with os.fdopen(fd, "w") as f:
             json.dump(req, f)
@@ -486,6 +515,8 @@ class Models:
                     if time.monotonic() - last_write > 0.5:
                         last_write = time.monotonic()
                         await asyncio.to_thread(self.store.put_doc, "operations", op["id"], op)
+                if dask and "dask" in msg:
+                    self.dask.serving(op["id"], spec.training.workers, int(msg["dask"].get("port") or 0))
                 result = msg.get("result", result)
                 error = msg.get("error", error)
             stderr = (await proc.stderr.read()).decode(errors="replace")
@@ -493,6 +524,8 @@ class Models:
         finally:
             os.unlink(path)
             self._procs.pop(name, None)
+            if dask:
+                self.dask.serving(op["id"], None, 0)
         if error:
             if error["code"] == "INVALID_ARGUMENT":
                 raise InvalidArgument([tuple(v) for v in error.get("violations", [])])

@@ -27,6 +27,7 @@ from control_plane.join_tokens import JoinTokens
 from control_plane.packaging.store import ArtifactStore
 from control_plane.nodes import NodeRegistry
 from control_plane.models import Models
+from control_plane.ml.dask_nodes import DaskNodes
 from control_plane.reconcile import Reconciler
 from control_plane.retraining import RetrainLoop
 from control_plane.services import Services
@@ -86,6 +87,10 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
     reconciler = Reconciler(cfg.store, nodes)
     services = Services(cfg.store, models, nodes, reconciler, artifacts)
     models.on_new_version = lambda name: reconciler.push()
+    # Dask trainings (training.engine = "dask"): the training job runs the scheduler, and nodes that
+    # match get workers in their assignments while it runs.
+    models.dask = DaskNodes(dd, nodes, reconciler.push, cfg.node_listen.rpartition(":")[0])
+    reconciler.sessions.build = models.dask.with_workers(reconciler.sessions.build)
     history = History(cfg.store, retention_s=cfg.history_retention)
     access_tokens = AccessTokens(cfg.store)
     retrain = RetrainLoop(models, services, artifacts, history=history)

@@ -7,6 +7,7 @@ writes the version's files, profiles the training distribution for drift checks,
 the version as a bento (control_plane.packaging).  It speaks JSON lines on stdout:
 
     {"progress": {"done": 3, "total": 13, "message": "random_forest fold 2/5"}}
+    {"dask": {"port": 40123}}      # training.engine "dask": the scheduler listens; then 0: it closed
     {"result": {...}}                                      # last line on success
     {"error": {"code": "INVALID_ARGUMENT", "message": ..., "violations": [[path, msg], ...]}}
 
@@ -50,8 +51,21 @@ def run(req: dict) -> dict:
             last[0] = now
             _say(progress={"done": done, "total": total + 1, "message": message})
 
-    result = train(frame, req["spec"], workers=req["workers"], seed=req["seed"], progress=progress,
-                   dataset_digest=ds["digest"])
+    if req.get("dask"):
+        from control_plane.ml.dask_cluster import JobScheduler
+
+        d = req["dask"]
+        # The scheduler lives as long as the cross-validation: nodes' workers stop once it closed.
+        with JobScheduler(d["host"], d["ca_pem"], d["cert_pem"], d["key_pem"]) as scheduler:
+            _say(dask={"port": scheduler.port})
+            try:
+                result = train(frame, req["spec"], seed=req["seed"], progress=progress, dataset_digest=ds["digest"],
+                               client=scheduler.client)
+            finally:
+                _say(dask={"port": 0})
+    else:
+        result = train(frame, req["spec"], workers=req["workers"], seed=req["seed"], progress=progress,
+                       dataset_digest=ds["digest"])
     versions_dir = data_dir / "models" / req["model"]
     final = versions_dir / result.version
     if not (final / "metadata.json").exists():

@@ -80,6 +80,7 @@ class Agent:
             services.report = self.report_due.set
             services.fetch = self._fetch
         self.apps = apps  # node_daemon.apps.manager.AppManager, or None
+        self.dask = None  # node_daemon.dask_workers.DaskWorkers: dask workers for trainings, or None
         if apps is not None:
             apps.report = self.report_due.set
             apps.fetch = self._fetch_blob
@@ -198,6 +199,8 @@ class Agent:
                         asyncio.create_task(self.services.apply(msg.assignments))
                     if self.apps is not None:
                         asyncio.create_task(self.apps.apply(msg.assignments))
+                    if self.dask is not None:
+                        asyncio.create_task(self.dask.apply(msg.assignments))
                 elif kind == "log_request" and self.apps is not None:
                     await self.apps.serve_log(msg.log_request, lambda data: self.outbox.put_nowait(data))
 
@@ -244,9 +247,14 @@ class Agent:
             await asyncio.gather(reader, return_exceptions=True)
 
 
-async def serve(ident: Identity, labels: dict[str, str], server: str | None = None, services=None, apps=None) -> None:
-    """Run the agent until SIGTERM or SIGINT; then stop every replica and app (services.close, apps.close)."""
+async def serve(ident: Identity, labels: dict[str, str], server: str | None = None, services=None, apps=None,
+                dask=None) -> None:
+    """Run the agent until SIGTERM or SIGINT; then stop every replica, app and dask worker (services.close,
+    apps.close, dask.close)."""
     agent = Agent(ident, labels, server, services, apps)
+    agent.dask = dask
+    if dask is not None:  # a training's scheduler runs beside the control plane this node has its session with
+        dask.server_host = lambda: split_endpoint(agent.endpoint)[0]
     metrics.watch(agent, services)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -260,6 +268,8 @@ async def serve(ident: Identity, labels: dict[str, str], server: str | None = No
     except asyncio.TimeoutError:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+    if dask is not None:
+        await dask.close()
     if apps is not None:
         await apps.close()
     if services is not None:

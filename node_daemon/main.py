@@ -135,4 +135,7 @@ async def _serve(ident, labels, args) -> None:
                                  advertise_host=advertise, node_name=ident.name),
                       ArtifactCache(os.path.join(ident.data_dir, "artifacts"), max_bytes=int(float(args.cache_size) * 2**20)))
     apps.start()  # app processes a killed daemon left behind are stopped too; runs they held go on below
-    await agent.serve(ident, labels, args.server, manager, apps)
+    from node_daemon.dask_workers import DaskWorkers
+
+    dask = DaskWorkers(ident.data_dir, ident.name, ident.ca_pem)
+    await agent.serve(ident, labels, args.server, manager, apps, dask)

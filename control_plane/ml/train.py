@@ -8,6 +8,9 @@ each of its folds is one task for a pool of `workers` spawned processes, so a sl
 folds spread over the pool. Results do not depend on the worker count: the splits are computed
 once here, each fold is fit from a fresh clone with the seed in every random_state, BLAS runs
 one thread everywhere, and scores are aggregated in fold order.
+
+With `client=` (a dask.distributed Client, see dask_cluster.py) the same fold tasks run on the
+training's dask workers instead (nodes, `training.engine = "dask"`), with the same result.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 import io
 import json
 import multiprocessing as mp
+import os
 import platform
 import time
 import warnings
@@ -117,8 +121,6 @@ class TrainResult:
         return self.best.algorithm
 
     def save(self, directory: str) -> list[str]:
-        import os
-
         os.makedirs(directory, exist_ok=True)
         paths = []
         for name, data in sorted(self.files.items()):
@@ -346,7 +348,7 @@ def _describe_job(jobs, job: int, fold: int, folds: int) -> str:
 
 
 def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress: Progress | None,
-              total: int) -> dict[tuple[int, int], tuple[float | None, str | None, float]]:
+              total: int, client=None) -> dict[tuple[int, int], tuple[float | None, str | None, float]]:
     """{(job, fold): (score, error, seconds)}"""
     out: dict[tuple[int, int], tuple[float | None, str | None, float]] = {}
     folds = len(state["splits"])
@@ -356,6 +358,9 @@ def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress:
         if progress:
             progress(len(out), total, _describe_job(state["jobs"], job, fold, folds))
 
+    if client is not None:
+        _evaluate_dask(client, state, tasks, record, lambda msg: progress and progress(len(out), total, msg))
+        return out
     if workers <= 1:
         with threadpool_limits(1), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -384,6 +389,85 @@ def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress:
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
     return out
+
+
+# dask: every fold needs one of a worker's cpu resources (a node runs one single-threaded worker
+# process per core); the whole run fails when no worker has been connected for this long.
+DASK_RESOURCES = {"cpu": 1}
+NO_WORKERS_S = float(os.environ.get("STRATUM_DASK_NO_WORKERS_S", "300"))
+
+
+def _dask_fold(state: dict, job: int, fold: int) -> tuple:
+    """One fold on a dask worker, as _run_fold in a pool worker; also says who ran it with what."""
+    from distributed import get_worker
+
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (*_run_fold(job, fold, state), get_worker().name, library_versions())
+
+
+def _evaluate_dask(client, state: dict, tasks: list[tuple[int, int]], record: Callable, say: Callable[[str], None]) -> None:
+    """The folds as tasks of the training's dask scheduler. A worker lost mid-fold: the scheduler
+    runs its folds again elsewhere (dask retries a task that killed 3 workers no more)."""
+    import pickle
+    import queue
+    import uuid
+
+    from distributed import KilledWorker
+
+    run = uuid.uuid4().hex[:12]
+    # The table travels inside a task rather than scattered: should every worker holding it be lost,
+    # the scheduler computes it again from the task.
+    data = client.submit(pickle.loads, pickle.dumps(state, protocol=5), key=f"stratum-data-{run}",
+                         resources=DASK_RESOURCES, pure=False)
+    futures = {client.submit(_dask_fold, data, job, fold, key=f"stratum-fold-{run}-{job}-{fold}",
+                             resources=DASK_RESOURCES, pure=False): (job, fold) for job, fold in tasks}
+    arrived: queue.Queue = queue.Queue()
+    for f in futures:
+        f.add_done_callback(arrived.put)
+    left = len(futures)
+    versions = library_versions()
+    alone_since = None  # when the scheduler was last seen without workers
+    finished = False
+    try:
+        while left:
+            done = []
+            try:
+                done.append(arrived.get(timeout=5))
+                while True:
+                    done.append(arrived.get_nowait())
+            except queue.Empty:
+                pass
+            left -= len(done)
+            if not done:
+                connected = len(client.nthreads())
+                if connected:
+                    alone_since = None
+                    continue
+                alone_since = alone_since or time.monotonic()
+                waited = time.monotonic() - alone_since
+                if waited >= NO_WORKERS_S:
+                    raise TrainingFailed(f"no dask worker connected for {waited:.0f} s: no ready node matching "
+                                         "training.workers runs one (see the nodes' logs)")
+                say(f"waiting for dask workers ({waited:.0f} s)")
+                continue
+            rows = []
+            for f in done:
+                try:
+                    rows.append(f.result())
+                except KilledWorker as e:
+                    raise TrainingFailed(f"a training task was running on every dask worker that died ({e}); "
+                                         "it may run out of memory") from None
+            for job, fold, score, error, seconds, worker, theirs in sorted(rows, key=lambda r: r[:2]):
+                if theirs != versions:
+                    differ = ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in versions.items() if theirs.get(k) != v)
+                    raise TrainingFailed(f"dask worker {worker} runs {differ}: results would differ from a local "
+                                         "training; install the same versions on the nodes")
+                record(job, fold, score, error, seconds)
+        finished = True
+    finally:
+        if not finished:  # cancelled or failed: free the workers now
+            client.cancel([data, *futures], force=True)
 
 
 # ---------------------------------------------------------------- the whole run
@@ -433,8 +517,11 @@ def library_versions() -> dict[str, str]:
 
 
 def train(df: pd.DataFrame, spec: dict, *, workers: int = 1, seed: int = 0, progress: Progress | None = None,
-          dataset_digest: str | None = None) -> TrainResult:
+          dataset_digest: str | None = None, client=None) -> TrainResult:
     """Select the best candidate by cross-validation and refit it on every usable row.
+
+    With a dask `client` (dask_cluster.JobScheduler) the folds run on its workers instead of a
+    pool of `workers`; the result is the same, bit for bit. The refit runs here either way.
 
     progress(done, total, job) is called in this thread after each fold (total counts the final
     refit too); raising from it cancels the run. Raises TrainingError before any work for a bad
@@ -457,7 +544,7 @@ def train(df: pd.DataFrame, spec: dict, *, workers: int = 1, seed: int = 0, prog
              "scorer": catalogue.scorer(s.metric, s.task, p.classes)}
     tasks = [(j, f) for j in range(len(jobs)) for f in range(s.cv_folds)]
     total = len(tasks) + 1
-    results = _evaluate(state, tasks, min(workers, len(tasks)), progress, total)
+    results = _evaluate(state, tasks, min(workers, len(tasks)), progress, total, client)
     board = _leaderboard(jobs, candidate_of, results, s.cv_folds, s.metric)
     t1 = time.perf_counter()
     if board[0].score is None:
