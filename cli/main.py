@@ -33,6 +33,12 @@ def _add_control_plane(sub) -> None:
                    help="HOST:PORT of the web dashboard (HTTPS, the control plane's certificate); default: the "
                         "--listen host and its port + 2; `off` for none")
     p.add_argument("--ui-session-ttl", default="8h", help="how long a dashboard login lasts")
+    p.add_argument("--lease-ttl", default="10s",
+                   help="with several control planes on one PostgreSQL: how long the leader's lease lasts "
+                        "(a follower takes over this long after the leader is gone)")
+    p.add_argument("--cluster-key-file", default=None,
+                   help="with several control planes on one PostgreSQL: the cluster key that opens the shared CA key "
+                        "and admin token (the first control plane writes it to its data dir as cluster.key)")
     p.add_argument("--history-interval", default="15s",
                    help="how often stored series are sampled (each is written at most once a minute)")
     p.add_argument("--log-level", default="INFO")

@@ -29,3 +29,9 @@ class Unauthenticated(StratumError):
 
 class FailedPrecondition(StratumError):
     code = "FAILED_PRECONDITION"
+
+
+class Unavailable(StratumError):
+    """Try again: the store is reconnecting, or this control plane is not the one to ask now."""
+
+    code = "UNAVAILABLE"

@@ -8,7 +8,7 @@ import sys
 
 from rich.console import Console
 
-from control_plane.datadir import cert_hosts, open_data_dir
+from control_plane.datadir import ClusterKeyError, DataDirBusy, cert_hosts, lock_data_dir, open_data_dir, share_with_cluster
 from control_plane.join_tokens import JoinTokens
 from control_plane.server import Config, serve
 from control_plane.store import Store
@@ -27,12 +27,12 @@ def _fail(msg: str) -> int:
 
 def ui_address(flag: str | None, api_host: str, api_port: int) -> str:
     """Where the dashboard listens: `off` (or empty) for nowhere, HOST:PORT as given, by default
-    the API's host and its port + 2 (the node listener has + 1)."""
+    the API's host and its port + 2 (the node listener has + 1), any free port when the API has one."""
     if flag is not None and flag.strip().lower() in ("off", ""):
         return ""
     if flag is None:
-        if not api_port:
-            raise ValueError("--ui-listen: give HOST:PORT (or off) when --listen has port 0")
+        if not api_port:  # the API on any free port: the dashboard too (the log says where)
+            return f"[{api_host}]:0" if ":" in api_host else f"{api_host}:0"
         return f"[{api_host}]:{api_port + 2}" if ":" in api_host else f"{api_host}:{api_port + 2}"
     split_endpoint(flag, listen=True)  # a clear error for a malformed one
     return flag.strip()
@@ -51,21 +51,35 @@ def run(args) -> int:
         autoscale_interval = parse_duration(args.autoscale_interval)
         history_retention = parse_duration(args.history_retention)
         history_interval = parse_duration(args.history_interval)
+        lease_ttl = parse_duration(args.lease_ttl)
         ui_session_ttl = parse_duration(args.ui_session_ttl)
         ui_listen = ui_address(args.ui_listen, host, port)
     except ValueError as e:
         return _fail(str(e))
+    if not 1 <= lease_ttl <= 300:
+        return _fail(f"--lease-ttl ({args.lease_ttl}) must be from 1s to 5m")
     if history_retention < 3600:
         return _fail(f"--history-retention ({args.history_retention}) must be at least 1h")
     if ui_session_ttl <= 0:
         return _fail(f"--ui-session-ttl ({args.ui_session_ttl}) must be longer than 0s")
     if timeout <= interval:
         return _fail(f"--node-timeout ({args.node_timeout}) must be longer than --heartbeat-interval ({args.heartbeat_interval})")
-    dd = open_data_dir(os.path.abspath(args.data_dir), cert_hosts([host, node_host], args.advertise))
+    hosts = cert_hosts([host, node_host], args.advertise)
+    dd = open_data_dir(os.path.abspath(args.data_dir), hosts)
+    try:
+        lock = lock_data_dir(dd.path)  # noqa: F841 - held until the process ends
+    except DataDirBusy as e:
+        return _fail(str(e))
     try:
         store = Store(args.store, dd.path)
     except Exception as e:  # noqa: BLE001 - one clear line, never a traceback (and never the URL's password)
         return _fail(f"cannot open store ({type(e).__name__}): {str(e).splitlines()[0] if str(e) else ''}")
+    if store.kind == "postgresql":  # other control planes may share it: one CA, one admin token
+        try:
+            dd = share_with_cluster(dd, store, hosts, args.cluster_key_file)
+        except ClusterKeyError as e:
+            store.close()
+            return _fail(str(e))
     # The bootstrap join token: created once, idempotently, and written where the operator finds it.
     tokens = JoinTokens(store, pki.fingerprint(dd.ca_cert_pem))
     row = tokens.create(cp.JoinTokenSpec(name=BOOTSTRAP_TOKEN, tier="edge", description="created at first start"))
@@ -82,7 +96,8 @@ def run(args) -> int:
     cfg = Config(dd, store, args.listen, node_listen, interval, timeout, retrain_interval=retrain_interval,
                  training_workers=args.training_workers, pool_interval=pool_interval, metrics_listen=args.metrics_listen,
                  autoscale_interval=autoscale_interval, history_retention=history_retention, ui_listen=ui_listen,
-                 ui_session_ttl=ui_session_ttl, history_interval=history_interval)
+                 ui_session_ttl=ui_session_ttl, history_interval=history_interval, lease_ttl=lease_ttl,
+                 advertise=args.advertise[0] if args.advertise else "")
     try:
         asyncio.run(serve(cfg))
     except OSError as e:

@@ -14,12 +14,15 @@ spec cancels the old run) and `max_parallel` in all.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import math
 import os
 import secrets
+import shutil
 import sys
+import tarfile
 import tempfile
 import time
 from typing import Callable
@@ -280,6 +283,33 @@ class Models:
             raise NotFound(f"operation {shown(op_id)} not found")
         return operation_proto(op)
 
+    def version_files(self, name: str, v: dict) -> str:
+        """The directory of a version's files (model.joblib, metadata.json) on this control plane:
+        where training wrote them, else unpacked from their archive in the artifact store (the
+        version was trained by another control plane sharing the database)."""
+        if os.path.exists(os.path.join(v["files_dir"], "metadata.json")):
+            return v["files_dir"]
+        here = os.path.join(os.path.abspath(self.data_dir), "models", name, v["version"])
+        if os.path.exists(os.path.join(here, "metadata.json")) or not v.get("files_digest"):
+            return here
+        os.makedirs(os.path.dirname(here), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(here), prefix=".tmp-")
+        with self.datasets.artifacts.open(v["files_digest"]) as f, tarfile.open(fileobj=f, mode="r") as tar:
+            tar.extractall(tmp, filter="data")
+        try:
+            os.replace(tmp, here)
+        except OSError:  # another thread unpacked it meanwhile: same bytes
+            shutil.rmtree(tmp, ignore_errors=True)
+        return here
+
+    def _archive_files(self, files_dir: str) -> str:
+        """A version's files as one blob (a tar), so every control plane can have them."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for entry in sorted(os.listdir(files_dir)):
+                tar.add(os.path.join(files_dir, entry), arcname=entry)
+        return self.datasets.artifacts.put_stream([buf.getvalue()])
+
     def training_script(self, name: str, version: str = "") -> m.TrainingScript:
         doc = self._doc(name)
         version = version or _serving_version(doc) or ""
@@ -287,7 +317,7 @@ class Models:
         if v is None:
             known = ", ".join(x["version"] for x in self.store.model_versions(name)) or "none yet"
             raise NotFound(f"model {shown(name)} has no version {shown(version)} (versions: {known})")
-        with open(os.path.join(v["files_dir"], "metadata.json")) as f:
+        with open(os.path.join(self.version_files(name, v), "metadata.json")) as f:
             metadata = json.load(f)
         row = self.store.get_dataset(doc["spec"]["dataset"])
         ds_spec = json.loads(row.spec) if row else {}
@@ -437,16 +467,22 @@ class Models:
         self._cancel(name)
         self._jobs[name] = asyncio.get_running_loop().create_task(self._run(name, op_id))
 
+    def cancel_all(self) -> None:
+        """Stop every training (leadership lost: the new leader resumes them)."""
+        for name in list(self._jobs):
+            self._cancel(name)
+
     def _cancel(self, name: str) -> None:
         task = self._jobs.pop(name, None)
         proc = self._procs.pop(name, None)
         if proc is not None and proc.returncode is None:
-            proc.kill()
+            proc.terminate()  # SIGTERM: the job stops the replica it may be profiling, then exits
         if task is not None:
             task.cancel()
 
     def resume(self) -> int:
-        """At start: run again every training that was running when the control plane stopped."""
+        """At start, and on becoming the leader: run again every training that was running when the
+        control plane (or the previous leader) stopped."""
         n = 0
         for doc in self.store.list_docs("models"):
             op = self.store.get_doc("operations", doc["operation"]) if doc.get("operation") else None
@@ -489,7 +525,8 @@ class Models:
         auto = op.get("reason", "").startswith(AUTOMATIC)
         serving = self.serving(name) if auto else None
         if serving:
-            req["previous_dir"] = serving["files_dir"]
+            req["previous_dir"] = await asyncio.to_thread(self.version_files, name, serving)
+        await asyncio.to_thread(self.datasets.artifacts.local_path, row.data_sha256)  # the job reads it from here
         dask = spec.training.engine == "dask"
         if dask:
             if self.dask is None:
@@ -552,6 +589,11 @@ class Models:
         doc = self.store.get_doc("models", name)
         if doc is None or doc.get("operation") != op["id"]:
             return  # deleted or superseded meanwhile
+        # What the job wrote into this data dir, for every control plane sharing the database.
+        for digest in (result["bento_digest"], result.get("reference_digest")):
+            if digest:
+                self.datasets.artifacts.publish(digest)
+        result["files_digest"] = self._archive_files(result["files_dir"])
         reason = op.get("reason", "")
         result.update(reason=reason, created_at=time.time(), operation=op["id"])
         previous = doc.get("latest") and self.version(name, doc["latest"])

@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 import time
+from typing import Callable
 
 from google.protobuf import json_format
 
@@ -82,17 +83,24 @@ class NodeRegistry:
         self.ca_key_pem, self.ca_cert_pem = ca_key_pem, ca_cert_pem
         self.timeout = timeout
         self._lock = threading.Lock()
-        now = time.time()
-        nodes = store.list_nodes()
-        self.states = {n.id: n.state for n in nodes}
-        # After a restart every node gets its reconnect wait and one full timeout before it is marked
-        # down: one marked down would lose its runs and have what it runs moved off it (a short timeout
-        # is shorter than the wait).
-        self.last_seen = {n.id: now + RECONNECT_WAIT_S for n in nodes if n.state == "ready"}
+        # Whether this process holds the node sessions (the leader; always, with one control plane):
+        # its memory then knows better than the store, which it writes in batches.
+        self.authoritative: Callable[[], bool] = lambda: True
         self.utilisation: dict[str, t.Utilisation] = {}
-        self._dirty: dict[str, float] = {}
-        self._back: dict[str, str] = {}  # nodes back to ready, not yet written to the store
+        self.take_over(time.time())
         self._caps: dict[str, tuple[str, t.Capabilities]] = {}  # node id -> (capabilities JSON, parsed)
+
+    def take_over(self, now: float) -> None:
+        """Start judging liveness from what the store says (at start, and on becoming the leader).
+        Every ready node gets its reconnect wait and one full timeout before it is marked down: one
+        marked down would lose its runs and have what it runs moved off it (a short timeout is
+        shorter than the wait), and after a restart or a failover every node must reconnect."""
+        nodes = self.store.list_nodes()
+        with self._lock:
+            self.states = {n.id: n.state for n in nodes}
+            self.last_seen = {n.id: now + RECONNECT_WAIT_S for n in nodes if n.state == "ready"}
+            self.utilisation = {}
+            self._dirty, self._back = {}, {}
 
     # -- enrollment ---------------------------------------------------------
 
@@ -229,10 +237,11 @@ class NodeRegistry:
         node = t.Node(id=row.id, name=row.name, tier=row.tier, labels=row.labels, join_token=row.join_token,
                       drain=row.drain)
         node.capabilities.CopyFrom(self._capabilities(row))
+        live = self.authoritative()
         with self._lock:
-            node.state = self.states.get(row.id, row.state)
-            util = self.utilisation.get(row.id)
-            seen = self.last_seen.get(row.id) if row.id in self.utilisation else row.last_heartbeat
+            node.state = self.states.get(row.id, row.state) if live else row.state
+            util = self.utilisation.get(row.id) if live else None
+            seen = self.last_seen.get(row.id) if live and row.id in self.utilisation else row.last_heartbeat
         if util is not None:
             node.utilisation.CopyFrom(util)
         elif row.utilisation and row.utilisation != "{}":
@@ -266,10 +275,14 @@ class NodeRegistry:
         return node
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            out: dict[str, int] = {}
-            for s in self.states.values():
-                out[s] = out.get(s, 0) + 1
+        if self.authoritative():
+            with self._lock:
+                states = list(self.states.values())
+        else:
+            states = [n.state for n in self.store.list_nodes()]
+        out: dict[str, int] = {}
+        for s in states:
+            out[s] = out.get(s, 0) + 1
         return out
 
 

@@ -441,13 +441,16 @@ class Services:
     def list(self) -> list[m.Service]:
         from control_plane.nodes import NodeLookup
 
+        self.reconciler.refresh_reports()
         nodes, serving = NodeLookup(self.nodes), {}
         return [self.get(d["name"], doc=d, nodes=nodes, serving=serving) for d in self.docs()]
 
     def get(self, name: str, *, doc: dict | None = None, nodes=None, serving: dict | None = None) -> m.Service:
         """The service as the API answers it; when listing many, `doc`, `nodes` (a NodeLookup) and
         `serving` (model -> serving version, filled as met: many services share a model)."""
-        doc = doc if doc is not None else self._doc(name)
+        if doc is None:
+            self.reconciler.refresh_reports()
+            doc = self._doc(name)
         nodes = nodes or self.nodes
         spec = json_format.ParseDict(doc["spec"], m.ServiceSpec())
         known = serving if serving is not None else {}
@@ -501,6 +504,9 @@ class Services:
     def endpoints(self, name: str) -> dict[str, str]:
         """Node id -> the endpoint the node reports for this service (apps connect to the nearest)."""
         return {n: st.endpoint for n, rep in self.reports.items() if (st := rep.get(name)) is not None and st.endpoint}
+
+    def load_report(self, node_id: str, report: na.ServiceReport) -> None:
+        self.reports[node_id] = {s.service: s for s in report.services}
 
     def on_report(self, node_id: str, report: na.ServiceReport) -> bool:
         before = {name: st.endpoint for name, st in self.reports.get(node_id, {}).items()}

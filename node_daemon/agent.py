@@ -62,9 +62,17 @@ class Agent:
     def __init__(self, ident: Identity, labels: dict[str, str], server: str | None = None, services=None, apps=None):
         self.ident = ident
         self.labels = labels
-        # The node listener lives on the host the operator points us at; its port came from enrollment.
-        host, _ = split_endpoint(server or ident.server)
-        self.endpoint = f"[{host}]:{ident.node_agent_port}" if ":" in host else f"{host}:{ident.node_agent_port}"
+        # The node listener lives on the host the operator points us at; its port came from
+        # enrollment. With several control planes (--server a,b,c: they share one port plan), the
+        # agent tries them in turn; a follower refuses the session and names the leader's listener,
+        # which is tried next, at once.
+        self.endpoints = []
+        for each in (server or ident.server).split(","):
+            host, _ = split_endpoint(each.strip())
+            self.endpoints.append(f"[{host}]:{ident.node_agent_port}" if ":" in host else f"{host}:{ident.node_agent_port}")
+        self.endpoint = self.endpoints[0]
+        self._next = 0  # index into endpoints of the one to try after this one
+        self.redirect = ""  # the leader's node listener, as a follower named it
         self.sampler = Sampler(ident.data_dir)
         self.stop = asyncio.Event()
         self.sessions = 0  # sessions that got a Welcome; a new one resets the backoff
@@ -121,13 +129,30 @@ class Agent:
 
         return grpc_fetcher(self.stub, digest, offset)
 
+    def _choose(self) -> None:
+        """The endpoint for the next session: the leader a follower named, else the next in the list."""
+        if self.redirect:
+            self.endpoint, self.redirect = self.redirect, ""
+            return
+        self.endpoint = self.endpoints[self._next % len(self.endpoints)]
+        self._next += 1
+
     async def run(self) -> None:
-        attempt = 0
+        attempt = redirects = 0
         while not self.stop.is_set():
             welcomed_before = self.sessions
+            self._choose()
             try:
                 await self._session()
             except grpc.aio.AioRpcError as e:
+                md = e.trailing_metadata()
+                leader = (md.get("stratum-leader-node", "") if hasattr(md, "get") else
+                          next((v for k, v in md or () if k == "stratum-leader-node"), ""))
+                if e.code() == grpc.StatusCode.UNAVAILABLE and leader and leader != self.endpoint and redirects < 3:
+                    event(log, "not the leader; trying the leader", endpoint=self.endpoint, leader=leader)
+                    self.redirect = leader
+                    redirects += 1
+                    continue  # at once: the follower answered, so the cluster is up (a few times, then backoff)
                 event(log, "session failed", level=logging.WARNING, endpoint=self.endpoint, code=e.code().name, error=e.details())
             except SessionLost as e:
                 event(log, "session lost", level=logging.WARNING, endpoint=self.endpoint, error=str(e))
@@ -137,6 +162,7 @@ class Agent:
                 break
             # A session that got as far as Welcome was healthy: start the backoff over.
             attempt = 1 if self.sessions > welcomed_before else attempt + 1
+            redirects = 0
             delay = backoff(attempt)
             self.reconnects += 1
             event(log, "reconnecting", endpoint=self.endpoint, attempt=attempt, retry_in_s=round(delay, 2))
@@ -161,6 +187,9 @@ class Agent:
                 if first.WhichOneof("body") != "welcome":
                     raise SessionLost(f"expected Welcome, got {first.WhichOneof('body')}")
                 interval = first.welcome.heartbeat_interval_s or DEFAULT_INTERVAL_S
+                if first.welcome.control_planes:  # every control plane's listener: where to go if this one goes
+                    self.endpoints = list(dict.fromkeys([*first.welcome.control_planes, *self.endpoints]))
+                    self._next = 1
                 self.sessions += 1
                 self.connected = True
                 event(log, "session started", endpoint=self.endpoint, node_id=first.welcome.node_id,

@@ -125,3 +125,28 @@ def enroll(*, server: str, join_token: str, name: str, tier: str, labels: dict[s
                           ca_pem=(resp.ca_pem or ca_pem.decode()).encode())
     event(log, "enrolled", node_id=ident.node_id, name=name, tier=ident.tier, labels=ident.labels, server=server)
     return ident
+
+
+def enroll_any(servers: list[str], *, join_token: str, name: str, tier: str, labels: dict[str, str], data_dir: str,
+               ca_cert_path: str | None = None, retry_for: float = RETRY_FOR_S) -> identity.Identity:
+    """enroll() with several control planes (one database, one CA): any of them enrolls a node.
+    Each is tried in turn for a share of `retry_for`; an answer that is not "unreachable" (a bad
+    token, a taken name) ends it at once, as with one."""
+    if len(servers) == 1:
+        return enroll(server=servers[0], join_token=join_token, name=name, tier=tier, labels=labels,
+                      data_dir=data_dir, ca_cert_path=ca_cert_path, retry_for=retry_for)
+    deadline = time.monotonic() + retry_for
+    share = max(5.0, retry_for / (2 * len(servers)))
+    while True:
+        for server in servers:
+            try:
+                ident = enroll(server=server, join_token=join_token, name=name, tier=tier, labels=labels,
+                               data_dir=data_dir, ca_cert_path=ca_cert_path, retry_for=share)
+            except EnrollError as e:
+                if "cannot reach" not in str(e) or time.monotonic() >= deadline:
+                    raise
+                continue
+            # every control plane of the cluster serves the node: the session picks the leader
+            return identity.save(data_dir, node_id=ident.node_id, name=ident.name, server=",".join(servers),
+                                 node_agent_port=ident.node_agent_port, tier=ident.tier, labels=ident.labels,
+                                 cert_pem=ident.cert_pem, ca_pem=ident.ca_pem)

@@ -10,7 +10,7 @@ import socket
 import sys
 
 from node_daemon import agent, identity
-from node_daemon.enroll import EnrollError, enroll
+from node_daemon.enroll import EnrollError, enroll_any
 from stratum import logs
 from stratum.grpc_util import split_endpoint
 from stratum.logs import event
@@ -42,7 +42,11 @@ def run(args) -> int:
     logs.setup("node", args.log_level)
     try:
         labels = parse_label_flags(args.label or [])
-        split_endpoint(args.server)
+        servers = [x.strip() for x in args.server.split(",") if x.strip()]
+        if not servers:
+            raise ValueError("--server: give HOST:PORT (several control planes: HOST:PORT,HOST:PORT,...)")
+        for x in servers:
+            split_endpoint(x)
     except ValueError as e:
         return _fail(str(e), 2)
     try:
@@ -71,8 +75,8 @@ def run(args) -> int:
             name = args.name or default_name()
             if check_name(name):
                 return _fail(f"the host name {name!r} is not a valid node name: give --name (lowercase letters, digits and '-')", 2)
-            ident = enroll(server=args.server, join_token=args.join_token, name=name, tier=args.tier or "",
-                           labels=labels, data_dir=data_dir, ca_cert_path=args.ca_cert)
+            ident = enroll_any(servers, join_token=args.join_token, name=name, tier=args.tier or "",
+                               labels=labels, data_dir=data_dir, ca_cert_path=args.ca_cert)
         else:
             event(log, "loaded identity; not enrolling again", node_id=ident.node_id, name=ident.name)
             if args.name and args.name != ident.name:

@@ -45,12 +45,24 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, endpoint: str, token: str, ca_pem: bytes, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, endpoint: str | list[str], token: str, ca_pem: bytes, timeout_s: float = DEFAULT_TIMEOUT_S):
         register_secret(token)
-        self.endpoint = endpoint
-        self._token = token
+        # Several control planes (high availability): each serves the whole API, so an unavailable
+        # one is left for the next in the list.
+        self.endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+        self._token, self._ca_pem = token, ca_pem
         self._timeout_s = timeout_s
-        self._channel = grpc_util.secure_channel(endpoint, ca_pem)
+        self._current = -1
+        self._use(0)
+
+    def _use(self, i: int) -> None:
+        if i == self._current:
+            return
+        if self._current >= 0:
+            self._channel.close()
+        self._current = i
+        self.endpoint = self.endpoints[i]
+        self._channel = grpc_util.secure_channel(self.endpoint, self._ca_pem)
         self._stub = control_plane_pb2_grpc.ControlPlaneStub(self._channel)
 
     def call(self, method: str, request: Any, *, action: str, attributes: Optional[Iterable[str]] = None,
@@ -63,18 +75,22 @@ class Client:
         client-streaming method, `request` is a function returning a fresh iterator of
         messages (called again on each try).
         """
-        rpc = getattr(self._stub, method)
         metadata = grpc_util.bearer(self._token) if self._token else None
-        for attempt in range(len(RETRY_DELAYS) + 1):
+        tries = (len(RETRY_DELAYS) + 1) * len(self.endpoints)
+        for attempt in range(tries):
+            rpc = getattr(self._stub, method)
             try:
                 return rpc(request() if callable(request) else request, timeout=max(timeout or 0, self._timeout_s), metadata=metadata)
             except grpc.RpcError as err:
                 code = err.code()
                 # A failed TLS handshake (wrong ca_cert) is also UNAVAILABLE, but retrying cannot fix it.
                 tls = "handshake" in (err.details() or "").lower()
-                if code == grpc.StatusCode.UNAVAILABLE and not tls and attempt < len(RETRY_DELAYS):
-                    log.info("control plane unavailable, retrying", extra={"fields": {"method": method, "attempt": attempt + 1}})
-                    time.sleep(RETRY_DELAYS[attempt])
+                if code == grpc.StatusCode.UNAVAILABLE and not tls and attempt < tries - 1:
+                    log.info("control plane unavailable, retrying", extra={"fields": {
+                        "method": method, "attempt": attempt + 1, "endpoint": self.endpoint}})
+                    if len(self.endpoints) > 1:
+                        self._use((self._current + 1) % len(self.endpoints))  # the next control plane
+                    time.sleep(RETRY_DELAYS[min(attempt // len(self.endpoints), len(RETRY_DELAYS) - 1)])
                     continue
                 diags = to_diagnostics(err, endpoint=self.endpoint, action=action, token_given=bool(self._token), attributes=attributes)
                 raise ApiError(code, diags) from None

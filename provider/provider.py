@@ -7,7 +7,7 @@ from typing import Optional, Type
 
 from tf.iface import Config, DataSource, Provider, Resource
 from tf.schema import Attribute, Schema
-from tf.types import String, Unknown
+from tf.types import List, String, Unknown
 from tf.utils import Diagnostics
 
 from provider.client import Client
@@ -25,6 +25,14 @@ def provider_schema() -> Schema:
                 "endpoint",
                 String(),
                 description=f"host:port of the control plane's API. Default: `STRATUM_ENDPOINT`, else `{DEFAULT_ENDPOINT}`.",
+                optional=True,
+            ),
+            Attribute(
+                "endpoints",
+                List(String()),
+                description="Several control planes on one database (high availability): their host:port, tried in "
+                            "turn when one is unreachable. Instead of `endpoint`; `STRATUM_ENDPOINT` may also list "
+                            "them, comma-separated.",
                 optional=True,
             ),
             Attribute(
@@ -76,20 +84,43 @@ class StratumProvider(Provider):
                 split_endpoint(endpoint)
             except ValueError as e:
                 diags.add_error("Invalid endpoint", str(e), path=["endpoint"])
+        endpoints = config.get("endpoints")
+        if isinstance(endpoints, list):
+            if isinstance(endpoint, str) and endpoint:
+                diags.add_error("Conflicting endpoints", "set endpoint or endpoints, not both", path=["endpoints"])
+            for i, e in enumerate(endpoints):
+                if isinstance(e, str):
+                    try:
+                        split_endpoint(e)
+                    except ValueError as err:
+                        diags.add_error("Invalid endpoint", str(err), path=["endpoints", i])
 
     def configure_provider(self, diags: Diagnostics, config: Config):
-        endpoint = _setting(config, "endpoint", "STRATUM_ENDPOINT", DEFAULT_ENDPOINT)
+        listed = config.get("endpoints")
+        if listed is Unknown or (isinstance(listed, list) and Unknown in listed):
+            return
+        if listed:
+            endpoints = [e for e in listed if e]
+        else:
+            endpoint = _setting(config, "endpoint", "STRATUM_ENDPOINT", DEFAULT_ENDPOINT)
+            if endpoint is Unknown:
+                return
+            endpoints = [e.strip() for e in endpoint.split(",") if e.strip()]
         token = _setting(config, "token", "STRATUM_TOKEN", "")
         ca_path = _setting(config, "ca_cert", "STRATUM_CA_CERT")
-        if Unknown in (endpoint, token, ca_path):
+        if Unknown in (token, ca_path):
             # Terraform plans with an unknown provider configuration; operations that need
             # the control plane report it, plan-time checks are skipped.
             return
 
-        try:
-            split_endpoint(endpoint)
-        except ValueError as e:
-            diags.add_error("Invalid endpoint", str(e), path=["endpoint"])
+        for i, endpoint in enumerate(endpoints):
+            try:
+                split_endpoint(endpoint)
+            except ValueError as e:
+                diags.add_error("Invalid endpoint", str(e), path=["endpoints", i] if listed else ["endpoint"])
+                return
+        if not endpoints:
+            diags.add_error("No endpoint", "endpoints is empty: give the control planes' host:port", path=["endpoints"])
             return
 
         if not ca_path:
@@ -115,7 +146,7 @@ class StratumProvider(Provider):
             diags.add_error("Invalid CA certificate", f"ca_cert {ca_file!r} holds no PEM certificate.", path=["ca_cert"])
             return
 
-        self.client = Client(endpoint, token, ca_pem)
+        self.client = Client(endpoints, token, ca_pem)
 
     def get_data_sources(self) -> list[Type[DataSource]]:
         from provider.data_source_node import NodeDataSource

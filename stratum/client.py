@@ -31,21 +31,34 @@ class Client:
             raise ClientError("no admin token: pass --token, set STRATUM_TOKEN or --data-dir")
         if not ca_cert:
             raise ClientError("no CA certificate: pass --ca-cert, set STRATUM_CA_CERT or --data-dir")
-        self.endpoint = endpoint
+        # Several control planes (high availability) as "a:7443,b:7443": the next is tried when one
+        # is unreachable.
+        self.endpoints = [e.strip() for e in endpoint.split(",") if e.strip()] or [endpoint]
+        self._ca = _read(ca_cert, "CA certificate").encode()
+        self.metadata = bearer(token)
+        self._connect(0)
+
+    def _connect(self, i: int) -> None:
+        self._index, self.endpoint = i, self.endpoints[i]
         try:
-            self.channel = secure_channel(endpoint, _read(ca_cert, "CA certificate").encode())
+            self.channel = secure_channel(self.endpoint, self._ca)
         except ValueError as e:
             raise ClientError(str(e)) from None
         self.stub = cp_grpc.ControlPlaneStub(self.channel)
-        self.metadata = bearer(token)
 
     def call(self, method: str, request, timeout: float = 10.0):
-        try:
-            return getattr(self.stub, method)(request, metadata=self.metadata, timeout=timeout)
-        except grpc.RpcError as e:
-            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise ClientError(f"cannot reach the Stratum control plane at {self.endpoint}: {e.details()}") from None
-            raise ClientError(f"{e.code().name}: {e.details()}") from None
+        for left in range(len(self.endpoints) - 1, -1, -1):
+            try:
+                return getattr(self.stub, method)(request, metadata=self.metadata, timeout=timeout)
+            except grpc.RpcError as e:
+                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    if left:
+                        self.channel.close()
+                        self._connect((self._index + 1) % len(self.endpoints))
+                        continue
+                    raise ClientError(f"cannot reach the Stratum control plane at {self.endpoint}: {e.details()}") from None
+                raise ClientError(f"{e.code().name}: {e.details()}") from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.channel.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -70,19 +71,24 @@ def check_what_if(q: m.PlacementQuery) -> list[tuple[str, str]]:
 class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
     def __init__(self, nodes: NodeRegistry, tokens: JoinTokens, datasets: Datasets, models: Models, services: Services,
                  store_kind: str, node_endpoint: str, interval: float, timeout: float, pools=None, apps=None,
-                 reconciler: Reconciler | None = None, history=None, access_tokens=None):
+                 reconciler: Reconciler | None = None, history=None, access_tokens=None, leadership=None):
         self.nodes, self.tokens, self.datasets = nodes, tokens, datasets
         self.pools, self.apps = pools, apps
         self.reconciler, self.history, self.access_tokens = reconciler, history, access_tokens
+        self.leadership = leadership
         self.models, self.services = models, services
         self.store_kind, self.node_endpoint = store_kind, node_endpoint
         self.interval, self.timeout = interval, timeout
 
     @rpc
     async def GetStatus(self, request, context):
-        return cp.GetStatusResponse(version=__version__, store=self.store_kind, nodes_by_state=self.nodes.counts(),
+        lead = self.leadership
+        return cp.GetStatusResponse(version=__version__, store=self.store_kind,
+                                    nodes_by_state=await asyncio.to_thread(self.nodes.counts),
                                     node_agent_endpoint=self.node_endpoint,
-                                    heartbeat_interval=format_duration(self.interval), node_timeout=format_duration(self.timeout))
+                                    heartbeat_interval=format_duration(self.interval), node_timeout=format_duration(self.timeout),
+                                    leader=(lead.api if lead.is_leader else lead.leader_api) if lead else "",
+                                    leading=bool(lead and lead.is_leader))
 
     @rpc
     async def ListNodes(self, request, context):
@@ -436,10 +442,11 @@ class ControlPlaneServicer(cp_grpc.ControlPlaneServicer):
 
 class NodeAgentServicer(na_grpc.NodeAgentServicer):
     def __init__(self, nodes: NodeRegistry, reconciler: Reconciler, artifacts, node_port: int, interval: float,
-                 logs=None):
+                 logs=None, leadership=None):
         self.nodes, self.reconciler, self.artifacts = nodes, reconciler, artifacts
         self.logs = logs  # control_plane/apps/logs.py: LogData from nodes, to the StreamAppLogs waiting for it
         self.node_port, self.interval = node_port, interval
+        self.leadership = leadership  # control_plane/leadership.py: node sessions are the leader's
 
     @rpc
     async def Enroll(self, request, context):
@@ -453,6 +460,20 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
         if node_id is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "Connect needs the node's client certificate: use the node listener (port from enrollment)")
+        lead = self.leadership
+        if lead is not None and not lead.is_leader:
+            # Only the leader runs what nodes are told and hears what they report; the node tries
+            # the leader's node listener next (the trailing metadata names it).
+            context.set_trailing_metadata((("stratum-leader-node", lead.leader_node),))
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"this control plane is not the leader; the leader's node listener is "
+                                f"{lead.leader_node or 'not known yet'}")
+        fence = lead.fence() if lead is not None else contextlib.nullcontext()
+        with fence:  # the session's writes (reports, runs) belong to this term
+            async for msg in self._session(node_id, request_iterator, context):
+                yield msg
+
+    async def _session(self, node_id: str, request_iterator, context):
         try:
             first = await request_iterator.__anext__()
         except StopAsyncIteration:
@@ -465,7 +486,9 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
             status = to_status(e)
             await context.abort(status.code, status.details, status.trailing_metadata)
         event(log, "node session started", node_id=node_id, name=node.name, peer=context.peer())
-        yield na.ControlMessage(welcome=na.Welcome(node_id=node_id, heartbeat_interval_s=self.interval))
+        peers = await asyncio.to_thread(self.leadership.node_listeners) if self.leadership is not None else []
+        yield na.ControlMessage(welcome=na.Welcome(node_id=node_id, heartbeat_interval_s=self.interval,
+                                                   control_planes=peers))
         # Outbound messages (acks from the reader below, assignments from Reconciler.push) share one queue,
         # so this generator is the only writer of the stream.
         out = self.reconciler.open_session(node_id)

@@ -492,6 +492,9 @@ class Apps:
                                 memory_limit_mb=int(r.memory_mb), kill_timeout_s=kill_timeout(spec))
 
     # -- what nodes report --------------------------------------------------------------------
+    def load_report(self, node_id: str, report: na.ServiceReport) -> None:
+        self.reports[node_id] = {(s.app, s.instance): s for s in report.apps}
+
     def on_report(self, node_id: str, report: na.ServiceReport) -> bool:
         before = self._endpoints_on(node_id)
         self.reports[node_id] = {(s.app, s.instance): s for s in report.apps}
@@ -560,12 +563,15 @@ class Apps:
     def list(self) -> list[a.App]:
         from control_plane.nodes import NodeLookup
 
+        self.reconciler.refresh_reports()
         nodes = NodeLookup(self.nodes)
         return [self.get(d["name"], doc=d, nodes=nodes) for d in self.store.list_docs(self.table)]
 
     def get(self, name: str, *, doc: dict | None = None, nodes=None) -> a.App:
         """The app as the API answers it; `doc` and `nodes` (a NodeLookup) when listing many."""
-        doc = doc if doc is not None else self._doc(name)
+        if doc is None:
+            self.reconciler.refresh_reports()
+            doc = self._doc(name)
         spec = spec_of(doc)
         out = a.App(spec=spec, spec_version=doc["spec_version"])
         problems, ready, failed = [], True, False

@@ -36,9 +36,38 @@ class DigestMismatch(ValueError):
 
 
 class ArtifactStore:
-    def __init__(self, data_dir: str | os.PathLike):
+    def __init__(self, data_dir: str | os.PathLike, mirror=None):
         self.root = Path(data_dir).resolve() / "artifacts" / "sha256"
         self.root.mkdir(parents=True, exist_ok=True)
+        # Several control planes on one database (control_plane/leadership.py): every blob also goes
+        # into the store's blobs table, and a blob this one lacks is fetched from it (verified) on
+        # first use, so an upload to any control plane is there for all, the leader's death included.
+        self.mirror = mirror  # control_plane.store.Store, or None: this directory only
+
+    def local_path(self, digest: str) -> Path:
+        """The blob's file here, fetched from the mirror first if this directory lacks it (for a
+        process that reads the directory itself: the training job)."""
+        return self._existing(digest)
+
+    def publish(self, digest: str) -> None:
+        """Copy a blob written here by another process (the training job) to the mirror."""
+        if self.mirror is None:
+            return
+        p = self._existing(digest)
+        meta = p.with_name(p.name + ".json")
+        with open(p, "rb") as f:
+            self.mirror.put_blob(parse_digest(digest), iter(lambda: f.read(CHUNK_SIZE), b""),
+                                 json.loads(meta.read_text()) if meta.exists() else {})
+
+    def _from_mirror(self, digest: str) -> bool:
+        """Fetch a blob this directory lacks from the mirror; False when the mirror lacks it too."""
+        if self.mirror is None or self.mirror.blob_size(parse_digest(digest)) is None:
+            return False
+        got = self.put_stream(self.mirror.blob_chunks(parse_digest(digest)), expected=digest, mirror=False)
+        meta = self.mirror.blob_metadata(got) or {}
+        if meta:
+            self._write_metadata(self.path(got), meta)
+        return True
 
     # -- layout ------------------------------------------------------------------------------
     def path(self, digest: str) -> Path:
@@ -46,9 +75,15 @@ class ArtifactStore:
         return self.root / d[:2] / d
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        if self.path(digest).is_file():
+            return True
+        return self.mirror is not None and self.mirror.blob_size(parse_digest(digest)) is not None
 
     def size(self, digest: str) -> int:
+        if not self.path(digest).is_file() and self.mirror is not None:
+            n = self.mirror.blob_size(parse_digest(digest))
+            if n is not None:
+                return n
         return self._existing(digest).stat().st_size
 
     def list(self) -> list[str]:
@@ -56,7 +91,7 @@ class ArtifactStore:
 
     def _existing(self, digest: str) -> Path:
         p = self.path(digest)
-        if not p.is_file():
+        if not p.is_file() and not self._from_mirror(digest):
             raise ArtifactNotFound(f"artifact sha256:{parse_digest(digest)} is not in the store ({self.root})")
         return p
 
@@ -66,9 +101,9 @@ class ArtifactStore:
         with open(file, "rb") as f:
             return self.put_stream(iter(lambda: f.read(CHUNK_SIZE), b""))
 
-    def put_stream(self, chunks: Iterable[bytes], expected: str | None = None) -> str:
+    def put_stream(self, chunks: Iterable[bytes], expected: str | None = None, mirror: bool = True) -> str:
         """Store a stream of byte chunks; with `expected`, a different digest raises DigestMismatch
-        and nothing is kept."""
+        and nothing is kept. Mirrored (when there is a mirror) before it returns."""
         want = parse_digest(expected) if expected else None
         h = hashlib.sha256()
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
@@ -90,6 +125,8 @@ class ArtifactStore:
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, dest)
                 _fsync_dir(dest.parent)
+            if mirror and self.mirror is not None:
+                self.publish(digest)
             return digest
         except BaseException:
             if os.path.exists(tmp):
@@ -97,6 +134,8 @@ class ArtifactStore:
             raise
 
     def delete(self, digest: str) -> bool:
+        if self.mirror is not None:
+            self.mirror.delete_blob(parse_digest(digest))
         p = self.path(digest)
         meta = p.with_name(p.name + ".json")
         if meta.exists():
@@ -108,7 +147,12 @@ class ArtifactStore:
 
     # -- metadata (profile numbers, tag, artifact digest) ----------------------------------------
     def put_metadata(self, digest: str, metadata: dict) -> None:
-        p = self._existing(digest)
+        self._write_metadata(self._existing(digest), metadata)
+        if self.mirror is not None:
+            self.mirror.put_blob_metadata(parse_digest(digest), metadata)
+
+    @staticmethod
+    def _write_metadata(p: Path, metadata: dict) -> None:
         meta = p.with_name(p.name + ".json")
         tmp = meta.with_name(meta.name + ".tmp")
         tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True))

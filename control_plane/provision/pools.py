@@ -20,7 +20,9 @@ opened and kept in memory only.
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import logging
+import signal
 import os
 import secrets
 import threading
@@ -38,6 +40,7 @@ from control_plane.provision.scaling import LIVE, PoolSize, Vm, plan
 from control_plane.provision.userdata import user_data
 from control_plane.provision.vault import Vault, VaultError
 from control_plane.store import Store
+from control_plane.store.db import Fenced
 from stratum.logs import event
 from stratum.validation import (MAX_REF, MAX_TEXT, check_labels, check_name, check_number, check_seconds, check_text,
                                 check_tier, shown, shown_key)
@@ -58,9 +61,13 @@ IMMUTABLE = ("driver", "region", "size", "image", "credentials", "driver_options
 
 
 def crash_point(name: str) -> None:
-    """Fault injection for the restart tests: STRATUM_CRASH_AT=<name> ends the process right here."""
+    """Fault injection for the restart and failover tests: STRATUM_CRASH_AT=<name> ends the process
+    right here; STRATUM_PAUSE_AT=<name> stops it here (SIGSTOP), as a long pause would, until the
+    test continues it (SIGCONT)."""
     if os.environ.get("STRATUM_CRASH_AT") == name:
         os._exit(137)
+    if os.environ.get("STRATUM_PAUSE_AT") == name:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def spec_json(spec: p.CloudPoolSpec) -> dict:
@@ -123,6 +130,11 @@ class Pools:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one reconcile pass at a time
+        self._doc_lock = threading.Lock()  # a pool document's read-modify-write (API changes, status)
+        # With several control planes only the leader provisions (control_plane/leadership.py):
+        self.may_act: Callable[[], bool] = lambda: True  # leading now, by this process's own clock
+        self.guard = contextlib.nullcontext  # the leader's fence around each pass's writes
+        self._stored_status: dict[str, list] = {}  # pool -> the status last written to its document
 
     # -- credentials and drivers --------------------------------------------------------------
     def vault(self) -> Vault:
@@ -191,6 +203,10 @@ class Pools:
         return self.get(spec.name)
 
     def update(self, spec: p.CloudPoolSpec) -> p.CloudPool:
+        with self._doc_lock:
+            return self._update(spec)
+
+    def _update(self, spec: p.CloudPoolSpec) -> p.CloudPool:
         doc = self._doc(spec.name)
         if doc.get("deleting"):
             raise NotFound(f"cloud pool {spec.name!r} is being deleted")
@@ -210,11 +226,12 @@ class Pools:
         return self.get(spec.name)
 
     def delete(self, name: str) -> None:
-        doc = self.store.get_doc("pools", name)
-        if doc is None or doc.get("deleting"):
-            return
-        doc["deleting"] = True
-        self.store.put_doc("pools", name, doc)
+        with self._doc_lock:
+            doc = self.store.get_doc("pools", name)
+            if doc is None or doc.get("deleting"):
+                return
+            doc["deleting"] = True
+            self.store.put_doc("pools", name, doc)
         event(log, "cloud pool deleting", pool=name)
         self.wake()
 
@@ -235,7 +252,8 @@ class Pools:
             vm.requested_at.FromNanoseconds(int(v["requested_at"] * 1e9))
             out.vms.append(vm)
         out.joined = sum(1 for v in out.vms if v.state == "joined")
-        state, message = self.status.get(name, ("scaling", "waiting for the reconciler"))
+        # the leader's own observation, else the one it stored (a follower answering)
+        state, message = self.status.get(name) or tuple(doc.get("status") or ("scaling", "waiting for the reconciler"))
         if doc.get("deleting"):
             state = "deleting"
         elif state != "failed":
@@ -304,10 +322,21 @@ class Pools:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            if not self.may_act():
+                continue
             try:
-                self.reconcile_all()
+                with self.guard():
+                    self.reconcile_all()
             except Exception:  # noqa: BLE001 - the loop must outlive any one bad pass
                 log.exception("cloud pool reconcile failed")
+
+    def take_over(self) -> None:
+        """A new leader: list every pool's VMs in the cloud again before acting (an earlier leader
+        may have requested some it never recorded as booting), and forget what it observed."""
+        with self._lock:
+            self._synced.clear()
+            self.status.clear()
+            self._stored_status.clear()
 
     def reconcile_all(self) -> None:
         with self._lock:
@@ -325,6 +354,20 @@ class Pools:
                 except (VaultError, CloudError) as e:
                     self.status[name] = ("failed", str(e))
                     event(log, "cloud pool failed", level=logging.WARNING, pool=name, error=str(e))
+                self._store_status(name)
+
+    def _store_status(self, name: str) -> None:
+        """The state and message observed, in the pool's document, for the other control planes."""
+        status = list(self.status.get(name) or ())
+        if not status or self._stored_status.get(name) == status:
+            return
+        with self._doc_lock:
+            doc = self.store.get_doc("pools", name)
+            if doc is None:
+                return
+            doc["status"] = status
+            self.store.put_doc("pools", name, doc)
+        self._stored_status[name] = status
 
     def _save(self, v: dict) -> None:
         self.store.put_doc("pool_vms", f"{v['pool']}/{v['token']}", v)
@@ -433,6 +476,10 @@ class Pools:
 
     def _request(self, cloud: Cloud, name: str, spec: p.CloudPoolSpec, v: dict) -> None:
         crash_point("before-cloud-create")
+        if not self.may_act():
+            # Paused past the lease (or cut off): another control plane may lead now and request
+            # this VM itself. The record stays "requested"; whoever leads lists the cloud first.
+            raise Fenced(f"not leading any more: VM {v['name']} is left for the leader to request")
         row = self.join_tokens.get(f"vm-{v['name']}")
         data = user_data(pool=name, node_name=v["name"], server=spec.server or self.server,
                          join_token=self.join_tokens.secret_text(row))

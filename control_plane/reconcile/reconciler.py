@@ -13,9 +13,11 @@ desired state only through those resources, which come here to place.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
-from typing import Protocol
+import time
+from typing import Callable, Protocol
 
 from control_plane.errors import NotFound
 from control_plane.provision.pools import POOL_LABEL, SLOT_PREFIX
@@ -44,6 +46,9 @@ class Kind(Protocol):
     def on_report(self, node_id: str, report: na.ServiceReport) -> bool:
         """Take a node's report; True when an endpoint changed (other nodes must hear of it)."""
 
+    def load_report(self, node_id: str, report: na.ServiceReport) -> None:
+        """Take a node's report as stored by the leader (a follower answering reads): memory only."""
+
     def reports_on(self, node_id: str) -> set[str]:
         """Names this node last reported running."""
 
@@ -61,6 +66,11 @@ class Reconciler:
         self.lock = threading.RLock()
         self.waiting_for_vms = False  # some replica is placed on a cloud VM that has not joined yet
         self._deleting: dict[str, set[str] | None] = {}  # kind -> names being deleted; None: not read yet
+        # With several control planes only the leader holds node sessions; it stores what each node
+        # last reported (without its per-minute metrics and samples) and the others read that.
+        self.leading: Callable[[], bool] = lambda: True
+        self._stored_reports: dict[str, bytes] = {}  # node id -> the report last written
+        self._reports_read = 0.0  # monotonic: when a follower last read them
 
     def register(self, kind: Kind) -> None:
         self.kinds[kind.kind] = kind
@@ -176,9 +186,35 @@ class Reconciler:
         moved = False
         for kind in self.kinds.values():
             moved |= bool(kind.on_report(node_id, report))
+        self._store_report(node_id, report)
         if moved:
             self.push()  # a new endpoint: peers, and apps connecting to it, get the new address
         self.finish_deletes()
+
+    def _store_report(self, node_id: str, report: na.ServiceReport) -> None:
+        """What the node runs, for the other control planes: written when it changed."""
+        kept = na.ServiceReport()
+        kept.CopyFrom(report)
+        for st in kept.services:
+            del st.minutes[:]
+            st.samples_json = ""
+        for st in kept.apps:
+            del st.runs[:]  # runs are records of their own (app_runs)
+        body = kept.SerializeToString(deterministic=True)
+        if self._stored_reports.get(node_id) == body:
+            return
+        self.store.put_node_report(node_id, {"report": base64.b64encode(body).decode()})
+        self._stored_reports[node_id] = body
+
+    def refresh_reports(self, max_age_s: float = 1.0) -> None:
+        """A follower: take the reports the leader stored, at most every max_age_s."""
+        if self.leading() or time.monotonic() - self._reports_read < max_age_s:
+            return
+        self._reports_read = time.monotonic()
+        for node_id, doc in self.store.node_reports().items():
+            report = na.ServiceReport.FromString(base64.b64decode(doc["report"]))
+            for kind in self.kinds.values():
+                kind.load_report(node_id, report)
 
     def mark_deleting(self, kind: str, name: str) -> None:
         if self._deleting.get(kind) is not None:

@@ -35,6 +35,12 @@ class Sessions:
         if self.queues.get(node_id) is q:
             del self.queues[node_id]
 
+    def close_all(self) -> None:
+        """End every node session (this control plane stopped leading): the nodes reconnect, to
+        the leader. Callable from any thread."""
+        for node_id in list(self.queues):
+            self.send(node_id, None)
+
     def send(self, node_id: str, msg) -> bool:
         """Put a message on a node's session (from any thread); False when it has none."""
         q = self.queues.get(node_id)

@@ -8,6 +8,7 @@ State is written here before anything acts on it.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import sqlite3
@@ -16,11 +17,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from control_plane.errors import Unavailable
 from control_plane.store.schema import MIGRATIONS
 
 
 class Conflict(Exception):
     """A unique key is taken (maps to ALREADY_EXISTS)."""
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 @dataclass
@@ -95,15 +101,31 @@ def _node(row) -> NodeRow:
     return NodeRow(*r)
 
 
+# The fence of the calling context: (holder, epoch) of the leadership the writes belong to, or None.
+# Set by the leader's loops (Store.fenced); every transaction opened under it first checks, on the
+# database's clock, that this holder still leads with this epoch, and locks the lease row against a
+# takeover until it commits (PostgreSQL: FOR SHARE; SQLite has one writer at a time anyway).
+_FENCE: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("stratum_store_fence", default=None)
+MIGRATION_LOCK = 7_230_001  # pg_advisory_lock key: control planes starting together migrate one at a time
+
+
+class Fenced(Exception):
+    """This control plane's leadership (the epoch its loop wrote under) has ended."""
+
+
 class Store:
     def __init__(self, url: str | None, data_dir: str):
         self._lock = threading.RLock()
+        self.url = url
         if url and url.startswith(("postgresql://", "postgres://")):
             import psycopg
 
             self.kind = "postgresql"
-            self._conn = psycopg.connect(url, autocommit=False)
+            self._psycopg = psycopg
+            self._conn = self._connect_pg()
             self._unique_error = psycopg.errors.UniqueViolation
+            self._lost = (psycopg.OperationalError, psycopg.InterfaceError)
+            self.now_sql = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
         elif url and not url.startswith("sqlite:"):
             raise ValueError(f"unsupported store {url!r}: use postgresql://... or leave it out for SQLite")
         else:
@@ -117,62 +139,125 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, safe on crash
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._unique_error = sqlite3.IntegrityError
+            self._lost = ()
+            self.now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
         self.migrate()
 
     # -- plumbing -------------------------------------------------------
+
+    def _connect_pg(self):
+        # keepalives: a database gone without a FIN (a cut link) is noticed in seconds, not hours
+        return self._psycopg.connect(self.url, autocommit=False, connect_timeout=5, keepalives=1, keepalives_idle=5,
+                                     keepalives_interval=2, keepalives_count=3)
+
+    def _usable_connection(self):
+        """The connection, opened again when PostgreSQL dropped it (a restart, a cut link)."""
+        if self.kind == "postgresql" and (self._conn.closed or self._conn.broken):
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - it is gone already
+                pass
+            try:
+                self._conn = self._connect_pg()
+            except self._lost as e:
+                raise Unavailable(f"the store (PostgreSQL) is unreachable: {_first_line(e)}") from None
+        return self._conn
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.kind == "postgresql" else sql
 
     @contextmanager
+    def fenced(self, holder: str, epoch: int):
+        """Writes in this context (and in threads started with its context copied, as asyncio.to_thread
+        does) commit only while `holder` leads with `epoch`; otherwise they raise Fenced."""
+        token = _FENCE.set((holder, epoch))
+        try:
+            yield
+        finally:
+            _FENCE.reset(token)
+
+    @contextmanager
     def tx(self):
-        """A transaction; yields `q(sql, *params) -> cursor`. Commits on success, rolls back on error."""
+        """A transaction; yields `q(sql, *params) -> cursor`. Commits on success, rolls back on error.
+        A dropped PostgreSQL connection is Unavailable (the caller may retry; the next one reconnects)."""
         with self._lock:
-            cur = self._conn.cursor()
-            if self.kind == "sqlite":
-                cur.execute("BEGIN IMMEDIATE")
-
-            def q(sql, *params):
-                cur.execute(self._sql(sql), params)
-                return cur
-
+            conn = self._usable_connection()
             try:
+                cur = conn.cursor()
+                if self.kind == "sqlite":
+                    cur.execute("BEGIN IMMEDIATE")
+
+                def q(sql, *params):
+                    cur.execute(self._sql(sql), params)
+                    return cur
+
+                fence = _FENCE.get()
+                if fence is not None:
+                    lock = " FOR SHARE" if self.kind == "postgresql" else ""
+                    row = q(f"SELECT epoch FROM leases WHERE name = 'leader' AND holder = ? AND epoch = ? "
+                            f"AND expires_at > {self.now_sql}{lock}", *fence).fetchone()
+                    if row is None:
+                        raise Fenced(f"not the leader with epoch {fence[1]} any more: a write of the old "
+                                     "leadership was refused")
                 yield q
             except self._unique_error as e:
-                self._conn.rollback()
+                self._rollback(conn)
                 raise Conflict(str(e)) from e
+            except self._lost as e:
+                self._rollback(conn)
+                raise Unavailable(f"the store (PostgreSQL) connection was lost: {_first_line(e)}") from None
             except BaseException:
-                self._conn.rollback()
+                self._rollback(conn)
                 raise
             else:
-                self._conn.commit()
+                try:
+                    conn.commit()
+                except self._lost as e:
+                    raise Unavailable(f"the store (PostgreSQL) connection was lost at commit: {_first_line(e)}") from None
+
+    def _rollback(self, conn) -> None:
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 - a lost connection cannot roll back; it is reopened next time
+            pass
 
     def executemany(self, sql: str, rows: list[tuple]) -> None:
-        with self._lock:
-            cur = self._conn.cursor()
-            if self.kind == "sqlite":
-                cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.executemany(self._sql(sql), rows)
-            except BaseException:
-                self._conn.rollback()
-                raise
-            self._conn.commit()
+        with self.tx() as q:
+            cur = q("SELECT 1")  # the fence (if any) is checked by tx(); the rows go in the same transaction
+            cur.executemany(self._sql(sql), rows)
+
+    def notify(self, q, channel: str, payload: str) -> None:
+        """Within a transaction: tell the other control planes (PostgreSQL LISTEN) once it commits."""
+        if self.kind == "postgresql":
+            q("SELECT pg_notify(?, ?)", channel, payload)
 
     def migrate(self) -> list[int]:
-        """Apply pending migrations in order, each in its own transaction; returns those applied."""
-        with self.tx() as q:
-            q("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
-        applied = []
-        for version, name, statements in MIGRATIONS:
+        """Apply pending migrations in order, each in its own transaction; returns those applied.
+        On PostgreSQL an advisory lock makes control planes started together take turns."""
+        locked = self.kind == "postgresql"
+        if locked:
+            with self._lock:
+                self._usable_connection().execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+                self._conn.commit()
+        try:
             with self.tx() as q:
-                if q("SELECT 1 FROM schema_migrations WHERE version = ?", version).fetchone():
-                    continue
-                for stmt in statements:
-                    q(stmt)
-                q("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", version, name, time.time())
-                applied.append(version)
-        return applied
+                q("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+            applied = []
+            binary = "BYTEA" if self.kind == "postgresql" else "BLOB"
+            for version, name, statements in MIGRATIONS:
+                with self.tx() as q:
+                    if q("SELECT 1 FROM schema_migrations WHERE version = ?", version).fetchone():
+                        continue
+                    for stmt in statements:
+                        q(stmt.replace("{BYTES}", binary))
+                    q("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", version, name, time.time())
+                    applied.append(version)
+            return applied
+        finally:
+            if locked:
+                with self._lock:
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+                    self._conn.commit()
 
     def schema_version(self) -> int:
         with self.tx() as q:
@@ -354,6 +439,145 @@ class Store:
     def delete_access_token(self, name: str) -> bool:
         with self.tx() as q:
             return q("DELETE FROM access_tokens WHERE name=?", name).rowcount > 0
+
+    # -- leadership (control_plane/leadership.py), on the database's clock --------------------
+
+    def claim_lease(self, holder: str, address: str, ttl_s: float) -> tuple[int | None, str, str, float]:
+        """Take or renew the leader lease for `ttl_s` from now (the database's now): it is ours to
+        take when we hold it or it has expired. A new term (ours after another's, or ours again
+        after it lapsed) gets the next epoch. Returns (our epoch or None, the holder, its address,
+        seconds left on the lease)."""
+        with self.tx() as q:
+            row = q(f"UPDATE leases SET epoch = CASE WHEN holder = ? AND expires_at > {self.now_sql} THEN epoch "
+                    f"ELSE epoch + 1 END, holder = ?, address = ?, expires_at = {self.now_sql} + ? "
+                    f"WHERE name = 'leader' AND (holder = ? OR expires_at <= {self.now_sql}) RETURNING epoch",
+                    holder, holder, address, float(ttl_s), holder).fetchone()
+            cur = q(f"SELECT holder, address, expires_at - {self.now_sql} FROM leases WHERE name = 'leader'").fetchone()
+        return (int(row[0]) if row else None), cur[0], cur[1], float(cur[2])
+
+    def leader(self) -> tuple[str, str, int, float]:
+        """(holder, address, epoch, seconds left on the lease; negative: expired)."""
+        with self.tx() as q:
+            row = q(f"SELECT holder, address, epoch, expires_at - {self.now_sql} FROM leases WHERE name = 'leader'").fetchone()
+        return row[0], row[1], int(row[2]), float(row[3])
+
+    def announce(self, holder: str, address: str, ttl_s: float) -> None:
+        """This control plane is up, at `address`, for `ttl_s` (members())."""
+        name = f"member:{holder}"
+        with self.tx() as q:
+            if q(f"UPDATE leases SET address = ?, expires_at = {self.now_sql} + ? WHERE name = ?",
+                 address, float(ttl_s), name).rowcount == 0:
+                q(f"INSERT INTO leases (name, holder, address, epoch, expires_at) VALUES (?, ?, ?, 0, {self.now_sql} + ?)",
+                  name, holder, address, float(ttl_s))
+
+    def members(self) -> list[tuple[str, str]]:
+        """(holder, address) of every control plane that announced itself and has not lapsed."""
+        with self.tx() as q:
+            return [(h, a) for h, a in q(f"SELECT holder, address FROM leases WHERE name LIKE ? "
+                                         f"AND expires_at > {self.now_sql} ORDER BY holder", "member:%").fetchall()]
+
+    def release_lease(self, holder: str) -> bool:
+        """Give the lease up at once (a clean stop), so a follower need not wait for it to expire."""
+        with self.tx() as q:
+            q("DELETE FROM leases WHERE name = ?", f"member:{holder}")
+            return q("UPDATE leases SET expires_at = 0 WHERE name = 'leader' AND holder = ?", holder).rowcount > 0
+
+    # -- node reports (what each node last said it runs) -------------------------------------
+
+    def put_node_report(self, node_id: str, doc: dict) -> None:
+        body = json.dumps(doc, sort_keys=True)
+        with self.tx() as q:
+            if q("UPDATE node_reports SET doc = ?, updated_at = ? WHERE node_id = ?", body, time.time(), node_id).rowcount == 0:
+                q("INSERT INTO node_reports (node_id, doc, updated_at) VALUES (?, ?, ?)", node_id, body, time.time())
+
+    def node_reports(self) -> dict[str, dict]:
+        with self.tx() as q:
+            return {n: json.loads(d) for n, d in q("SELECT node_id, doc FROM node_reports").fetchall()}
+
+    def delete_node_report(self, node_id: str) -> None:
+        with self.tx() as q:
+            q("DELETE FROM node_reports WHERE node_id = ?", node_id)
+
+    # -- blobs: every control plane's copy of the artifact store --------------------------------
+
+    def put_blob(self, digest: str, chunks, metadata: dict | None = None, batch: int = 8) -> None:
+        """Store a blob's chunks (an iterable of bytes) once; a digest already stored is left alone.
+        A few chunks a transaction (a large blob must not hold the store for the whole copy), the
+        blob_meta row last: a reader sees a blob once all of it is in. Chunks of a copy cut short are
+        written over by the next."""
+        if self.blob_size(digest) is not None:
+            return
+        size, seq, pending = 0, 0, []
+
+        def flush():
+            with self.tx() as q:
+                for n, data in pending:
+                    q("INSERT INTO blobs (digest, seq, data) VALUES (?, ?, ?) ON CONFLICT (digest, seq) "
+                      "DO UPDATE SET data = excluded.data", digest, n, data)
+            pending.clear()
+
+        for chunk in chunks:
+            pending.append((seq, chunk))
+            size += len(chunk)
+            seq += 1
+            if len(pending) >= batch:
+                flush()
+        if pending:
+            flush()
+        try:
+            with self.tx() as q:
+                q("DELETE FROM blobs WHERE digest = ? AND seq >= ?", digest, seq)  # a longer, older try's tail
+                if not q("SELECT 1 FROM blob_meta WHERE digest = ?", digest).fetchone():
+                    q("INSERT INTO blob_meta (digest, size, metadata) VALUES (?, ?, ?)", digest, size,
+                      json.dumps(metadata or {}, sort_keys=True))
+        except Conflict:
+            pass  # another control plane stored the same bytes at the same time
+
+    def blob_size(self, digest: str) -> int | None:
+        with self.tx() as q:
+            row = q("SELECT size FROM blob_meta WHERE digest = ?", digest).fetchone()
+        return int(row[0]) if row else None
+
+    def blob_chunks(self, digest: str):
+        """The chunks of a stored blob, in order, read a few at a time."""
+        seq = 0
+        while True:
+            with self.tx() as q:
+                rows = q("SELECT seq, data FROM blobs WHERE digest = ? AND seq >= ? ORDER BY seq LIMIT 8", digest, seq).fetchall()
+            if not rows:
+                return
+            for n, data in rows:
+                yield bytes(data)
+                seq = n + 1
+
+    def put_blob_metadata(self, digest: str, metadata: dict) -> None:
+        with self.tx() as q:
+            q("UPDATE blob_meta SET metadata = ? WHERE digest = ?", json.dumps(metadata, sort_keys=True), digest)
+
+    def blob_metadata(self, digest: str) -> dict | None:
+        with self.tx() as q:
+            row = q("SELECT metadata FROM blob_meta WHERE digest = ?", digest).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def delete_blob(self, digest: str) -> None:
+        with self.tx() as q:
+            q("DELETE FROM blob_meta WHERE digest = ?", digest)
+            q("DELETE FROM blobs WHERE digest = ?", digest)
+
+    # -- the cluster's shared secrets ----------------------------------------------------------
+
+    def cluster_value(self, name: str, default: str | None = None) -> str | None:
+        """The stored value of `name`; with `default`, store it first if none is (the first control
+        plane to start decides, the others read what it stored)."""
+        try:
+            with self.tx() as q:
+                row = q("SELECT value FROM cluster WHERE name = ?", name).fetchone()
+                if row is None and default is not None:
+                    q("INSERT INTO cluster (name, value) VALUES (?, ?)", name, default)
+                    return default
+        except Conflict:  # another control plane stored it first: theirs it is
+            return self.cluster_value(name)
+        return row[0] if row else None
 
     # -- history (control_plane/history.py) -------------------------------
 

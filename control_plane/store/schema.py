@@ -1,7 +1,7 @@
 """The store's schema as an ordered list of migrations.
 
-Portable SQL only (TEXT, BIGINT, DOUBLE PRECISION): the same statements run on
-SQLite and PostgreSQL. Times are UNIX seconds (DOUBLE PRECISION); structured
+Portable SQL only (TEXT, BIGINT, DOUBLE PRECISION, and {BYTES}, which the store spells BYTEA or
+BLOB): the same statements run on SQLite and PostgreSQL. Times are UNIX seconds (DOUBLE PRECISION); structured
 values (labels, capabilities) are JSON text. Never edit a shipped migration:
 append a new one.
 """
@@ -153,6 +153,46 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
             "CREATE INDEX history_at ON history (at)",
             "ALTER TABLE nodes ADD COLUMN drain BIGINT NOT NULL DEFAULT 0",
+        ],
+    ),
+    (
+        7,
+        "several control planes on one database: leadership, node reports, blobs, the cluster's secrets",
+        [
+            # One row: who leads and until when (on the database's clock), and the fencing epoch
+            # every write of the leader's loops checks (control_plane/leadership.py).
+            """CREATE TABLE leases (
+                name       TEXT PRIMARY KEY,
+                holder     TEXT NOT NULL,
+                address    TEXT NOT NULL,
+                epoch      BIGINT NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL
+            )""",
+            "INSERT INTO leases (name, holder, address, epoch, expires_at) VALUES ('leader', '', '', 0, 0)",
+            # What each node last reported running (the leader holds the node sessions; every
+            # control plane answers from these).
+            """CREATE TABLE node_reports (
+                node_id    TEXT PRIMARY KEY,
+                doc        TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            # Artifacts (datasets, app artifacts, bentos) in chunks, so every control plane has them.
+            """CREATE TABLE blobs (
+                digest TEXT NOT NULL,
+                seq    BIGINT NOT NULL,
+                data   {BYTES} NOT NULL,
+                PRIMARY KEY (digest, seq)
+            )""",
+            """CREATE TABLE blob_meta (
+                digest   TEXT PRIMARY KEY,
+                size     BIGINT NOT NULL,
+                metadata TEXT NOT NULL
+            )""",
+            # The CA (its key encrypted) and the admin token, shared by every control plane.
+            """CREATE TABLE cluster (
+                name  TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            )""",
         ],
     ),
 ]

@@ -101,7 +101,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "store", "nodes_by_state", "node_agent_endpoint", "heartbeat_interval", "node_timeout")
+    __slots__ = ("version", "store", "nodes_by_state", "node_agent_endpoint", "heartbeat_interval", "node_timeout", "leader", "leading")
     class NodesByStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,13 +115,17 @@ class GetStatusResponse(_message.Message):
     NODE_AGENT_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     NODE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    LEADING_FIELD_NUMBER: _ClassVar[int]
     version: str
     store: str
     nodes_by_state: _containers.ScalarMap[str, int]
     node_agent_endpoint: str
     heartbeat_interval: str
     node_timeout: str
-    def __init__(self, version: _Optional[str] = ..., store: _Optional[str] = ..., nodes_by_state: _Optional[_Mapping[str, int]] = ..., node_agent_endpoint: _Optional[str] = ..., heartbeat_interval: _Optional[str] = ..., node_timeout: _Optional[str] = ...) -> None: ...
+    leader: str
+    leading: bool
+    def __init__(self, version: _Optional[str] = ..., store: _Optional[str] = ..., nodes_by_state: _Optional[_Mapping[str, int]] = ..., node_agent_endpoint: _Optional[str] = ..., heartbeat_interval: _Optional[str] = ..., node_timeout: _Optional[str] = ..., leader: _Optional[str] = ..., leading: bool = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ("tier", "labels", "min_cpu", "min_memory_mb", "gpu", "state")

@@ -127,3 +127,118 @@ def test_node_drain_is_stored(store):
     assert store.set_node_drain("node-d1", True) and store.get_node(node_id="node-d1").drain is True
     assert [n.drain for n in store.list_nodes()] == [True]
     assert not store.set_node_drain("node-missing", True)
+
+
+# -- every other table, the same on both backends ---------------------------------------------------
+def test_datasets_round_trip_update_and_delete(store):
+    from control_plane.store import DatasetRow
+
+    row = DatasetRow("traffic", '{"name": "traffic"}', "sha256:" + "a" * 64, "b" * 64, "csv",
+                     [["hour", "int64"], ["congestion", "string"]], 2000, 1, 1.0, 1.0)
+    store.insert_dataset(row)
+    with pytest.raises(Conflict):
+        store.insert_dataset(row)
+    got = store.get_dataset("traffic")
+    assert (got.columns, got.row_count, got.version, got.data_format) == ([["hour", "int64"], ["congestion", "string"]], 2000, 1, "csv")
+    row.version, row.row_count, row.digest = 2, 2100, "sha256:" + "c" * 64
+    store.update_dataset(row)
+    assert (store.get_dataset("traffic").version, store.get_dataset("traffic").row_count) == (2, 2100)
+    assert store.delete_dataset("traffic") and store.get_dataset("traffic") is None and not store.delete_dataset("traffic")
+
+
+@pytest.mark.parametrize("table", ["models", "operations", "services", "pools", "pool_vms", "apps"])
+def test_documents_put_get_list_delete(store, table):
+    store.put_doc(table, "b", {"name": "b", "n": 1, "nested": {"x": [1, 2]}})
+    store.put_doc(table, "a", {"name": "a", "n": 2})
+    store.put_doc(table, "b", {"name": "b", "n": 3})  # a second put replaces
+    assert store.get_doc(table, "b") == {"name": "b", "n": 3} and store.get_doc(table, "zz") is None
+    assert [d["name"] for d in store.list_docs(table)] == ["a", "b"]  # ordered by key
+    assert store.delete_doc(table, "a") and not store.delete_doc(table, "a")
+    assert [d["name"] for d in store.list_docs(table)] == ["b"]
+
+
+def test_model_versions_recorded_once_oldest_first_and_deleted_with_the_model(store):
+    store.put_doc("models", "m", {"name": "m"})
+    store.put_model_version("m", "v1", {"version": "v1", "score": 0.8})
+    store.put_model_version("m", "v1", {"version": "v1", "score": 0.1})  # the same version: kept as first written
+    store.put_model_version("m", "v2", {"version": "v2", "score": 0.9})
+    assert [(v["version"], v["score"]) for v in store.model_versions("m")] == [("v1", 0.8), ("v2", 0.9)]
+    store.delete_model("m")
+    assert store.model_versions("m") == [] and store.get_doc("models", "m") is None
+
+
+def test_app_runs_numbered_never_doubled_and_found_by_state(store):
+    r1 = store.insert_run({"id": "run-1", "app": "agg", "scheduled_for": 60.0, "state": "pending"})
+    assert r1["number"] == 1
+    assert store.insert_run({"id": "run-1b", "app": "agg", "scheduled_for": 60.0, "state": "pending"}) is None  # same time
+    r2 = store.insert_run({"id": "run-2", "app": "agg", "scheduled_for": 120.0, "state": "pending"})
+    r3 = store.insert_run({"id": "run-3", "app": "agg", "scheduled_for": None, "state": "pending"})  # run now
+    other = store.insert_run({"id": "run-x", "app": "other", "scheduled_for": 60.0, "state": "running"})
+    assert (r2["number"], r3["number"], other["number"]) == (2, 3, 1)
+    r2.update(state="succeeded", exit_code=0)
+    store.update_run(r2)
+    assert store.get_run("run-2")["exit_code"] == 0 and store.run_by_number("agg", 2)["id"] == "run-2"
+    assert [r["number"] for r in store.list_runs("agg")] == [3, 2, 1] and [r["number"] for r in store.list_runs("agg", 1)] == [3]
+    assert sorted(r["id"] for r in store.runs_in(("pending", "running"))) == ["run-1", "run-3", "run-x"]
+    assert store.last_run_number("agg") == 3 and store.last_run_number("none") == 0
+    store.delete_runs("agg")
+    assert store.list_runs("agg") == [] and store.list_runs("other")
+
+
+def test_node_reports_blobs_and_cluster_values(store):
+    store.put_node_report("node-a", {"report": "AAA="})
+    store.put_node_report("node-a", {"report": "BBB="})
+    store.put_node_report("node-b", {"report": ""})
+    assert store.node_reports() == {"node-a": {"report": "BBB="}, "node-b": {"report": ""}}
+    store.delete_node_report("node-b")
+    assert list(store.node_reports()) == ["node-a"]
+
+    data = bytes(range(256)) * 5000  # 1.2 MB in chunks
+    chunks = [data[i:i + 100_000] for i in range(0, len(data), 100_000)]
+    store.put_blob("d1", iter(chunks), {"tag": "x"}, batch=3)
+    assert store.blob_size("d1") == len(data) and b"".join(store.blob_chunks("d1")) == data
+    store.put_blob("d1", iter([b"other"]))  # stored once: a digest names its bytes
+    assert b"".join(store.blob_chunks("d1")) == data and store.blob_metadata("d1") == {"tag": "x"}
+    store.put_blob_metadata("d1", {"tag": "y"})
+    assert store.blob_metadata("d1") == {"tag": "y"} and store.blob_size("nope") is None
+    store.delete_blob("d1")
+    assert store.blob_size("d1") is None and list(store.blob_chunks("d1")) == []
+
+    assert store.cluster_value("ca_cert") is None
+    assert store.cluster_value("ca_cert", "first") == "first"
+    assert store.cluster_value("ca_cert", "second") == "first"  # the first to store it decides
+
+
+def test_the_lease_one_holder_at_a_time_and_a_new_epoch_per_term(store):
+    epoch, holder, _, left = store.claim_lease("a", '{"api": "a:1"}', 0.6)
+    assert (epoch, holder) == (1, "a") and 0 < left <= 0.6
+    assert store.claim_lease("b", '{"api": "b:1"}', 0.6)[:2] == (None, "a")  # a holds it
+    assert store.claim_lease("a", '{"api": "a:1"}', 0.6)[0] == 1  # renewed: the same term
+    time.sleep(0.7)
+    epoch, holder, address, _ = store.claim_lease("b", '{"api": "b:1"}', 5)
+    assert (epoch, holder, address) == (2, "b", '{"api": "b:1"}')  # expired: b's term, the next epoch
+    assert store.leader()[:3] == ("b", '{"api": "b:1"}', 2)
+    assert store.release_lease("b") and store.claim_lease("a", "{}", 5)[0] == 3  # released: a at once
+
+
+def test_a_write_fenced_by_an_ended_term_is_refused_and_leaves_nothing_and_members_lapse(store):
+    from control_plane.store.db import Fenced
+
+    epoch, *_ = store.claim_lease("a", "{}", 0.5)
+    with store.fenced("a", epoch):
+        store.put_doc("services", "s", {"name": "s", "by": "a"})  # a leads: written
+    time.sleep(0.6)
+    epoch_b, *_ = store.claim_lease("b", "{}", 5)
+    with store.fenced("a", epoch):  # a, paused past its lease, wakes up and writes
+        with pytest.raises(Fenced):
+            store.put_doc("services", "s", {"name": "s", "by": "a again"})
+        with pytest.raises(Fenced):
+            store.executemany("UPDATE nodes SET state=? WHERE id=?", [("down", "node-x")])
+    assert store.get_doc("services", "s") == {"name": "s", "by": "a"}
+    with store.fenced("b", epoch_b):
+        store.put_doc("services", "s", {"name": "s", "by": "b"})
+    assert store.get_doc("services", "s")["by"] == "b"
+    store.announce("a", '{"node": "a:2"}', 5)
+    store.announce("b", '{"node": "b:2"}', 0.2)
+    time.sleep(0.3)
+    assert store.members() == [("a", '{"node": "a:2"}')]  # b's announcement lapsed
