@@ -7,6 +7,8 @@ and the error becomes a diagnostic.  A failed update keeps the previous version 
 
 The model retrains by itself (`retrain`), so `version` may change between applies; it is
 computed, so a refresh records the new value without a diff.  `pinned_version` rolls back.
+`training` says where folds run (a local pool, or dask workers on nodes); it does not change the
+version, so changing it alone trains nothing.
 Plan-time checks (ValidateModel) see the dataset's rows when it exists already: a missing
 target column or a metric that does not fit the task fails `terraform plan`.
 """
@@ -33,7 +35,7 @@ from stratum.v1 import models_pb2 as m
 log = logging.getLogger("stratum.provider.model")
 
 SPEC_FIELDS = ("name", "dataset", "dataset_digest", "task", "target", "candidates", "grids", "preprocessing", "selection",
-               "seed", "retrain", "pinned_version")
+               "seed", "retrain", "pinned_version", "training")
 TRAINING_FIELDS = ("dataset", "dataset_digest", "task", "target", "candidates", "grids", "preprocessing", "selection", "seed")
 COMPUTED = ("version", "latest_version", "versions", "best_algorithm", "score", "leaderboard", "artifact_digest",
             "bento_digest", "memory_mb", "load_time_s")
@@ -71,6 +73,13 @@ def to_spec(values: State, diags: Optional[Diagnostics] = None) -> m.ModelSpec:
     spec.retrain.CopyFrom(m.Retrain(max_age=r.get("max_age") or "", on_drift=bool(r.get("on_drift")),
                                     drift_threshold=float(r.get("drift_threshold") or 0), min_samples=int(r.get("min_samples") or 0),
                                     on_new_data=bool(r.get("on_new_data"))))
+    t = values.get("training")
+    if t:
+        spec.training.engine = t.get("engine") or ""
+        w = t.get("workers")
+        if w:
+            spec.training.workers.CopyFrom(m.TrainingWorkers(tiers=list(w.get("tiers") or []),
+                                                             labels=dict(w.get("labels") or {})))
     return spec
 
 
@@ -102,8 +111,9 @@ def _state(model: m.Model, prior: Optional[State]) -> State:
 def _args_from_spec(spec: m.ModelSpec) -> State:
     from google.protobuf import json_format
 
-    p, s, r = spec.preprocessing, spec.selection, spec.retrain
+    p, s, r, t = spec.preprocessing, spec.selection, spec.retrain, spec.training
     has_p = p != m.Preprocessing()
+    w = t.workers
     return {
         "name": spec.name, "dataset": spec.dataset, "dataset_digest": spec.dataset_digest or None, "task": spec.task,
         "target": spec.target or None, "candidates": list(spec.candidates),
@@ -115,6 +125,9 @@ def _args_from_spec(spec: m.ModelSpec) -> State:
         "seed": spec.seed or None,
         "retrain": {"max_age": r.max_age or None, "on_drift": r.on_drift or None, "drift_threshold": r.drift_threshold or None,
                     "min_samples": r.min_samples or None, "on_new_data": r.on_new_data or None} if r != m.Retrain() else None,
+        "training": {"engine": t.engine or None,
+                     "workers": {"tiers": list(w.tiers) or None, "labels": dict(w.labels) or None}
+                     if w != m.TrainingWorkers() else None} if t != m.Training() else None,
         "timeouts": None,
     }
 
@@ -205,6 +218,13 @@ class ModelResource(Resource):
                     Attribute("on_new_data", Bool(), optional=True, description="Retrain when the dataset gets a new version (e.g. from an app's `outputs`)."),
                 ], Nesting.SINGLE, optional=True, description="Automatic retraining; a new version rolls out only if it scores no worse."),
                 Attribute("pinned_version", String(), optional=True, description="Serve this version instead of the latest (rollback)."),
+                NestedAttribute("training", [
+                    Attribute("engine", String(), optional=True, description="`local` (default): a pool of worker processes beside the control plane. `dask`: a dask.distributed scheduler beside the control plane, with workers on the nodes that match `workers`. Both give the same version."),
+                    NestedAttribute("workers", [
+                        Attribute("tiers", List(String()), optional=True, description="Tiers the nodes must be in; default any."),
+                        Attribute("labels", Map(String()), optional=True, description="Labels the nodes must carry with these values."),
+                    ], Nesting.SINGLE, optional=True, description="Which ready nodes run dask workers (one per core); `terraform plan` fails when none does."),
+                ], Nesting.SINGLE, optional=True, description="Where candidates and folds are trained. Changing it trains nothing."),
                 NestedAttribute("timeouts", [
                     Attribute("create", String(), optional=True, description="Default `30m`."),
                     Attribute("update", String(), optional=True, description="Default `30m`."),

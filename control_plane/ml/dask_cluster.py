@@ -41,12 +41,11 @@ CONFIG = {
 }
 
 
-def _configure() -> None:
+def _configure(level: int) -> None:
     import dask
 
     dask.config.set(CONFIG)
-    # dask logs every connection at INFO; the job's stderr is read only when it ends
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    logging.getLogger("distributed").setLevel(level)
 
 
 def security(ca_pem: str, cert_pem: str, key_pem: str) -> Security:
@@ -94,7 +93,7 @@ class JobScheduler:
     Client of it for the job's own thread. `port` is where nodes' workers connect."""
 
     def __init__(self, host: str, ca_pem: str, cert_pem: str, key_pem: str):
-        _configure()
+        _configure(logging.WARNING)  # dask logs every connection at INFO; the job's stderr is read only at its end
         self.host = host or "0.0.0.0"
         self.security = security(ca_pem, cert_pem, key_pem)
         self.port = 0
@@ -147,7 +146,7 @@ def worker_files(tls_dir: str) -> tuple[str, str, str]:
 
 
 async def _run_workers(args) -> int:
-    _configure()
+    _configure(logging.INFO)  # to the node's log file of the worker: connections, registrations, losses
     ca, cert, key = (open(p).read() for p in worker_files(args.tls_dir))
     sec = security(ca, cert, key)
     share = max(1, args.memory_mb // args.nworkers)  # MiB per worker process
@@ -183,8 +182,6 @@ def worker_main(argv: list[str]) -> int:
     from stratum.runtime.process import die_with_parent
 
     die_with_parent(signal.SIGTERM)  # the node daemon gone (killed): its workers go too
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return asyncio.run(_run_workers(args))
 
 

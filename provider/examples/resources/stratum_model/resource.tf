@@ -37,6 +37,28 @@ resource "stratum_model" "congestion" {
   }
 }
 
+# The same data, a wider search: its folds run as dask tasks on the cloud nodes labelled
+# pool = "training" (one worker process per core) instead of beside the control plane, and
+# give the version a local training would. Plan fails when no ready node matches.
+resource "stratum_model" "congestion_wide" {
+  name       = "congestion-wide"
+  dataset    = stratum_dataset.traffic.id
+  task       = "classification"
+  candidates = ["random_forest", "gradient_boosting"]
+  grids = {
+    random_forest     = jsonencode({ n_estimators = [100, 200, 400], max_depth = [8, 12, 16] })
+    gradient_boosting = jsonencode({ n_estimators = [100, 200], learning_rate = [0.05, 0.1] })
+  }
+  preprocessing = {
+    impute  = "median"
+    one_hot = ["intersection", "weather"]
+  }
+  training = {
+    engine  = "dask"
+    workers = { tiers = ["cloud"], labels = { pool = "training" } }
+  }
+}
+
 output "congestion_model" {
   value = {
     version        = stratum_model.congestion.version
