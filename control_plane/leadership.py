@@ -48,6 +48,7 @@ class Leadership:
         self._valid_until = 0.0  # monotonic
         self.leader_api = self.leader_node = ""  # the current leader's addresses, as last read
         self.terms = 0  # terms this process has led
+        self.lease_left = 0.0  # seconds left on the current leader's lease, as last read
 
     def set_addresses(self, api: str, node: str) -> None:
         """Where others reach this control plane (known once it listens)."""
@@ -65,13 +66,14 @@ class Leadership:
         started = time.monotonic()
         try:
             self.store.announce(self.holder, self.address, 3 * self.ttl_s)
-            epoch, holder, address, _ = self.store.claim_lease(self.holder, self.address, self.ttl_s)
+            epoch, holder, address, left = self.store.claim_lease(self.holder, self.address, self.ttl_s)
         except Exception as e:  # noqa: BLE001 - unreachable store: not leading, try again next tick
             if was or self.epoch is not None:
                 event(log, "leadership lost: the store is unreachable", level=logging.WARNING, error=str(e)[:200])
             self.epoch = None
             return False, was
         self._addresses(address)
+        self.lease_left = left
         if epoch is None:
             if self.epoch is not None:
                 event(log, "stepped down", level=logging.WARNING, epoch=self.epoch, leader=holder)

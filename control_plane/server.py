@@ -256,8 +256,12 @@ class Lead:
         """Renew or take the lease when due; returns whether this process leads now."""
         now = time.monotonic()
         if now >= self.next_tick:
-            self.next_tick = now + self.leadership.ttl_s / 3
             await asyncio.to_thread(self.leadership.tick)
+            every = self.leadership.ttl_s / 3
+            # A follower asks again right when the leader's lease runs out: a dead leader is replaced
+            # within the lease, not the lease and a tick.
+            left = self.leadership.lease_left if not self.leadership.is_leader else every
+            self.next_tick = time.monotonic() + max(0.02, min(every, left + 0.02))
         leading = self.leadership.is_leader  # also false once a lease it failed to renew runs out
         if leading and not self.leading:
             self.leading = True
@@ -289,13 +293,15 @@ async def _maintain(nodes: NodeRegistry, cfg: Config, stop: asyncio.Event, recon
     last_history = 0.0  # at once: a restart's first minute is recorded too
     while not stop.is_set():
         woke = time.monotonic()
+        # a follower wakes when the leader's lease is due to run out, to take over then
+        wait = tick if lead is None or lead.leading else min(tick, max(0.02, lead.next_tick - woke))
         try:
-            await asyncio.wait_for(stop.wait(), timeout=tick)
+            await asyncio.wait_for(stop.wait(), timeout=wait)
         except asyncio.TimeoutError:
             pass
         # A tick that ran late means the event loop was starved: heartbeats may be
         # waiting unread, so silence proves nothing about the nodes this time.
-        stalled = time.monotonic() - woke > 2 * tick
+        stalled = time.monotonic() - woke > wait + tick
         if lead is not None and not await lead.tick():
             continue  # a follower: the leader does the rest
         try:
