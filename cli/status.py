@@ -30,7 +30,9 @@ def run(args) -> int:
         Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False)
         return 1
     counts = ", ".join(f"{v} {k}" for k, v in sorted(status.nodes_by_state.items())) or "no nodes"
-    console.print(f"Stratum {status.version} at {args.endpoint}: {status.store} store, {counts}; "
-                  f"heartbeat {status.heartbeat_interval}, node timeout {status.node_timeout}", highlight=False)
+    lead = ("this control plane leads" if status.leading else
+            f"the leader is {status.leader}" if status.leader else "no leader now")
+    console.print(f"Stratum {status.version} at {client.endpoint}: {status.store} store, {counts}; "
+                  f"heartbeat {status.heartbeat_interval}, node timeout {status.node_timeout}; {lead}", highlight=False)
     console.print(nodes_table(nodes))
     return 0
