@@ -17,7 +17,8 @@ its own monotonic clock: a process paused past its lease (SIGSTOP, a long GC, a 
 itself not leading the moment it runs again, before any tick, and does nothing a lease protects
 (calling a cloud API, say) until it has renewed.
 
-On SQLite (one control plane) the same lease is taken at the first tick and kept.
+On SQLite (one control plane: the database is a file in its locked data dir) the lease is taken at
+the first tick and kept, and nothing is fenced.
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ class Leadership:
 
     @property
     def is_leader(self) -> bool:
-        return self.epoch is not None and time.monotonic() < self._valid_until
+        if self.epoch is None:
+            return False
+        # SQLite holds one control plane (its file is in this one's data dir, which is locked): once
+        # taken, the lease is not at stake, and a stalled event loop must not stop the control plane.
+        return self.store.kind == "sqlite" or time.monotonic() < self._valid_until
 
     def tick(self) -> tuple[bool, bool]:
         """Take or renew the lease. Returns (leading now, whether that changed). Blocking: call it in

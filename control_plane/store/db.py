@@ -109,8 +109,9 @@ _FENCE: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
 MIGRATION_LOCK = 7_230_001  # pg_advisory_lock key: control planes starting together migrate one at a time
 
 
-class Fenced(Exception):
-    """This control plane's leadership (the epoch its loop wrote under) has ended."""
+class Fenced(Unavailable):
+    """This control plane's leadership (the epoch its loop wrote under) has ended: nothing was
+    written; the API answers UNAVAILABLE (retry: the new leader will do it)."""
 
 
 class Store:
@@ -191,7 +192,7 @@ class Store:
                     cur.execute(self._sql(sql), params)
                     return cur
 
-                fence = _FENCE.get()
+                fence = _FENCE.get() if self.kind == "postgresql" else None  # SQLite: one control plane only
                 if fence is not None:
                     lock = " FOR SHARE" if self.kind == "postgresql" else ""
                     row = q(f"SELECT epoch FROM leases WHERE name = 'leader' AND holder = ? AND epoch = ? "
