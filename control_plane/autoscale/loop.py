@@ -219,6 +219,7 @@ class Autoscaler:
                   + (f" ({_where(c)})" if c.sites else ""))
         event(log, "autoscale decision", level=logging.DEBUG, service=name, minute=minute, lead_min=h.decider.lead,
               live_rpm=h.decider.last if h.decider.seen == minute - 1 else 0.0, provisioned_rpm=provisioned,
+              live_p95_ms=last["p95_ms"] if last else 0.0,
               need_rpm=round(d.need_rpm, 3), replicas=c.replicas, capacity_rpm=round(c.capacity_rpm, 3),
               size=[c.config.cpu, c.config.memory_mb, c.config.workers] if c.config else None, sites=c.sites,
               vms=c.vms, cost_per_hour=round(c.cost_per_hour, 6), zero=h.zero, why=d.why,
