@@ -149,9 +149,11 @@ async def _run_workers(args) -> int:
     _configure(logging.INFO)  # to the node's log file of the worker: connections, registrations, losses
     ca, cert, key = (open(p).read() for p in worker_files(args.tls_dir))
     sec = security(ca, cert, key)
-    share = max(1, args.memory_mb // args.nworkers)  # MiB per worker process
+    share = max(1, args.memory_mb // args.nworkers)  # MiB per worker process, the resource the scheduler sees
+    # The nanny's limit is the node's memory, not the share: dask pauses a worker at 80 % of its limit,
+    # and a share on a small node (1 GiB, 4 cores) is less than a worker needs to hold the table at all.
     nannies = [StratumNanny(args.scheduler, nthreads=1, name=f"{args.name}-{i}", resources={"cpu": 1, "memory": share},
-                            memory_limit=share * 2**20, security=sec, worker_class=StratumWorker, dashboard=False,
+                            memory_limit=args.memory_mb * 2**20, security=sec, worker_class=StratumWorker, dashboard=False,
                             local_directory=args.local_directory, host=args.host or None, silence_logs=False)
                for i in range(args.nworkers)]
     stop = asyncio.Event()
