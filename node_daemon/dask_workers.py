@@ -110,13 +110,18 @@ class DaskWorkers:
         delay = BACKOFF_S
         while True:
             argv, shown = self._argv(w, home)
-            # on the loop, not in a thread: a cancellation can then never lose a started process
-            r.proc = process.spawn(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=home,
-                                   log_path=home / "worker.log", pid_path=self.dir / f"{w.training}.pid")
-            event(log, "dask worker started", training=w.training, pid=r.proc.pid, **shown)
-            rc = await asyncio.to_thread(r.proc.wait)
-            event(log, "dask worker ended; starting it again", level=logging.WARNING, training=w.training, exit_code=rc,
-                  retry_in_s=delay, log_tail=_tail(home / "worker.log"))
+            try:
+                # on the loop, not in a thread: a cancellation can then never lose a started process
+                r.proc = process.spawn(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=home,
+                                       log_path=home / "worker.log", pid_path=self.dir / f"{w.training}.pid")
+            except OSError as e:
+                event(log, "dask worker did not start", level=logging.WARNING, training=w.training, error=str(e),
+                      retry_in_s=delay)
+            else:
+                event(log, "dask worker started", training=w.training, pid=r.proc.pid, **shown)
+                rc = await asyncio.to_thread(r.proc.wait)
+                event(log, "dask worker ended; starting it again", level=logging.WARNING, training=w.training,
+                      exit_code=rc, retry_in_s=delay, log_tail=_tail(home / "worker.log"))
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_CAP_S)
 

@@ -61,7 +61,7 @@ def peer_name(comm) -> str:
     return next((v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"), "")
 
 
-def _admit(server, comm) -> bool:
+def _admit(comm) -> bool:
     name = peer_name(comm)
     if name.startswith(CN_PREFIX):
         return True
@@ -72,17 +72,17 @@ def _admit(server, comm) -> bool:
 
 class StratumScheduler(Scheduler):
     def handle_comm(self, comm):
-        return super().handle_comm(comm) if _admit(self, comm) else NoOpAwaitable()
+        return super().handle_comm(comm) if _admit(comm) else NoOpAwaitable()
 
 
 class StratumNanny(Nanny):
     def handle_comm(self, comm):
-        return super().handle_comm(comm) if _admit(self, comm) else NoOpAwaitable()
+        return super().handle_comm(comm) if _admit(comm) else NoOpAwaitable()
 
 
 class StratumWorker(Worker):
     def handle_comm(self, comm):
-        return super().handle_comm(comm) if _admit(self, comm) else NoOpAwaitable()
+        return super().handle_comm(comm) if _admit(comm) else NoOpAwaitable()
 
 
 # ---------------------------------------------------------------- the training job's scheduler
@@ -107,7 +107,7 @@ class JobScheduler:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as e:  # noqa: BLE001 - reported to start()
+        except BaseException as e:  # noqa: BLE001 - raised by __enter__
             self._error = e
             self._ready.set()
 
@@ -142,7 +142,8 @@ class JobScheduler:
 
 
 def worker_files(tls_dir: str) -> tuple[str, str, str]:
-    return tuple(os.path.join(tls_dir, n) for n in ("ca.pem", "worker.pem", "worker.key"))  # type: ignore[return-value]
+    """The CA, certificate and key a node writes for its workers (node_daemon/dask_workers.py)."""
+    return os.path.join(tls_dir, "ca.pem"), os.path.join(tls_dir, "worker.pem"), os.path.join(tls_dir, "worker.key")
 
 
 async def _run_workers(args) -> int:
