@@ -426,7 +426,8 @@ def _evaluate_dask(client, state: dict, tasks: list[tuple[int, int]], record: Ca
     for f in futures:
         f.add_done_callback(arrived.put)
     left = len(futures)
-    versions = library_versions()
+    # the libraries that compute the scores must be the job's; the interpreter's patch level need not
+    versions = {k: v for k, v in library_versions().items() if k != "python"}
     alone_since = None  # when the scheduler was last seen without workers
     finished = False
     try:
@@ -456,11 +457,11 @@ def _evaluate_dask(client, state: dict, tasks: list[tuple[int, int]], record: Ca
                 try:
                     rows.append(f.result())
                 except KilledWorker as e:
-                    raise TrainingFailed(f"a training task was running on every dask worker that died ({e}); "
-                                         "it may run out of memory") from None
+                    raise TrainingFailed(f"a fold was running on each of the dask workers that died one after the "
+                                         f"other ({e}); it may run out of memory") from None
             for job, fold, score, error, seconds, worker, theirs in sorted(rows, key=lambda r: r[:2]):
-                if theirs != versions:
-                    differ = ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in versions.items() if theirs.get(k) != v)
+                differ = ", ".join(f"{k} {theirs.get(k)} (here {v})" for k, v in versions.items() if theirs.get(k) != v)
+                if differ:
                     raise TrainingFailed(f"dask worker {worker} runs {differ}: results would differ from a local "
                                          "training; install the same versions on the nodes")
                 record(job, fold, score, error, seconds)
