@@ -184,10 +184,22 @@ stop() {{  # stop PID...: SIGTERM to each one's group, wait, SIGKILL what is lef
     if kill -0 "$pid" 2>/dev/null; then echo "pid $pid did not stop in {STOP_GRACE_S} s: SIGKILL" >&2; kill -KILL -- "-$pid"; fi
   done
 }}
+left() {{  # what is still running of the demo: started with its paths or working in its directory
+  local p pid cmd out=()
+  for p in /proc/[0-9]*; do
+    pid=${{p#/proc/}}
+    cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+    [[ "$cmd" == *"$workdir/stop.sh"* ]] && continue
+    if [[ "$(readlink "$p/cwd" 2>/dev/null)" == "$workdir"* || "$cmd" == *"$workdir"* ]]; then out+=("$pid"); fi
+  done
+  echo "${{out[@]}}"
+}}
 stop {nodes}
 stop {plane}
-left=$(pgrep -f -- "$workdir/(control-plane|node-)" || true)
-if [ -n "$left" ]; then echo "still running: $(echo $left)" >&2; exit 1; fi
+# what they stop in turn (a training's replica, an app's last children) gets as long again
+for ((i = 0; i < {STOP_GRACE_S * 5}; i++)); do [ -z "$(left)" ] && break; sleep 0.2; done
+rest=$(left)
+if [ -n "$rest" ]; then echo "still running after {STOP_GRACE_S} s, killed: $rest" >&2; kill -KILL $rest 2>/dev/null; exit 1; fi
 echo "stopped the demo in $workdir"
 """)
     os.chmod(stop_sh, 0o755)

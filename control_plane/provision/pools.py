@@ -68,6 +68,7 @@ def crash_point(name: str) -> None:
         os._exit(137)
     if os.environ.get("STRATUM_PAUSE_AT") == name:
         os.kill(os.getpid(), signal.SIGSTOP)
+        time.sleep(0.1)  # the stop reaches every thread by then: nothing after this line runs before SIGCONT
 
 
 def spec_json(spec: p.CloudPoolSpec) -> dict:

@@ -189,8 +189,9 @@ def test_a_killed_node_daemon_leaves_no_orphan_and_its_run_goes_on_after_restart
                           restart=a.RestartPolicy(attempts=2, delay_s=0.1)))
     wait_for(lambda: get(c, "slow").last_run.state == "running", 30, what="slow running")
     apps_dir = os.path.join(node.data_dir, "apps")
-    before = {p.pid for p in processes_under(apps_dir)}
-    assert len(before) >= 3  # the web server, the batch's bash and its background sleep
+    # the web server, the batch's bash and its background sleep (which a loaded machine forks late)
+    before = wait_for(lambda: (pids := {p.pid for p in processes_under(apps_dir)}) if len(pids) >= 3 else None, 30,
+                      what="three app processes")
 
     node.kill()  # kill -9 of the daemon alone: its apps run in sessions of their own and outlive it
     assert {p.pid for p in processes_under(apps_dir)} == before

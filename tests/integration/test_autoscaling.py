@@ -150,8 +150,11 @@ def test_a_service_scales_out_in_vertically_and_to_zero_live(tmp_path):
             {"sizes": [{"cpu": z.cpu, "memory_mb": z.memory_mb, "workers": z.workers, "capacity_rps": z.capacity_rpm / 60,
                         "p95_ms": z.p95_ms} for z in v.sizes]}, 500, TARGET)}
         quarter, larger = caps[(0.25, 1)], max(caps[(0.5, 1)], caps[(1.0, 1)])
-        assert larger > 1.15 * quarter, caps  # a core takes more than a quarter of one
-        need = 2 * quarter + 0.5 * (2 * larger - 2 * quarter)
+        # A core takes more than a quarter of one, on a machine with cores to spare. On one whose
+        # cores are all busy (the suite's other workers) the sizes measure alike, and the right
+        # decision is then more quarter-core replicas: that is what is checked in that case.
+        vertical = larger > 1.15 * quarter
+        need = 2 * quarter + 0.5 * (2 * larger - 2 * quarter) if vertical else 1.5 * quarter
         rate = need * 0.7 / MINUTE  # requests per second
         # The test's thread paces the requests and watches the service; a pool of threads carries them.
         load = Load(json.dumps({"instances": rows_of(pd.read_csv(DATA / "traffic.csv"), 2)}).encode())
@@ -159,14 +162,14 @@ def test_a_service_scales_out_in_vertically_and_to_zero_live(tmp_path):
         while time.time() < deadline:
             load.send(svc.endpoints[0], "step")
             s = get()
-            if s.replicas == 2 and s.size.cpu > 0.25:
+            if s.replicas == 2 and (s.size.cpu > 0.25 or not vertical):
                 out = s
                 break
             time.sleep(1 / rate)
-        assert out is not None, f"not scaled out to 2 replicas larger than a quarter core ({caps}): {get()}"
+        assert out is not None, f"not scaled out to 2 replicas {'larger than a quarter core ' if vertical else ''}({caps}): {get()}"
         out = wait_service(c, "scaled", v.version)
         assert sum(p.ready_replicas for p in out.placements) == 2
-        assert out.size.cpu > 0.25 and "last minute" in out.scaling_reason, out.scaling_reason
+        assert (out.size.cpu > 0.25) == vertical and "last minute" in out.scaling_reason, (out.size, out.scaling_reason, caps)
         # the chosen size holds what the reason says the service needs
         need = float(out.scaling_reason.split(": ")[1].split(" req/min")[0])
         assert 2 * out.size.capacity_rpm >= need, (out.size, out.scaling_reason)
@@ -320,8 +323,12 @@ def test_live_decisions_are_the_simulators_for_the_same_arrivals(tmp_path, bao, 
         assert lead == 1 + math.ceil((v.load_time_s + 3 * REPLAY_MINUTE) / REPLAY_MINUTE), lead
 
         # The simulator on the arrivals the nodes reported, from the minute the live loop first saw.
-        points = c.GetServiceMetrics(m.GetServiceMetricsRequest(name="replay", minutes=1000)).points
-        reported = {pt.minute: pt.requests for pt in points}
+        def reported_all():  # a node reports a minute once it has ended: the last one comes a little later
+            points = c.GetServiceMetrics(m.GetServiceMetricsRequest(name="replay", minutes=1000)).points
+            r = {pt.minute: pt.requests for pt in points}
+            return r if sum(r.values()) >= sent else None
+
+        reported = wait_for(reported_all, 10 * REPLAY_MINUTE, interval=0.5, what="every request reported")
         assert sum(reported.values()) == sent  # every request counted once
         last = max(live) - 1
         arrivals = np.array([float(reported.get(mn, 0)) for mn in range(first - 1, last)])

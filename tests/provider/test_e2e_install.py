@@ -28,7 +28,8 @@ def test_schema_needs_no_control_plane(make_workspace):
     ws.write(CFG)
     schema = json.loads(ws.tf("providers", "schema", "-json").stdout)["provider_schemas"]["registry.terraform.io/stratum/stratum"]
     provider = schema["provider"]["block"]["attributes"]
-    assert set(provider) == {"endpoint", "token", "ca_cert"} and provider["token"]["sensitive"]
+    assert set(provider) == {"endpoint", "endpoints", "token", "ca_cert"} and provider["token"]["sensitive"]
+    assert provider["endpoints"]["type"] == ["list", "string"] and provider["endpoints"]["optional"]
     nodes = schema["data_source_schemas"]["stratum_nodes"]["block"]["attributes"]["nodes"]
     assert nodes["computed"] and nodes["nested_type"]["nesting_mode"] == "list"
     assert nodes["nested_type"]["attributes"]["addresses"]["type"] == ["list", "string"]

@@ -34,7 +34,9 @@ from tests.provider.tfharness import Workspace
 from tests.ui import browser
 from tests.ui.browser import texts, wait
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+# One worker, one site: every test of this module shares the module-scoped pipeline (tests/conftest.py
+# groups it; the marker keeps the tests that do not use it there too).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900), pytest.mark.xdist_group("ui")]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "modules" / "examples" / "smart-traffic"
 # The aggregate job runs only when asked (Run now), so what the test sees is what it did.
