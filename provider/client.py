@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any, Iterable, Optional
 
@@ -52,18 +53,31 @@ class Client:
         self.endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
         self._token, self._ca_pem = token, ca_pem
         self._timeout_s = timeout_s
-        self._current = -1
-        self._use(0)
+        # Terraform calls the provider from several goroutines at once, so calls share this client
+        # from several threads: one channel per endpoint, made on first use and closed only by
+        # close(), since closing one under another thread's call cancels that call ("Channel closed!").
+        self._lock = threading.Lock()
+        self._stubs: dict[int, control_plane_pb2_grpc.ControlPlaneStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._current = 0
 
-    def _use(self, i: int) -> None:
-        if i == self._current:
-            return
-        if self._current >= 0:
-            self._channel.close()
-        self._current = i
-        self.endpoint = self.endpoints[i]
-        self._channel = grpc_util.secure_channel(self.endpoint, self._ca_pem)
-        self._stub = control_plane_pb2_grpc.ControlPlaneStub(self._channel)
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self._current]
+
+    def _stub(self, i: int) -> control_plane_pb2_grpc.ControlPlaneStub:
+        with self._lock:
+            if i not in self._stubs:
+                channel = grpc_util.secure_channel(self.endpoints[i], self._ca_pem)
+                self._channels.append(channel)
+                self._stubs[i] = control_plane_pb2_grpc.ControlPlaneStub(channel)
+            return self._stubs[i]
+
+    def _move_on(self, failed: int) -> None:
+        """The next control plane after the one that failed, unless another call has moved on already."""
+        with self._lock:
+            if self._current == failed:
+                self._current = (failed + 1) % len(self.endpoints)
 
     def call(self, method: str, request: Any, *, action: str, attributes: Optional[Iterable[str]] = None,
              timeout: Optional[float] = None) -> Any:
@@ -78,7 +92,8 @@ class Client:
         metadata = grpc_util.bearer(self._token) if self._token else None
         tries = (len(RETRY_DELAYS) + 1) * len(self.endpoints)
         for attempt in range(tries):
-            rpc = getattr(self._stub, method)
+            used = self._current
+            rpc = getattr(self._stub(used), method)
             try:
                 return rpc(request() if callable(request) else request, timeout=max(timeout or 0, self._timeout_s), metadata=metadata)
             except grpc.RpcError as err:
@@ -87,14 +102,16 @@ class Client:
                 tls = "handshake" in (err.details() or "").lower()
                 if code == grpc.StatusCode.UNAVAILABLE and not tls and attempt < tries - 1:
                     log.info("control plane unavailable, retrying", extra={"fields": {
-                        "method": method, "attempt": attempt + 1, "endpoint": self.endpoint}})
-                    if len(self.endpoints) > 1:
-                        self._use((self._current + 1) % len(self.endpoints))  # the next control plane
+                        "method": method, "attempt": attempt + 1, "endpoint": self.endpoints[used]}})
+                    self._move_on(used)
                     time.sleep(RETRY_DELAYS[min(attempt // len(self.endpoints), len(RETRY_DELAYS) - 1)])
                     continue
-                diags = to_diagnostics(err, endpoint=self.endpoint, action=action, token_given=bool(self._token), attributes=attributes)
+                diags = to_diagnostics(err, endpoint=self.endpoints[used], action=action, token_given=bool(self._token), attributes=attributes)
                 raise ApiError(code, diags) from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self._channel.close()
+        with self._lock:
+            channels, self._channels, self._stubs = self._channels, [], {}
+        for channel in channels:
+            channel.close()

@@ -65,14 +65,14 @@ def to_spec(values: State, diags: Optional[Diagnostics] = None) -> m.ModelSpec:
                                 f'e.g. jsonencode({{ n_estimators = [50, 100] }}): {e}', path=["grids", alg])
     p = values.get("preprocessing") or {}
     spec.preprocessing.CopyFrom(m.Preprocessing(
-        select=list(p.get("select") or []), drop_missing=bool(p.get("drop_missing")), impute=p.get("impute") or "",
+        select=list(p.get("select") or []), drop_missing=_opt_bool(p.get("drop_missing")), impute=p.get("impute") or "",
         fill_value=float(p.get("fill_value") or 0), scale=p.get("scale") or "", one_hot=list(p.get("one_hot") or [])))
     s = values.get("selection") or {}
     spec.selection.CopyFrom(m.Selection(metric=s.get("metric") or "", cv_folds=int(s.get("cv_folds") or 0)))
     r = values.get("retrain") or {}
-    spec.retrain.CopyFrom(m.Retrain(max_age=r.get("max_age") or "", on_drift=bool(r.get("on_drift")),
+    spec.retrain.CopyFrom(m.Retrain(max_age=r.get("max_age") or "", on_drift=_opt_bool(r.get("on_drift")),
                                     drift_threshold=float(r.get("drift_threshold") or 0), min_samples=int(r.get("min_samples") or 0),
-                                    on_new_data=bool(r.get("on_new_data"))))
+                                    on_new_data=_opt_bool(r.get("on_new_data"))))
     t = values.get("training")
     if t:
         spec.training.engine = t.get("engine") or ""
@@ -108,6 +108,15 @@ def _state(model: m.Model, prior: Optional[State]) -> State:
     return prior
 
 
+def _opt_bool(v: Any) -> Optional[bool]:
+    """An optional bool goes over the wire with its presence, so an explicit false imports as false, not null."""
+    return None if v is None else bool(v)
+
+
+def _read_bool(msg: Any, field: str) -> Optional[bool]:
+    return getattr(msg, field) if msg.HasField(field) else None
+
+
 def _args_from_spec(spec: m.ModelSpec) -> State:
     from google.protobuf import json_format
 
@@ -118,13 +127,13 @@ def _args_from_spec(spec: m.ModelSpec) -> State:
         "name": spec.name, "dataset": spec.dataset, "dataset_digest": spec.dataset_digest or None, "task": spec.task,
         "target": spec.target or None, "candidates": list(spec.candidates),
         "grids": {k: _jsonencode(json_format.MessageToDict(g)) for k, g in spec.grids.items()} or None,
-        "preprocessing": {"select": list(p.select) or None, "drop_missing": p.drop_missing or None,
+        "preprocessing": {"select": list(p.select) or None, "drop_missing": _read_bool(p, "drop_missing"),
                           "impute": p.impute or None, "fill_value": p.fill_value or None, "scale": p.scale or None,
                           "one_hot": list(p.one_hot) or None} if has_p else None,
         "selection": {"metric": s.metric or None, "cv_folds": s.cv_folds or None} if s != m.Selection() else None,
         "seed": spec.seed or None,
-        "retrain": {"max_age": r.max_age or None, "on_drift": r.on_drift or None, "drift_threshold": r.drift_threshold or None,
-                    "min_samples": r.min_samples or None, "on_new_data": r.on_new_data or None} if r != m.Retrain() else None,
+        "retrain": {"max_age": r.max_age or None, "on_drift": _read_bool(r, "on_drift"), "drift_threshold": r.drift_threshold or None,
+                    "min_samples": r.min_samples or None, "on_new_data": _read_bool(r, "on_new_data")} if r != m.Retrain() else None,
         "training": {"engine": t.engine or None,
                      "workers": {"tiers": list(w.tiers) or None, "labels": dict(w.labels) or None}
                      if w != m.TrainingWorkers() else None} if t != m.Training() else None,

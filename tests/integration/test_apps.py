@@ -190,7 +190,7 @@ def test_a_killed_node_daemon_leaves_no_orphan_and_its_run_goes_on_after_restart
     wait_for(lambda: get(c, "slow").last_run.state == "running", 30, what="slow running")
     apps_dir = os.path.join(node.data_dir, "apps")
     # the web server, the batch's bash and its background sleep (which a loaded machine forks late)
-    before = wait_for(lambda: (pids := {p.pid for p in processes_under(apps_dir)}) if len(pids) >= 3 else None, 30,
+    before = wait_for(lambda: pids if len(pids := {p.pid for p in processes_under(apps_dir)}) >= 3 else None, 30,
                       what="three app processes")
 
     node.kill()  # kill -9 of the daemon alone: its apps run in sessions of their own and outlive it

@@ -33,7 +33,7 @@ def no_sleep(monkeypatch):
 
 def make(outcomes, token="tok-123456"):
     c = Client("127.0.0.1:7443", token, pki.make_ca()[1])
-    c._stub = Stub(outcomes)
+    c.fake = c._stubs[0] = Stub(outcomes)
     return c
 
 
@@ -43,7 +43,7 @@ UNAVAILABLE = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to al
 def test_retries_unavailable_then_succeeds(no_sleep):
     c = make([UNAVAILABLE, UNAVAILABLE, "ok"])
     assert c.call("GetStatus", None, action="x") == "ok"
-    assert len(c._stub.calls) == 3 and no_sleep == list(client_mod.RETRY_DELAYS[:2])
+    assert len(c.fake.calls) == 3 and no_sleep == list(client_mod.RETRY_DELAYS[:2])
 
 
 def test_gives_up_with_a_diagnostic_naming_the_endpoint():
@@ -58,7 +58,7 @@ def test_tls_failure_is_not_retried():
     c = make([FakeRpcError(grpc.StatusCode.UNAVAILABLE, "Ssl handshake failed")])
     with pytest.raises(ApiError):
         c.call("GetStatus", None, action="x")
-    assert len(c._stub.calls) == 1
+    assert len(c.fake.calls) == 1
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL])
@@ -66,13 +66,13 @@ def test_other_errors_are_not_retried(code):
     c = make([FakeRpcError(code, "nope")])
     with pytest.raises(ApiError) as e:
         c.call("GetJoinToken", None, action="x")
-    assert e.value.code == code and len(c._stub.calls) == 1
+    assert e.value.code == code and len(c.fake.calls) == 1
 
 
 def test_bearer_token_and_deadline_on_every_call():
     c = make(["ok"])
     c.call("GetStatus", None, action="x")
-    _, metadata, timeout = c._stub.calls[0]
+    _, metadata, timeout = c.fake.calls[0]
     assert metadata == [("authorization", "Bearer tok-123456")] and timeout == client_mod.DEFAULT_TIMEOUT_S
 
 
@@ -80,7 +80,7 @@ def test_no_token_sends_no_authorization_and_says_so():
     c = make([FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "missing admin token")], token="")
     with pytest.raises(ApiError) as e:
         c.call("GetStatus", None, action="x")
-    assert c._stub.calls[0][1] is None and e.value.diagnostics[0].summary == "No Stratum token configured"
+    assert c.fake.calls[0][1] is None and e.value.diagnostics[0].summary == "No Stratum token configured"
 
 
 def test_invalid_argument_maps_onto_the_given_attributes():
@@ -95,3 +95,46 @@ def test_timeout_setting(monkeypatch):
     assert client_mod._default_timeout() == 5.0
     monkeypatch.setenv("STRATUM_PROVIDER_TIMEOUT", "soon")
     assert client_mod._default_timeout() == 30.0
+
+
+class FakeChannel:
+    def __init__(self, target):
+        self.target, self.closed = target, False
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_failover_under_concurrent_calls_closes_no_channel_in_use():
+    """Terraform calls the provider from several threads: one call failing over to the next control
+    plane must neither cancel another's call on the old channel nor skip a control plane."""
+    import threading
+    c = Client(["a:1", "b:1", "c:1"], "tok-123456", pki.make_ca()[1])
+    channels = c._channels = [FakeChannel("a:1"), FakeChannel("b:1")]
+    release, started = threading.Event(), threading.Event()
+
+    class Slow(Stub):
+        def __getattr__(self, method):
+            def call(request, timeout=None, metadata=None):
+                if request == "slow":
+                    started.set()
+                    assert release.wait(10)
+                    assert not channels[0].closed, "the channel under this call was closed"
+                    return "slow ok"
+                raise UNAVAILABLE
+            return call
+
+    c._stubs[0] = Slow([])
+    c._stubs[1] = Stub(["b ok", "b ok"])
+    out = []
+    t = threading.Thread(target=lambda: out.append(c.call("GetStatus", "slow", action="x")))
+    t.start()
+    assert started.wait(10)
+    assert c.call("GetStatus", "fast", action="x") == "b ok" and c.endpoint == "b:1"
+    c._move_on(0)  # a late failure seen on a:1 does not move past b:1
+    assert c.endpoint == "b:1"
+    release.set()
+    t.join(10)
+    assert out == ["slow ok"] and not any(ch.closed for ch in channels)
+    c.close()
+    assert all(ch.closed for ch in channels)
