@@ -123,7 +123,9 @@ class Process:
         if self.proc:
             self.proc.wait(10)
 
-    def stop(self, timeout: float = 10) -> int | None:
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`: long enough for a node to give its apps their grace
+        period (a node SIGKILLed here leaves them running, by design, for its next start to reap)."""
         self.signal(signal.SIGTERM)
         if self.proc is None:
             return None

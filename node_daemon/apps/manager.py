@@ -87,8 +87,8 @@ class AppManager:
         event(log, "app removed", app=key[0], instance=key[1])
 
     async def close(self) -> None:
-        for key in list(self.instances):
-            await self._remove(key)
+        # all at once: each may take its whole grace period, and a shutdown must not take their sum
+        await asyncio.gather(*(self._remove(key) for key in list(self.instances)))
 
     async def _prepare(self, a: na.AppAssignment, workdir: Path) -> None:
         """The artifact fetched (resumable, verified), unpacked once, and copied into the working dir."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -33,6 +34,28 @@ def run(main: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         code = 130
     sys.exit(code or 0)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """Set `stop` on SIGTERM or SIGINT. Not from the handler itself: Event.set takes a lock, and a
+    second signal arriving while the first handler holds it deadlocks the main thread for good (a
+    sensor hung that way until SIGKILL). The handler only writes a byte to a pipe; a thread sets it."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+
+    def handler(signum, frame):
+        try:
+            os.write(w, b"\0")
+        except BlockingIOError:  # the pipe is full: a stop is on its way already
+            pass
+
+    def watch():
+        os.read(r, 1)
+        stop.set()
+
+    threading.Thread(target=watch, name="signals", daemon=True).start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
 
 
 # -- environment ------------------------------------------------------------------------------

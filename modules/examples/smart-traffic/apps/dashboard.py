@@ -13,7 +13,6 @@ and fetches /api/state every few seconds with plain JavaScript.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 
@@ -100,8 +99,7 @@ class Dashboard:
         })
         common.log("start", http=f"{self.host}:{self.port}", store=self.store.display)
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        common.stop_on_signals(stop)
         stop.wait()
         server.shutdown()
         self.store.close()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import queue
-import signal
 import statistics
 import threading
 import time
@@ -380,8 +379,7 @@ def _one_line(exc: BaseException) -> str:
 
 def main() -> int:
     proc = Processor()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: proc.stop.set())
+    common.stop_on_signals(proc.stop)
     return proc.run()
 
 

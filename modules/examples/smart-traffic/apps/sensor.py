@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 import time
 
@@ -184,8 +183,7 @@ class Sensor:
 
 def main() -> int:
     sensor = Sensor()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: sensor.stop.set())
+    common.stop_on_signals(sensor.stop)
     return sensor.run()
 
 
