@@ -53,6 +53,7 @@ def spec_json(spec: m.ServiceSpec) -> dict:
 MAX_WORKERS = 32  # worker processes per replica
 MAX_ON_DEMAND = 16  # on-demand replicas per node (routing.mode = "straightline")
 MAX_SLO_MS = 3_600_000.0  # an hour: beyond any latency objective
+REMOVED = "removed"  # a node's report of a service it no longer runs: the last minutes it counted, nothing else
 MAX_RPM = 1e9  # requests per minute one replica takes
 MAX_CONNECTS = 64
 
@@ -506,16 +507,17 @@ class Services:
         return {n: st.endpoint for n, rep in self.reports.items() if (st := rep.get(name)) is not None and st.endpoint}
 
     def load_report(self, node_id: str, report: na.ServiceReport) -> None:
-        self.reports[node_id] = {s.service: s for s in report.services}
+        self.reports[node_id] = {s.service: s for s in report.services if s.state != REMOVED}
 
     def on_report(self, node_id: str, report: na.ServiceReport) -> bool:
         before = {name: st.endpoint for name, st in self.reports.get(node_id, {}).items()}
-        self.reports[node_id] = {s.service: s for s in report.services}
+        self.reports[node_id] = {s.service: s for s in report.services if s.state != REMOVED}
         now = time.time()
         for s in report.services:
             if s.minutes:
                 self.series.add(s.service, s.minutes)
-            self.series.reported(s.service, node_id, now)
+            if s.state != REMOVED:
+                self.series.reported(s.service, node_id, now)
         for s in report.services:
             if s.samples_json:
                 self._add_samples(s.service, s.samples_json)

@@ -53,6 +53,9 @@ class ServiceManager:
         self.report = report
         self.health_interval = health_interval
         self.services: dict[str, _State] = {}
+        # the minutes a service's endpoint counted before the service left this node: reported
+        # once (the partial last one too), or the control plane's series would miss them
+        self.left_minutes: dict[str, list[dict]] = {}
         self.generation = 0
         self._apply_lock = asyncio.Lock()  # Assignments apply one at a time, in arrival order
 
@@ -87,6 +90,9 @@ class ServiceManager:
             st.task.cancel()
             await asyncio.gather(st.task, return_exceptions=True)
         await st.service.destroy()
+        left = st.service.router.minutes.drain()
+        if left:
+            self.left_minutes.setdefault(name, []).extend(left)
         event(log, "service removed", service=name)
 
     async def close(self) -> None:
@@ -166,16 +172,24 @@ class ServiceManager:
             s = na.ServiceStatus(service=name, version=st.version if st.state == "ready" else "",
                                  endpoint=self.endpoint(st), ready_replicas=ready, state=st.state, error=st.error,
                                  requests=stats["requests"], failures=stats["failures"])
-            for mm in svc.router.minutes.take(time.time()):  # minutes that ended: each sent once
-                s.minutes.append(na.MinuteSample(minute=mm["minute"], requests=mm["requests"], failures=mm["failures"],
-                                                 max_in_flight=mm["max_in_flight"], latency_buckets=mm["buckets"],
-                                                 latency_sum_ms=mm["latency_sum_ms"]))
+            _add_minutes(s, self.left_minutes.pop(name, []) + svc.router.minutes.take(time.time()))  # each sent once
             if with_samples:
                 rows = svc.router.take_samples()
                 if rows:
                     s.samples_json = json.dumps(rows, default=str)
             out.services.append(s)
+        for name in [n for n in self.left_minutes if n not in self.services]:
+            s = na.ServiceStatus(service=name, state="removed")  # minutes only: the control plane adds them up
+            _add_minutes(s, self.left_minutes.pop(name))
+            out.services.append(s)
         return out
+
+
+def _add_minutes(s: na.ServiceStatus, minutes: list[dict]) -> None:
+    for mm in minutes:
+        s.minutes.append(na.MinuteSample(minute=mm["minute"], requests=mm["requests"], failures=mm["failures"],
+                                         max_in_flight=mm["max_in_flight"], latency_buckets=mm["buckets"],
+                                         latency_sum_ms=mm["latency_sum_ms"]))
 
 
 def route(svc: LocalService, plan: na.RoutingPlan) -> None:

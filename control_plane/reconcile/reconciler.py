@@ -195,6 +195,9 @@ class Reconciler:
         """What the node runs, for the other control planes: written when it changed."""
         kept = na.ServiceReport()
         kept.CopyFrom(report)
+        for i in reversed(range(len(kept.services))):
+            if kept.services[i].state == "removed":  # minutes of a service the node left: counted, not kept
+                del kept.services[i]
         for st in kept.services:
             del st.minutes[:]
             st.samples_json = ""

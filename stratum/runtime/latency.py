@@ -68,6 +68,15 @@ class MinuteMetrics:
         out, self._done = [m.as_dict() for m in self._done], []
         return out
 
+    def drain(self) -> list[dict]:
+        """Every minute held, the current one too: for an endpoint that counts no more (its service
+        left the node), whose minutes would otherwise be lost with it."""
+        if self._cur is not None:
+            self._done.append(self._cur)
+            self._cur = None
+        out, self._done = [m.as_dict() for m in self._done[-self.keep:]], []
+        return out
+
 
 def percentile_ms(buckets: list[int], q: float) -> float:
     """The upper bound of the bucket holding the q-th share of requests (0 when there are none);
