@@ -13,7 +13,6 @@ import time
 from google.protobuf import json_format
 
 from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from control_plane.ml import datasets as ml_datasets
 from control_plane.packaging.store import ArtifactNotFound, ArtifactStore
 from control_plane.store import DatasetRow, Store
 from stratum.digests import HEX64 as _HEX64
@@ -23,6 +22,13 @@ from stratum.v1 import datasets_pb2 as ds
 FORMATS = ("csv", "parquet", "excel")
 _DB_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 MAX_QUERY = 64 * 1024  # characters of SQL
+
+
+def _ml():
+    """control_plane.ml.datasets (pandas, pyarrow), imported on first use rather than at start-up."""
+    from control_plane.ml import datasets
+
+    return datasets
 
 
 def validate_spec(spec: ds.DatasetSpec) -> list[tuple[str, str]]:
@@ -38,7 +44,7 @@ def validate_spec(spec: ds.DatasetSpec) -> list[tuple[str, str]]:
             problems.append(("source", "file:// needs a path, e.g. file://data/traffic.csv"))
         elif not spec.format:
             try:
-                ml_datasets.format_from_path(path)
+                _ml().format_from_path(path)
             except ValueError as e:
                 problems.append(("source", str(e)))
         if spec.query:
@@ -51,7 +57,7 @@ def validate_spec(spec: ds.DatasetSpec) -> list[tuple[str, str]]:
         if spec.format:
             problems.append(("format", "format applies only to file sources"))
     else:
-        where = ml_datasets.redact_url(spec.source) if "://" in spec.source else spec.source
+        where = _ml().redact_url(spec.source) if "://" in spec.source else spec.source
         problems.append(("source", f"unsupported source {shown(where)}: use file://path, sqlite:///path or postgresql://..."))
     return problems
 
@@ -64,22 +70,22 @@ class Datasets:
     def __init__(self, store: Store, artifacts: ArtifactStore):
         self.store, self.artifacts = store, artifacts
 
-    def _load(self, spec: ds.DatasetSpec) -> tuple[ml_datasets.Dataset, str, str]:
+    def _load(self, spec: ds.DatasetSpec) -> tuple[_ml().Dataset, str, str]:
         """(described dataset, blob holding its rows, that blob's format)."""
         problems = validate_spec(spec)
         if problems:
             raise InvalidArgument(problems)
         if spec.source.startswith("file://"):
             path = spec.source[len("file://"):]
-            fmt = spec.format or ml_datasets.format_from_path(path)
+            fmt = spec.format or _ml().format_from_path(path)
             try:
                 data = self.artifacts.open(spec.blob_sha256).read()
             except ArtifactNotFound:
                 raise FailedPrecondition(f"file {path} (sha256 {spec.blob_sha256[:12]}…) was not uploaded: UploadBlob first") from None
-            loaded = ml_datasets.load_bytes(data, fmt, name=path)
+            loaded = _ml().load_bytes(data, fmt, name=path)
             blob, blob_format = spec.blob_sha256, fmt
         else:
-            loaded = ml_datasets.load_sql(spec.source, spec.query)
+            loaded = _ml().load_sql(spec.source, spec.query)
             buf = io.BytesIO()
             loaded.frame.to_parquet(buf, index=False)
             blob, blob_format = self.artifacts.put_stream([buf.getvalue()]), "parquet"
@@ -130,10 +136,10 @@ class Datasets:
             data = self.artifacts.open(blob_sha256).read()
         except ArtifactNotFound:
             raise FailedPrecondition(f"output {blob_sha256[:12]}… was not uploaded") from None
-        new = ml_datasets.load_bytes(data, fmt, name=f"output for dataset {name}")
+        new = _ml().load_bytes(data, fmt, name=f"output for dataset {name}")
         names = [c for c, _ in row.columns]
         if sorted(c for c, _ in new.columns) != sorted(names):
-            raise ml_datasets.DatasetError(
+            raise _ml().DatasetError(
                 f"output for dataset {name}: columns {', '.join(c for c, _ in new.columns)} do not match the "
                 f"dataset's {', '.join(names)}", field="outputs.dataset")
         if mode == "append":
@@ -142,9 +148,9 @@ class Datasets:
             frame = pd.concat([self.frame(name), new.frame[names]], ignore_index=True)
             buf = io.BytesIO()
             frame.to_parquet(buf, index=False)
-            loaded = ml_datasets.load_bytes(buf.getvalue(), "parquet", name)
+            loaded = _ml().load_bytes(buf.getvalue(), "parquet", name)
             blob, blob_format = self.artifacts.put_stream([buf.getvalue()]), "parquet"
-            digest = ml_datasets.frame_digest(loaded.frame)
+            digest = _ml().frame_digest(loaded.frame)
         else:
             loaded, blob, blob_format, digest = new, blob_sha256, fmt, new.digest
         if digest != row.digest:
@@ -157,7 +163,7 @@ class Datasets:
     def frame(self, name: str):
         """The rows of the dataset's current version, as a DataFrame (for training)."""
         row = self.get(name)
-        return ml_datasets.load_bytes(self.artifacts.open(row.data_sha256).read(), row.data_format, name).frame
+        return _ml().load_bytes(self.artifacts.open(row.data_sha256).read(), row.data_format, name).frame
 
 
 def to_proto(row: DatasetRow) -> ds.Dataset:

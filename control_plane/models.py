@@ -31,8 +31,6 @@ from google.protobuf import json_format
 
 from control_plane.datasets import Datasets
 from control_plane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from control_plane.ml import script as ml_script
-from control_plane.ml.train import check_spec, validate as validate_table
 from control_plane.store import Store
 from stratum.logs import event
 from stratum.validation import (check_duration, check_labels, check_name, check_number, check_text, check_tier, shown,
@@ -53,6 +51,14 @@ MAX_PSI = 100.0  # retrain.drift_threshold: a PSI of 0.25 is already a large shi
 # asking for more would never judge drift at all.
 MAX_MIN_SAMPLES = 5000
 MAX_FILL = 1e15  # magnitude of preprocessing.fill_value
+
+
+def _ml_script():
+    """control_plane.ml.script, imported on first use: it brings scikit-learn and pandas, about
+    two CPU-seconds a control plane that trains nothing (most) need not pay at start-up."""
+    from control_plane.ml import script
+
+    return script
 
 
 def spec_json(spec: m.ModelSpec) -> dict:
@@ -158,6 +164,8 @@ def validate_spec(spec: m.ModelSpec) -> list[tuple[str, str]]:
     problems += _check_training(spec.training)
     if unreadable:
         return problems
+    from control_plane.ml.train import check_spec  # scikit-learn: imported on first use, not at start-up
+
     spec_dict, renames = ml_spec(spec, "x")  # the dataset's target is unknown here; "x" stands for it
     problems += [p for p in _rename(check_spec(spec_dict), renames) if not (p[0] == "target" and not spec.target)]
     return problems
@@ -324,7 +332,7 @@ class Models:
         source = ds_spec.get("source", "")
         dataset_file = os.path.basename(source[len("file://"):]) if source.startswith("file://") else "data.csv"
         return m.TrainingScript(filename=f"train_{name}_{version}.py", version=version,
-                                source=ml_script.render(metadata, version, dataset_file))
+                                source=_ml_script().render(metadata, version, dataset_file))
 
     # -- checks -------------------------------------------------------------------------------
     def check(self, spec: m.ModelSpec, *, need_dataset: bool) -> list[str]:
@@ -349,6 +357,8 @@ class Models:
         if spec.task != "clustering" and not spec_dict.get("target"):
             raise InvalidArgument([("target", f"{spec.task} needs a target column: set target here or on dataset "
                                               f"{spec.dataset!r}; its columns are {', '.join(c for c, _ in row.columns)}")])
+        from control_plane.ml.train import validate as validate_table
+
         try:
             validate_table(self.datasets.frame(spec.dataset), spec_dict)
         except InvalidArgument as e:

@@ -13,7 +13,6 @@ import json
 import logging
 import time
 
-from control_plane.ml import drift
 from control_plane.models import Models
 from control_plane.packaging.store import ArtifactStore
 from control_plane.services import Services
@@ -27,7 +26,7 @@ DEFAULT_PSI = 0.2
 
 
 def due(retrain: dict, serving: dict | None, now: float, samples: list[dict], reference: dict | None,
-        training: bool, last_trained: float = 0.0) -> tuple[str | None, drift.DriftReport | None]:
+        training: bool, last_trained: float = 0.0) -> tuple[str | None, "DriftReport | None"]:
     """The reason to retrain now ("max_age …" / "drift: …"), or None; and the drift report if judged.
     Age counts from the last training, which may have kept the serving version (same data)."""
     if serving is None or training:
@@ -38,6 +37,8 @@ def due(retrain: dict, serving: dict | None, now: float, samples: list[dict], re
         if age >= parse_duration(max_age):
             return f"max_age: version {serving['version']} is {age:.0f}s old (max_age {max_age})", None
     if retrain.get("on_drift") and reference is not None:
+        from control_plane.ml import drift  # pandas and scipy: on first use, not at start-up
+
         report = drift.compare(reference, samples, psi_threshold=retrain.get("drift_threshold") or DEFAULT_PSI,
                                min_samples=retrain.get("min_samples") or DEFAULT_MIN_SAMPLES)
         if report.drifted:

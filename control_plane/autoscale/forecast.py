@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
 
 DAY, WEEK = 1440, 10080
 LEVEL_REACH = 240  # residuals the exponentially weighted levels read (0.02: the oldest weighs 1 %)
@@ -120,7 +119,7 @@ class Forecaster:
         self._t0 = 0.0
         self._daily_now, self._weekly_now = 0, ()
         self._fit_at = self._comp_at = -10**9
-        self._comp: HistGradientBoostingRegressor | None = None
+        self._comp = None  # a fitted HistGradientBoostingRegressor, once one is kept
         self._resid_sd = 0.0
         # forecasts made, to measure the errors actually made at each step h
         self._made: deque = deque(maxlen=horizon + 1)  # (minute made, mean array)
@@ -251,6 +250,8 @@ class Forecaster:
         # Keep it only if it beats the level alone on the latest fifth of the window: on smooth
         # demand the level already leaves only noise, and a model of noise adds its own.
         late = np.concatenate([np.arange(len(r)) >= 0.8 * len(r) for r in rows])
+        from sklearn.ensemble import HistGradientBoostingRegressor  # on first fit: a control plane that scales nothing never pays for it
+
         model = HistGradientBoostingRegressor(max_iter=60, max_depth=4, learning_rate=0.1, random_state=self.seed)
         model.fit(X[~late], Y[~late])
         keep = np.mean((Y[late] - model.predict(X[late])) ** 2) < 0.98 * np.mean(Y[late] ** 2)
