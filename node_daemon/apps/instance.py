@@ -28,6 +28,7 @@ from stratum.v1 import node_agent_pb2 as na
 log = logging.getLogger("stratum.node.apps")
 
 POLL_S = 0.2
+START_RETRY_S = 5.0  # after a start that failed before the program ran (fetch, unpack, port)
 LOG_TAIL = 4000
 # A starting instance is checked soon and often, so it is reported healthy close to when it is:
 # the next check comes after STARTING_SHARE of the time since the start (a check finds it at most
@@ -169,10 +170,10 @@ class Instance:
             try:
                 self.workdir.mkdir(parents=True, exist_ok=True)
                 await self._launch(log_path)
-            except (DriverError, OSError, RuntimeError) as e:
-                self._set("failed", f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+            except Exception as e:  # noqa: BLE001 - whatever stops a start is retried: a task that died here left the instance "starting" for good
+                self._set("failed", f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}")
                 event(log, "app failed to start", level=logging.WARNING, app=self.app, instance=self.index, error=self.error)
-                await self._sleep(5.0)
+                await self._sleep(START_RETRY_S)
                 continue
             why = await self._watch(fp)
             if why == "changed":
@@ -285,8 +286,8 @@ class Instance:
                     output.unlink(missing_ok=True)
                 await self._launch(log_path, run=order, output=output)
                 why = await self._watch_run(fp)
-            except (DriverError, OSError, RuntimeError) as e:
-                why, self.proc = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}", None
+            except Exception as e:  # noqa: BLE001 - the run fails with the reason; the task goes on
+                why, self.proc = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}", None
             code = await self._kill()
             if self._stopping:
                 return

@@ -80,3 +80,43 @@ def test_a_starting_instance_is_healthy_at_the_first_check_that_passes(tmp_path)
     # (the old schedule, one check a second while starting, made two at most)
     assert probes[-1] == "200" and probes.count("200") == 1
     assert probes.count("503") >= 5, probes
+
+
+def test_a_start_that_fails_in_any_way_is_retried_and_never_leaves_the_instance_starting(tmp_path, monkeypatch):
+    """A failure before the program runs (the artifact's fetch cut by a session change, a timeout
+    with no message, an unexpected error) is reported and retried; the task once died on an
+    exception type it did not expect, or on formatting an empty message, and the instance stayed
+    "starting" with nothing running until the node restarted."""
+    monkeypatch.setattr(inst, "START_RETRY_S", 0.05)
+    driver = ExecDriver(tmp_path / "apps")
+    want = na.AppAssignment(app="job", instance=0, kind="service", spec_version=1, command=sys.executable,
+                            args=["-c", "import time; time.sleep(60)"], kill_timeout_s=2)
+    failures = [TimeoutError(), ValueError("unexpected\nsecond line")]
+    errors: list[str] = []
+
+    async def prepare(assignment, wd):
+        wd.mkdir(parents=True, exist_ok=True)
+        if failures:
+            raise failures.pop(0)
+
+    def report():
+        if ins is not None and ins.state == "failed":
+            errors.append(ins.error)
+
+    async def scenario():
+        nonlocal ins
+        ins = inst.Instance(driver, RunBook(driver.root), want, prepare=prepare, upload=None, report=report)
+        ins.start()
+        try:
+            for _ in range(400):
+                if ins.state == "running" or ins.task.done():
+                    break
+                await asyncio.sleep(0.05)
+            return ins.state, ins.task.done()
+        finally:
+            await ins.stop()
+
+    ins = None
+    state, dead = asyncio.run(scenario())
+    assert not dead and state == "running", (state, errors)
+    assert errors == ["TimeoutError: ", "ValueError: unexpected"]
