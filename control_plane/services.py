@@ -208,6 +208,7 @@ class Services:
         self.artifacts = artifacts  # ArtifactStore: drift references, for the routers' out-of-distribution check
         self._bounds: dict[str, str] = {}  # reference digest -> input bounds JSON
         self.reports: dict[str, dict[str, na.ServiceStatus]] = {}  # node id -> service -> last status
+        self._bridging: set[str] = set()  # services whose old replicas serve until the new ones are ready
         self.samples: dict[str, list[dict]] = {}  # model name -> sampled request inputs since its last version
         # STRATUM_<NAME>_URL of what a workload connects to, for a node (control_plane/apps/wiring.py,
         # set by the apps resource): (workload key, connects_to, node id) -> env
@@ -511,6 +512,7 @@ class Services:
 
     def on_report(self, node_id: str, report: na.ServiceReport) -> bool:
         before = {name: st.endpoint for name, st in self.reports.get(node_id, {}).items()}
+        ready_before = {name: st.ready_replicas for name, st in self.reports.get(node_id, {}).items()}
         self.reports[node_id] = {s.service: s for s in report.services if s.state != REMOVED}
         now = time.time()
         for s in report.services:
@@ -521,8 +523,11 @@ class Services:
         for s in report.services:
             if s.samples_json:
                 self._add_samples(s.service, s.samples_json)
-        # a new endpoint: the other nodes' routers get it as a peer (straightline routing)
-        return any(before.get(s.service) != s.endpoint for s in report.services if s.endpoint)
+        # a new endpoint: the other nodes' routers get it as a peer (straightline routing); and a
+        # bridged service whose new replicas got ready: the old ones it kept can go
+        return (any(before.get(s.service) != s.endpoint for s in report.services if s.endpoint)
+                or any(s.service in self._bridging and s.ready_replicas != ready_before.get(s.service)
+                       for s in report.services if s.state != REMOVED))
 
     def _add_samples(self, service: str, samples_json: str) -> None:
         doc = self.store.get_doc("services", service)
@@ -537,12 +542,40 @@ class Services:
         del buf[:-MAX_SAMPLES]
 
     # -- what nodes are told ------------------------------------------------------------------
+    def bridged(self, doc: dict) -> dict[str, int]:
+        """What the nodes are told to run: the placement, and, make before break, the replicas that
+        serve now on nodes the placement takes them from, as many as the placement's replicas that
+        are not ready yet (a VM still booting, a replica still starting). A decision that moves a
+        service onto new VMs or nodes thus keeps it answering where it ran until the new replicas
+        are ready, rather than stopping it at once; a scale-in (nothing waiting) goes at once."""
+        placement = doc["placement"]
+        name = doc["name"]
+        waiting = 0
+        for node_id, n in placement.items():
+            st = self.reports.get(node_id, {}).get(name)
+            waiting += max(0, n - (st.ready_replicas if st is not None else 0))
+        out = dict(placement)
+        if waiting <= 0 or scaled_to_zero(doc):
+            return out
+        for node_id in sorted(self.reports):
+            st = self.reports[node_id].get(name)
+            extra = min(waiting, (st.ready_replicas if st is not None else 0) - placement.get(node_id, 0))
+            if extra > 0:
+                out[node_id] = placement.get(node_id, 0) + extra
+                waiting -= extra
+        return out
+
     def assign(self, out: dict[str, na.Assignments], docs: list[dict]) -> None:
         serving: dict[str, dict | None] = {}
         nodes = None
         for doc in docs:
             spec = doc["spec"]
-            for node_id, n in doc["placement"].items():
+            told = self.bridged(doc)
+            if told != doc["placement"]:
+                self._bridging.add(doc["name"])
+            else:
+                self._bridging.discard(doc["name"])
+            for node_id, n in told.items():
                 if node_id not in out or not n:
                     continue
                 if spec["model"] not in serving:
@@ -564,7 +597,7 @@ class Services:
                 if routing.get("mode") == "straightline":
                     if nodes is None:
                         nodes = {x.id: x for x in self.nodes.list(cp.ListNodesRequest())}
-                    a.routing.CopyFrom(self._routing(node_id, doc, v, nodes))
+                    a.routing.CopyFrom(self._routing(node_id, {**doc, "placement": told}, v, nodes))
                 if zero:  # no warm replica: the router starts one for the next request, stops it when idle
                     a.routing.mode = a.routing.mode or "local"
                     a.routing.on_demand_replicas = max(a.routing.on_demand_replicas, n)
