@@ -24,6 +24,7 @@ import ssl
 import sys
 import threading
 
+import dask
 from distributed import Client, Nanny, Scheduler, Worker
 from distributed.security import Security
 from distributed.utils import NoOpAwaitable
@@ -151,6 +152,12 @@ async def _run_workers(args) -> int:
     ca, cert, key = (open(p).read() for p in worker_files(args.tls_dir))
     sec = security(ca, cert, key)
     share = max(1, args.memory_mb // args.nworkers)  # MiB per worker process, the resource the scheduler sees
+    # Worker processes forked from a forkserver that has imported dask and the training module once,
+    # rather than spawned, each importing scikit-learn and dask on its own (seconds of CPU each).
+    dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+    from distributed.utils import get_mp_context
+
+    get_mp_context().set_forkserver_preload(["distributed", "control_plane.ml.train"])
     # The nanny's limit is the node's memory, not the share: dask pauses a worker at 80 % of its limit,
     # and a share on a small node (1 GiB, 4 cores) is less than a worker needs to hold the table at all.
     nannies = [StratumNanny(args.scheduler, nthreads=1, name=f"{args.name}-{i}", resources={"cpu": 1, "memory": share},
