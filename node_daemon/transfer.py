@@ -17,6 +17,13 @@ from stratum.logs import event
 log = logging.getLogger("stratum.node.transfer")
 
 
+def _cancelling() -> bool:
+    """Whether the running task has been asked to stop (Task.cancel), as opposed to an awaited call
+    that ended in CancelledError of its own."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def download(cache, fetch, digest: str, size: int, attempts: int = 5, what: str = "bento") -> None:
     """Fetch with resume: each attempt continues from the bytes the cache already holds."""
     last: Exception | None = None
@@ -39,6 +46,17 @@ async def download(cache, fetch, digest: str, size: int, attempts: int = 5, what
             async for data in fetch(digest, offset):
                 await queue.put(data)
             await queue.put(None)
+        except asyncio.CancelledError:
+            if _cancelling():  # this download itself is being cancelled: end the writer's thread too,
+                while not queue.empty():  # the chunks it has not taken dropped (the partial file stays a prefix)
+                    queue.get_nowait()
+                queue.put_nowait(ConnectionError("download cancelled"))
+                writer.add_done_callback(lambda t: t.cancelled() or t.exception())  # its error is ours, expected
+                raise
+            # grpc.aio cancels the calls of a channel that closes (the session ended under the
+            # transfer) with CancelledError: a broken transfer like any other, not our own end,
+            # which once killed the app's or service's task and left it "starting" for good.
+            await queue.put(ConnectionError("transfer broke: the session's channel closed under it"))
         except Exception as e:  # noqa: BLE001 - a broken transfer: the partial file stays for the next attempt
             await queue.put(ConnectionError(f"transfer broke: {e}"))
         try:
