@@ -22,7 +22,8 @@ NAN, INF = math.nan, math.inf
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory):
     work = str(tmp_path_factory.mktemp("spec-bounds"))
-    cp_ = ControlPlane(work, env={"VAULT_ADDR": "", "VAULT_TOKEN": ""}).start()
+    # a 30 s node timeout: nothing here is about liveness, and a loaded machine delays heartbeats past 3 s
+    cp_ = ControlPlane(work, env={"VAULT_ADDR": "", "VAULT_TOKEN": ""}, node_timeout="30s").start()
     node = NodeDaemon(work, "edge-1", cp_.endpoint, cp_.join_token, tier="edge").start()
     try:
         yield cp_
@@ -34,7 +35,8 @@ def plane(tmp_path_factory):
 @pytest.fixture(scope="module")
 def c(plane):
     client = plane.client()
-    wait_for(lambda: client.nodes().get("edge-1"), 60, what="node edge-1 to enroll")
+    wait_for(lambda: (client.nodes().get("edge-1") or None) and client.nodes()["edge-1"].state == "ready", 60,
+             what="node edge-1 ready")
     yield client
     client.close()
 
