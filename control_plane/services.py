@@ -35,6 +35,7 @@ from control_plane.reconcile import Reconciler, Workload, key_of
 from control_plane.reconcile.snapshot import anti_affinity_keys
 from control_plane.store import Store
 from stratum.logs import event
+from stratum.runtime.latency import REMOVED
 from stratum.request_placement import ood_bounds
 from stratum.validation import (MAX_REPLICAS, check_name, check_number, check_preferences, check_requirements,
                                 check_seconds, shown)
@@ -53,7 +54,6 @@ def spec_json(spec: m.ServiceSpec) -> dict:
 MAX_WORKERS = 32  # worker processes per replica
 MAX_ON_DEMAND = 16  # on-demand replicas per node (routing.mode = "straightline")
 MAX_SLO_MS = 3_600_000.0  # an hour: beyond any latency objective
-REMOVED = "removed"  # a node's report of a service it no longer runs: the last minutes it counted, nothing else
 MAX_RPM = 1e9  # requests per minute one replica takes
 MAX_CONNECTS = 64
 
@@ -511,23 +511,25 @@ class Services:
         self.reports[node_id] = {s.service: s for s in report.services if s.state != REMOVED}
 
     def on_report(self, node_id: str, report: na.ServiceReport) -> bool:
-        before = {name: st.endpoint for name, st in self.reports.get(node_id, {}).items()}
-        ready_before = {name: st.ready_replicas for name, st in self.reports.get(node_id, {}).items()}
-        self.reports[node_id] = {s.service: s for s in report.services if s.state != REMOVED}
+        before = self.reports.get(node_id, {})
+        self.load_report(node_id, report)
         now = time.time()
         for s in report.services:
             if s.minutes:
                 self.series.add(s.service, s.minutes)
-            if s.state != REMOVED:
-                self.series.reported(s.service, node_id, now)
-        for s in report.services:
+        for s in self.reports[node_id].values():
+            self.series.reported(s.service, node_id, now)
             if s.samples_json:
                 self._add_samples(s.service, s.samples_json)
         # a new endpoint: the other nodes' routers get it as a peer (straightline routing); and a
         # bridged service whose new replicas got ready: the old ones it kept can go
-        return (any(before.get(s.service) != s.endpoint for s in report.services if s.endpoint)
-                or any(s.service in self._bridging and s.ready_replicas != ready_before.get(s.service)
-                       for s in report.services if s.state != REMOVED))
+        def changed(s: na.ServiceStatus) -> bool:
+            was = before.get(s.service)
+            if s.endpoint and (was is None or was.endpoint != s.endpoint):
+                return True
+            return s.service in self._bridging and (was is None or was.ready_replicas != s.ready_replicas)
+
+        return any(changed(s) for s in self.reports[node_id].values())
 
     def _add_samples(self, service: str, samples_json: str) -> None:
         doc = self.store.get_doc("services", service)
@@ -550,16 +552,17 @@ class Services:
         are ready, rather than stopping it at once; a scale-in (nothing waiting) goes at once."""
         placement = doc["placement"]
         name = doc["name"]
-        waiting = 0
-        for node_id, n in placement.items():
+
+        def ready(node_id: str) -> int:
             st = self.reports.get(node_id, {}).get(name)
-            waiting += max(0, n - (st.ready_replicas if st is not None else 0))
+            return st.ready_replicas if st is not None else 0
+
+        waiting = sum(max(0, n - ready(node_id)) for node_id, n in placement.items())
         out = dict(placement)
         if waiting <= 0 or scaled_to_zero(doc):
             return out
         for node_id in sorted(self.reports):
-            st = self.reports[node_id].get(name)
-            extra = min(waiting, (st.ready_replicas if st is not None else 0) - placement.get(node_id, 0))
+            extra = min(waiting, ready(node_id) - placement.get(node_id, 0))
             if extra > 0:
                 out[node_id] = placement.get(node_id, 0) + extra
                 waiting -= extra

@@ -24,6 +24,7 @@ from node_daemon.transfer import download
 from stratum.runtime.runner import ReplicaError, ReplicaRunner
 from node_daemon.replicas.service import BentoRef, LocalService
 from stratum.logs import event
+from stratum.runtime.latency import REMOVED
 from stratum.request_placement import FormProfile, InputCheck, Placer, Profiles
 from stratum.v1 import node_agent_pb2 as na
 
@@ -179,7 +180,7 @@ class ServiceManager:
                     s.samples_json = json.dumps(rows, default=str)
             out.services.append(s)
         for name in [n for n in self.left_minutes if n not in self.services]:
-            s = na.ServiceStatus(service=name, state="removed")  # minutes only: the control plane adds them up
+            s = na.ServiceStatus(service=name, state=REMOVED)  # minutes only: the control plane adds them up
             _add_minutes(s, self.left_minutes.pop(name))
             out.services.append(s)
         return out

@@ -25,6 +25,7 @@ from control_plane.reconcile.plan import Plan, plan
 from control_plane.reconcile.sessions import Sessions
 from control_plane.reconcile.snapshot import Snapshot, Workload, key_of, node_view
 from control_plane.store import Store
+from stratum.runtime.latency import REMOVED
 from stratum.logs import event
 from stratum.v1 import control_plane_pb2 as cp, node_agent_pb2 as na
 
@@ -196,7 +197,7 @@ class Reconciler:
         kept = na.ServiceReport()
         kept.CopyFrom(report)
         for i in reversed(range(len(kept.services))):
-            if kept.services[i].state == "removed":  # minutes of a service the node left: counted, not kept
+            if kept.services[i].state == REMOVED:  # minutes of a service the node left: counted, not kept
                 del kept.services[i]
         for st in kept.services:
             del st.minutes[:]

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 
 from stratum.clock import minute_of
 
+# The state of a node's status for a service it no longer runs: it carries only the minutes the
+# service's endpoint counted before it left (MinuteMetrics.drain), for the control plane to add up.
+REMOVED = "removed"
+
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000)  # and one for slower
 
 
