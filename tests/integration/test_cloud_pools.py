@@ -30,6 +30,15 @@ def vault_env(bao, token=None, addr=None) -> dict:
     return {"VAULT_ADDR": addr or bao.addr, "VAULT_TOKEN": token or bao.token(read_policy("secret/stratum/*"))}
 
 
+@pytest.fixture(scope="module")
+def refusing_plane(tmp_path_factory, bao):
+    """One control plane for the bad-pool cases: each is refused and creates nothing, so they share it."""
+    cp_ = ControlPlane(str(tmp_path_factory.mktemp("refusing")), extra=["--pool-interval", "0.3s"], env=vault_env(bao))
+    cp_.start()
+    yield cp_
+    cp_.stop()
+
+
 @pytest.fixture
 def plane(tmp_path, bao, test_network):
     cp_ = ControlPlane(str(tmp_path), host=test_network.gateway, extra=["--pool-interval", "0.3s"], env=vault_env(bao))
@@ -146,8 +155,8 @@ def test_a_pool_runs_min_nodes_vms_that_join_as_nodes_scales_and_is_destroyed(tm
     (dict(driver="nope"), "driver", "unknown libcloud compute driver 'nope'"),
     (dict(driver_options={"port": "x"}), 'driver_options["port"]', "give a whole number"),
 ])
-def test_bad_pools_are_refused_naming_the_attribute_and_nothing_is_created(plane, moto, change, path, text):
-    c = plane.client()
+def test_bad_pools_are_refused_naming_the_attribute_and_nothing_is_created(refusing_plane, moto, change, path, text):
+    c = refusing_plane.client()
     before = len(moto.instances())
     for call in (c.ValidateCloudPool, c.CreateCloudPool):
         with pytest.raises(grpc.RpcError) as e:

@@ -4,12 +4,14 @@ needs an app to run."""
 
 from __future__ import annotations
 
+import os
+
 import grpc
 import pytest
 
-from stratum.v1 import apps_pb2 as a, models_pb2 as m
+from stratum.v1 import apps_pb2 as a, control_plane_pb2 as cp_pb, models_pb2 as m
 from tests.cloud import read_policy
-from tests.harness import ControlPlane, wait_for
+from tests.harness import ControlPlane, NodeDaemon, wait_for
 from tests.provider.tfharness import Step, run_steps
 
 pytestmark = pytest.mark.e2e
@@ -18,24 +20,34 @@ SECRET = "hist-password-never-shown"
 OTHER_SECRET = "hist-user-never-shown"
 
 
-@pytest.fixture
-def control_plane(tmp_path, bao):
+# One control plane and two nodes for the module: every test here fails at plan and leaves them as
+# it found them (assert_nothing_created), so a fresh pair per test bought nothing but start-ups.
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory, bao):
     """The workspace's control plane, reading secret_env from the OpenBao server."""
     bao.put("secret/stratum/history", password=SECRET, user=OTHER_SECRET)
-    cp = ControlPlane(str(tmp_path), env={"VAULT_ADDR": bao.addr,
-                                          "VAULT_TOKEN": bao.token(read_policy("secret/stratum/*"))}).start()
+    cp = ControlPlane(str(tmp_path_factory.mktemp("app-errors")),
+                      env={"VAULT_ADDR": bao.addr, "VAULT_TOKEN": bao.token(read_policy("secret/stratum/*"))}).start()
     yield cp
     cp.stop()
 
 
-@pytest.fixture
-def nodes(control_plane, start_node, admin):
+@pytest.fixture(scope="module")
+def nodes(control_plane):
     """fog-1 (label site=fog, the only node some apps fit) and edge-1."""
-    start_node("fog-1", tier="fog", labels={"site": "fog"})
-    start_node("edge-1", tier="edge")
-    wait_for(lambda: all(n.state == "ready" for n in admin.nodes().values()) and len(admin.nodes()) == 2, 30,
-             what="nodes ready")
-    return admin.nodes()
+    workdir = os.path.dirname(control_plane.data_dir)
+    started = [NodeDaemon(workdir, "fog-1", control_plane.endpoint, control_plane.join_token, tier="fog",
+                          labels={"site": "fog"}).start(),
+               NodeDaemon(workdir, "edge-1", control_plane.endpoint, control_plane.join_token, tier="edge").start()]
+    admin = control_plane.client()
+    try:
+        wait_for(lambda: all(n.state == "ready" for n in admin.nodes().values()) and len(admin.nodes()) == 2, 30,
+                 what="nodes ready")
+        yield admin.nodes()
+    finally:
+        admin.close()
+        for n in started:
+            n.stop()
 
 
 def app(name: str, body: str, kind: str = "service") -> str:
@@ -130,9 +142,13 @@ def test_a_fixed_port_taken_on_the_only_fitting_node(ws, admin, nodes):
     spec = a.AppSpec(name="held", kind="service", command="sleep", args=["600"], ports={"mqtt": 18830},
                      requirements=m.Requirements(labels={"site": "fog"}))
     admin.CreateApp(spec)
-    run_steps(ws, [Step(ws.provider + broker("broker"), plan_only=True, expect_error=[
-        'Error: Invalid ports["mqtt"]', 'ports["mqtt"] = 18830: port 18830 is taken', "fog-1 by app held"])])
-    assert_nothing_created(ws, admin, "broker")
+    try:
+        run_steps(ws, [Step(ws.provider + broker("broker"), plan_only=True, expect_error=[
+            'Error: Invalid ports["mqtt"]', 'ports["mqtt"] = 18830: port 18830 is taken', "fog-1 by app held"])])
+        assert_nothing_created(ws, admin, "broker")
+    finally:  # the module's other tests share this control plane
+        admin.DeleteApp(a.DeleteAppRequest(name="held"))
+        wait_for(lambda: "held" not in [x.name for x in admin.ListApps(cp_pb.ListAppsRequest()).apps], 30, what="held gone")
 
 
 def test_a_fixed_port_two_apps_of_one_plan_want_on_the_only_fitting_node(ws, admin, nodes):
