@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from libcloud.common.exceptions import BaseHTTPError
-from libcloud.common.types import InvalidCredsError, LibcloudError, MalformedResponseError
-from libcloud.compute.base import Node, NodeImage, NodeSize
-from libcloud.compute.providers import get_driver
-from libcloud.compute.types import NodeState, Provider
+if TYPE_CHECKING:
+    from libcloud.compute.base import Node, NodeSize
+
+# libcloud (and the requests stack under it) is imported where a pool uses it: a control plane
+# without cloud pools, and every start of one, skips that import.
 
 from stratum.validation import MAX_REF, check_text, shown, shown_key
 
@@ -78,6 +79,10 @@ def parse_options(options: dict[str, str]) -> tuple[dict, list[tuple[str, str]]]
 
 def driver_class(name: str):
     """The libcloud driver class for a name such as "ec2"; CloudError naming the choices if unknown."""
+    from libcloud.common.types import LibcloudError
+    from libcloud.compute.providers import get_driver
+    from libcloud.compute.types import Provider
+
     provider = getattr(Provider, name.upper(), None) if name else None
     try:
         return get_driver(provider if provider is not None else name)
@@ -87,6 +92,9 @@ def driver_class(name: str):
 
 def _describe(e: Exception) -> CloudError:
     """A cloud error without credentials: the API's code and message, or what kind of failure it was."""
+    from libcloud.common.exceptions import BaseHTTPError
+    from libcloud.common.types import InvalidCredsError, MalformedResponseError
+
     if isinstance(e, CloudError):
         return e
     if isinstance(e, InvalidCredsError):
@@ -154,6 +162,9 @@ class Cloud:
 
     # -- nodes --------------------------------------------------------------------------------
     def create(self, name: str, size_id: str, image_id: str, token: str, user_data: str, tags: dict[str, str]) -> Node:
+        from libcloud.compute.base import NodeImage
+        from libcloud.compute.types import Provider
+
         size = self._size(size_id)
         image = NodeImage(id=image_id, name=image_id, driver=self.driver)
         kwargs = {"ex_userdata": user_data, "ex_metadata": tags}
@@ -163,6 +174,8 @@ class Cloud:
 
     def list(self, tags: dict[str, str]) -> list[Node]:
         """Nodes carrying all these tags (EC2 filters on the server; others in here)."""
+        from libcloud.compute.types import Provider
+
         if self.driver.type == Provider.EC2:
             nodes = self._call(self.driver.list_nodes, ex_filters={f"tag:{k}": v for k, v in tags.items()})
         else:
@@ -174,6 +187,9 @@ class Cloud:
 
     def destroy_id(self, instance_id: str, name: str = "") -> bool:
         """Terminate by id, without listing first (one API call)."""
+        from libcloud.compute.base import Node
+        from libcloud.compute.types import NodeState
+
         node = Node(id=instance_id, name=name or instance_id, state=NodeState.UNKNOWN, public_ips=[], private_ips=[],
                     driver=self.driver)
         return self.destroy(node)

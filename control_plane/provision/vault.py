@@ -19,11 +19,10 @@ import os
 import threading
 import time
 
-import hvac
-import hvac.exceptions
-import requests
-
 from stratum.logs import event
+
+# hvac and requests are imported when a Vault is first used: a control plane without cloud pools
+# or secret_env never loads them.
 
 log = logging.getLogger("stratum.provision.vault")
 
@@ -60,6 +59,8 @@ class Vault:
                              kind="invalid")
         self.addr = addr.rstrip("/")
         self._role_id, self._secret_id = role_id, secret_id
+        import hvac
+
         self.client = hvac.Client(url=self.addr, token=token, verify=ca_cert or True, timeout=timeout)
         self.renew_margin_s = renew_margin_s
         self._expires_at: float | None = None  # monotonic; None: not known yet (looked up on first use)
@@ -77,6 +78,9 @@ class Vault:
 
     # -- the token ----------------------------------------------------------------------------
     def _call(self, what: str, fn, path: str = ""):
+        import hvac.exceptions
+        import requests
+
         try:
             return fn()
         except requests.exceptions.RequestException as e:
