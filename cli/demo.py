@@ -184,22 +184,31 @@ stop() {{  # stop PID...: SIGTERM to each one's group, wait, SIGKILL what is lef
     if kill -0 "$pid" 2>/dev/null; then echo "pid $pid did not stop in {STOP_GRACE_S} s: SIGKILL" >&2; kill -KILL -- "-$pid"; fi
   done
 }}
-left() {{  # what is still running of the demo: started with its paths or working in its directory
-  local p pid cmd out=()
-  for p in /proc/[0-9]*; do
-    pid=${{p#/proc/}}
-    cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
-    [[ "$cmd" == *"$workdir/stop.sh"* ]] && continue
-    if [[ "$(readlink "$p/cwd" 2>/dev/null)" == "$workdir"* || "$cmd" == *"$workdir"* ]]; then out+=("$pid"); fi
-  done
-  echo "${{out[@]}}"
+left() {{  # what is still running of the demo: started with its paths or working in its directory,
+  # but not this script, what it runs, or the shell it was started from (which may sit in the directory)
+  local cwd
+  cwd=$(find /proc -mindepth 2 -maxdepth 2 -name cwd -lname "$workdir*" 2>/dev/null | cut -d/ -f3 | paste -sd' ')
+  ps -eo pid=,ppid=,stat=,args= | awk -v w="$workdir" -v me=$$ -v cwd=" $cwd " '
+    {{ parent[$1] = $2; zombie[$1] = $3 ~ /^Z/; named[$1] = index($0, w) > 0 }}
+    END {{
+      mine[me] = 1  # this script and everything under it
+      do {{ grew = 0; for (p in parent) if (!(p in mine) && (parent[p] in mine)) {{ mine[p] = 1; grew = 1 }} }} while (grew)
+      for (p = parent[me]; p > 1; p = parent[p]) mine[p] = 1  # and the shells above it
+      for (p in parent) if (!(p in mine) && !zombie[p] && (named[p] || index(cwd, " " p " "))) out = out " " p
+      print substr(out, 2)
+    }}'
 }}
 stop {nodes}
 stop {plane}
 # what they stop in turn (a training's replica, an app's last children) gets as long again
 for ((i = 0; i < {STOP_GRACE_S * 5}; i++)); do [ -z "$(left)" ] && break; sleep 0.2; done
 rest=$(left)
-if [ -n "$rest" ]; then echo "still running after {STOP_GRACE_S} s, killed: $rest" >&2; kill -KILL $rest 2>/dev/null; exit 1; fi
+if [ -n "$rest" ]; then
+  echo "still running after {STOP_GRACE_S} s, killed:" >&2
+  ps -o pid=,args= -p "${{rest// /,}}" >&2
+  kill -KILL $rest 2>/dev/null
+  exit 1
+fi
 echo "stopped the demo in $workdir"
 """)
     os.chmod(stop_sh, 0o755)
