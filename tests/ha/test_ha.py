@@ -162,7 +162,9 @@ def test_a_killed_leader_is_replaced_and_its_nodes_and_apps_follow(cluster, tmp_
         wait_for(lambda: c.nodes().get("n1") and c.nodes()["n1"].state == "ready", 60, what="n1 ready")
         c.CreateApp(IDLE)
         wait_for(lambda: c.GetApp(a.GetAppRequest(name="idle")).state == "ready", 60, what="idle ready")
-        pid = next(pr.pid for pr in psutil.process_iter(["cwd"]) if (pr.info["cwd"] or "").endswith("apps/idle-0"))
+        # this node's instance: another test's node may run an app named idle at the same time
+        here = os.path.join(os.path.realpath(node.data_dir), "apps", "idle-0")
+        pid = next(pr.pid for pr in psutil.process_iter(["cwd"]) if pr.info["cwd"] == here)
         c.close()
 
         lead.kill()  # -9: no lease given up, no goodbye to the nodes

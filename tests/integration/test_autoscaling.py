@@ -171,8 +171,8 @@ def test_a_service_scales_out_in_vertically_and_to_zero_live(tmp_path):
         assert sum(p.ready_replicas for p in out.placements) == 2
         assert (out.size.cpu > 0.25) == vertical and "last minute" in out.scaling_reason, (out.size, out.scaling_reason, caps)
         # the chosen size holds what the reason says the service needs
-        need = float(out.scaling_reason.split(": ")[1].split(" req/min")[0])
-        assert 2 * out.size.capacity_rpm >= need, (out.size, out.scaling_reason)
+        need = float(out.scaling_reason.split(": ")[1].split(" req/min")[0])  # rounded to a whole req/min there
+        assert 2 * out.size.capacity_rpm >= need - 0.5, (out.size, out.scaling_reason)
         wait_for(lambda: (x := replica_limits(node_id, "scaled")) and len(x) == 2 and all(
             y["cpu"] == out.size.cpu for y in x.values()), 60, what=f"both replicas at {out.size.cpu} cpu in their cgroups")
         # bounded: the minutes over the objective before the scale-out are few (the step is seen in one minute)
