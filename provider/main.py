@@ -5,6 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+
+
+def _quiet_late_calls(args: threading.ExceptHookArgs) -> None:
+    """tf's runner stops its gRPC server from inside the Shutdown call; a call Terraform sends at that
+    moment finds the server's thread pool shut and grpc's serving thread dies with a traceback in
+    Terraform's logs. It is the end of the plugin either way: one line, not a traceback."""
+    if isinstance(args.exc_value, RuntimeError) and "after shutdown" in str(args.exc_value):
+        logging.getLogger("stratum.provider").debug("a call arrived while the plugin was shutting down")
+        return
+    threading.__excepthook__(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     # run_provider instantiates tf.provider.ProviderServicer; point it at our subclass
     # (tf has no other hook for it).
     tf.provider.ProviderServicer = StratumServicer
+    threading.excepthook = _quiet_late_calls
     run_provider(StratumProvider(), argv)
     return 0
 
