@@ -16,9 +16,10 @@ import psutil
 import pytest
 
 from control_plane.ml import inference
-from tests.harness import NodeDaemon, wait_for
+from tests.harness import ControlPlane, NodeDaemon, wait_for
 from stratum.v1 import models_pb2 as m
-from tests.provider.tfharness import Step, run_steps
+from tests.provider.conftest import provider_hcl
+from tests.provider.tfharness import Step, Workspace, run_steps
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -135,17 +136,38 @@ def test_smart_traffic_apply_predict_roll_and_destroy(ws, control_plane, node):
     ('task = "classification"\n  candidates = ["random_forest"]\n  timeouts = { create = "soon" }', ["Invalid timeout", "soon"]),
 ], ids=["missing-target-column", "non-numeric-regression-target", "unknown-algorithm", "metric-task-mismatch", "bad-grid",
         "bad-timeout"])
-def test_bad_model_specs_fail_at_plan_and_create_nothing(ws, admin, model_args, expected):
-    (ws.dir / "data").mkdir(parents=True)
-    shutil.copy(EXAMPLE / "data" / "traffic.csv", ws.dir / "data" / "traffic.csv")
-    dataset = 'resource "stratum_dataset" "traffic" {\n  name = "traffic"\n  source = "file://data/traffic.csv"\n  target = "congestion"\n}\n'
-    run_steps(ws, [Step(ws.provider + dataset)])
+def test_bad_model_specs_fail_at_plan_and_create_nothing(dataset_ws, model_args, expected):
+    ws, plane = dataset_ws
     model = (f'resource "stratum_model" "m" {{\n  name = "m"\n  dataset = stratum_dataset.traffic.id\n  {model_args}\n'
              '  preprocessing = { impute = "median", one_hot = ["all"] }\n}\n')
-    run_steps(ws, [Step(ws.provider + dataset + model, plan_only=True, expect_error=["Error", *expected])])
-    with pytest.raises(grpc.RpcError) as e:
-        admin.GetModel(m.GetModelRequest(name="m"))
-    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    run_steps(ws, [Step(ws.provider + DATASET + model, plan_only=True, expect_error=["Error", *expected])])
+    admin = plane.client()
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            admin.GetModel(m.GetModelRequest(name="m"))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        admin.close()
+
+
+DATASET = 'resource "stratum_dataset" "traffic" {\n  name = "traffic"\n  source = "file://data/traffic.csv"\n  target = "congestion"\n}\n'
+
+
+@pytest.fixture(scope="module")
+def dataset_ws(tmp_path_factory, provider_home):
+    """(workspace, control plane): the traffic dataset applied once; each bad model is planned on it and
+    creates nothing, so the cases share both."""
+    root = tmp_path_factory.mktemp("model-errors")
+    plane = ControlPlane(str(root)).start()
+    try:
+        ws = Workspace(root / "tf", provider_home, {"STRATUM_TOKEN": plane.admin_token})
+        ws.provider = provider_hcl(plane.endpoint, plane.ca_pem_path)
+        (ws.dir / "data").mkdir(parents=True)
+        shutil.copy(EXAMPLE / "data" / "traffic.csv", ws.dir / "data" / "traffic.csv")
+        run_steps(ws, [Step(ws.provider + DATASET)])
+        yield ws, plane
+    finally:
+        plane.stop()
 
 
 @pytest.mark.profile_sizes
