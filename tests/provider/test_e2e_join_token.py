@@ -9,12 +9,20 @@ import grpc
 import pytest
 
 from stratum.v1 import control_plane_pb2 as cp
-from tests.harness import wait_for
+from tests.harness import ControlPlane, wait_for
 from tests.provider.tfharness import Step, run_steps
 
 pytestmark = pytest.mark.e2e
 
 ADDR = "stratum_join_token.edge"
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory):
+    """One control plane for the module: each test works on join tokens of names of its own."""
+    plane = ControlPlane(str(tmp_path_factory.mktemp("join-tokens"))).start()
+    yield plane
+    plane.stop()
 
 
 def server_token(admin, name: str):
