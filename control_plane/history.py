@@ -48,7 +48,9 @@ def node_points(nodes, minute: int) -> list[tuple[str, str, float, dict]]:
     out = []
     for n in nodes:
         u = n.utilisation
-        if not n.HasField("last_heartbeat"):
+        # A node between its session's start and its first heartbeat has no reading yet: zeros stored
+        # for it would hold the whole minute (the first point of a minute is the one kept).
+        if not n.HasField("last_heartbeat") or not n.HasField("utilisation"):
             continue
         out.append(("node", n.name, minute * MINUTE_S, {"values": _finite(
             {"cpu_percent": u.cpu_percent, "memory_percent": u.memory_percent, "load1": u.load1}),
