@@ -195,6 +195,10 @@ class Autoscaler:
             since = h.decision.minute + 1 if h.decision is not None else now_min
             for minute in range(max(since, now_min - CATCH_UP_MIN), now_min + 1):
                 self._decide(h, name, spec, minute, arrivals, points, configs, sites, provisioned, sizes)
+                # The next minute of this pass is judged (the safety net's reference) against this
+                # minute's decision, as the simulator judges every minute against the one before:
+                # a scale-in decided a moment ago is the capacity that is about to run.
+                provisioned = 0.0 if h.zero else h.decision.choice.capacity_rpm
         self._apply(h, name, doc, sizes, n_now, size_now, zero_now)
 
     def _decide(self, h: _Held, name: str, spec: m.ServiceSpec, minute: int, arrivals, points, configs, sites,

@@ -6,10 +6,12 @@ it), placed through Services.scale, and kept in `Autoscaler.decisions` for the d
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 
 import numpy as np
+import pytest
 from google.protobuf import json_format
 
 from control_plane.autoscale.decide import Decider
@@ -53,7 +55,9 @@ def sample(minute: int, requests: int) -> na.MinuteSample:
     return na.MinuteSample(minute=minute, requests=requests, latency_buckets=buckets, latency_sum_ms=20.0 * requests)
 
 
-def test_the_live_loop_decides_each_minute_as_the_simulator_does_and_records_it(tmp_path):
+@pytest.mark.parametrize("late_every", [7, 3])
+def test_the_live_loop_decides_each_minute_as_the_simulator_does_and_records_it(tmp_path, caplog, late_every):
+    caplog.set_level(logging.DEBUG, logger="stratum.autoscale")
     store, services = plane(tmp_path)
     spec = m.ServiceSpec(name="svc", model="none", requirements=m.Requirements(cpu=1.0, memory_mb=512),
                          slo=m.Slo(p95_latency_ms=500), placement=m.PlacementPreferences(pack=True),
@@ -73,7 +77,7 @@ def test_the_live_loop_decides_each_minute_as_the_simulator_does_and_records_it(
     late = 0
     for i, n in enumerate(counts):
         minute = T0 + i
-        if i % 7 == 4:  # the minute after a late tick: the simulator decides the one skipped too
+        if i % late_every == late_every // 2 + 1:  # after a late tick: the simulator decides the one skipped too
             sim.observe(minute - 1, counts[i - 1])
             provisioned = sim.decide(minute, provisioned, configs, sites, 1, 6).choice.capacity_rpm
             late += 1
@@ -82,7 +86,7 @@ def test_the_live_loop_decides_each_minute_as_the_simulator_does_and_records_it(
         services.series.add("svc", [sample(minute, int(n) - int(n) // 2)])
         for node in ("node-1", "node-2"):
             services.series.reported("svc", node, (minute + 1) * MINUTE_S + 0.5)
-        if i % 7 == 3:
+        if i % late_every == late_every // 2:
             continue  # a late tick: this minute is decided with the next one
         auto.tick((minute + 1) * MINUTE_S + 1)
         auto.tick((minute + 1) * MINUTE_S + 2)  # a second tick in the minute decides nothing new
@@ -98,6 +102,13 @@ def test_the_live_loop_decides_each_minute_as_the_simulator_does_and_records_it(
         assert live["minute"] == minute + 1 and live["capacity_rpm"] == 60.0 * live["replicas"]
         assert json.loads(json.dumps(live)) == live  # plain values
     assert agree == minutes, (agree, minutes)
+    # A late tick decides two minutes in one pass: the second is judged against the first one's
+    # decision (the simulator's reference), not against what ran before both.
+    logged = [r.fields for r in caplog.records if r.getMessage() == "autoscale decision"]
+    by_minute = {f["minute"]: f for f in logged}
+    pairs = [(by_minute[T0 + i]["capacity_rpm"], by_minute[T0 + i + 1]["provisioned_rpm"])  # (first, second)
+             for i in range(len(counts)) if i % late_every == late_every // 2 + 1]
+    assert pairs and all(second == pytest.approx(first, abs=1e-3) for first, second in pairs), pairs
     doc = store.get_doc("services", "svc")
     assert doc["scaled"] == auto.decisions["svc"]["replicas"]
     assert sum(doc["placement"].values()) == doc["scaled"]
