@@ -64,6 +64,15 @@ def control_plane(tmp_path, request):
     cp.stop()
 
 
+@pytest.fixture(scope="module")
+def module_control_plane(tmp_path_factory, request):
+    """One control plane for a module whose tests each leave it as they found it (refused input,
+    names of their own): one start instead of one a test."""
+    cp = ControlPlane(str(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))).start()
+    yield cp
+    cp.stop()
+
+
 @pytest.fixture
 def start_node(tmp_path, control_plane):
     """start_node(name, tier="", labels=None, join_token=<bootstrap>, netns=None) -> running NodeDaemon."""

@@ -19,13 +19,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from libcloud.compute.base import Node, NodeSize
+from stratum.validation import MAX_REF, check_text, shown, shown_key
 
 # libcloud (and the requests stack under it) is imported where a pool uses it: a control plane
 # without cloud pools, and every start of one, skips that import.
-
-from stratum.validation import MAX_REF, check_text, shown, shown_key
+if TYPE_CHECKING:
+    from libcloud.compute.base import Node, NodeSize
 
 log = logging.getLogger("stratum.provision.cloud")
 

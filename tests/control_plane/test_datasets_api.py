@@ -10,18 +10,9 @@ import pytest
 
 from stratum.v1 import control_plane_pb2_grpc as cp_grpc, datasets_pb2 as ds
 from tests.control_plane.test_api import violations
-from tests.harness import ControlPlane
 
 CSV = b"hour,cars,weather,congested\n" + b"".join(
     f"{h % 24},{(h * 37) % 200},{['dry', 'rain'][h % 2]},{int((h * 37) % 200 > 100)}\n".encode() for h in range(60))
-
-
-@pytest.fixture(scope="module")
-def refusing_plane(tmp_path_factory):
-    """One control plane for the refused specs: each creates nothing, so they share it."""
-    cp = ControlPlane(str(tmp_path_factory.mktemp("refusing"))).start()
-    yield cp
-    cp.stop()
 
 
 def upload(client, data: bytes, chunk: int = 1000, sha: str | None = None, size: int | None = None) -> ds.Blob:
@@ -94,8 +85,8 @@ def test_upload_with_wrong_digest_or_size_stores_nothing(control_plane):
     (ds.DatasetSpec(name="x", source="file://f.csv", format="xml", blob_sha256="a" * 64), "format", "unknown format 'xml'"),
     (ds.DatasetSpec(name="Bad Name", source="sqlite:///x.db", query="select 1"), "name", "invalid name"),
 ])
-def test_invalid_dataset_specs(refusing_plane, spec, field, text):
-    c = refusing_plane.client()
+def test_invalid_dataset_specs(module_control_plane, spec, field, text):
+    c = module_control_plane.client()
     for call in (c.ValidateDataset, c.CreateDataset):
         with pytest.raises(grpc.RpcError) as e:
             call(spec)
@@ -108,8 +99,8 @@ def test_invalid_dataset_specs(refusing_plane, spec, field, text):
     (b"a,b\n1,2\n3,4,5\n", "", "source", "f.csv"),
     (CSV, "speed", "target", "column 'speed' is not in the dataset"),
 ])
-def test_bad_files_create_nothing(refusing_plane, data, target, field, text):
-    c = refusing_plane.client()
+def test_bad_files_create_nothing(module_control_plane, data, target, field, text):
+    c = module_control_plane.client()
     sha = upload(c, data).sha256
     with pytest.raises(grpc.RpcError) as e:
         c.CreateDataset(ds.DatasetSpec(name="bad", source="file://f.csv", blob_sha256=sha, target=target))

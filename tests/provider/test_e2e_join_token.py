@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from stratum.v1 import control_plane_pb2 as cp
-from tests.harness import ControlPlane, wait_for
+from tests.harness import wait_for
 from tests.provider.tfharness import Step, run_steps
 
 pytestmark = pytest.mark.e2e
@@ -18,11 +18,9 @@ ADDR = "stratum_join_token.edge"
 
 
 @pytest.fixture(scope="module")
-def control_plane(tmp_path_factory):
+def control_plane(module_control_plane):
     """One control plane for the module: each test works on join tokens of names of its own."""
-    plane = ControlPlane(str(tmp_path_factory.mktemp("join-tokens"))).start()
-    yield plane
-    plane.stop()
+    return module_control_plane
 
 
 def server_token(admin, name: str):

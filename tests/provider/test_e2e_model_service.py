@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from control_plane.ml import inference
-from tests.harness import ControlPlane, NodeDaemon, wait_for
+from tests.harness import NodeDaemon, wait_for
 from stratum.v1 import models_pb2 as m
 from tests.provider.conftest import provider_hcl
 from tests.provider.tfharness import Step, Workspace, run_steps
@@ -154,20 +154,16 @@ DATASET = 'resource "stratum_dataset" "traffic" {\n  name = "traffic"\n  source 
 
 
 @pytest.fixture(scope="module")
-def dataset_ws(tmp_path_factory, provider_home):
+def dataset_ws(tmp_path_factory, provider_home, module_control_plane):
     """(workspace, control plane): the traffic dataset applied once; each bad model is planned on it and
     creates nothing, so the cases share both."""
-    root = tmp_path_factory.mktemp("model-errors")
-    plane = ControlPlane(str(root)).start()
-    try:
-        ws = Workspace(root / "tf", provider_home, {"STRATUM_TOKEN": plane.admin_token})
-        ws.provider = provider_hcl(plane.endpoint, plane.ca_pem_path)
-        (ws.dir / "data").mkdir(parents=True)
-        shutil.copy(EXAMPLE / "data" / "traffic.csv", ws.dir / "data" / "traffic.csv")
-        run_steps(ws, [Step(ws.provider + DATASET)])
-        yield ws, plane
-    finally:
-        plane.stop()
+    plane = module_control_plane
+    ws = Workspace(tmp_path_factory.mktemp("model-errors") / "tf", provider_home, {"STRATUM_TOKEN": plane.admin_token})
+    ws.provider = provider_hcl(plane.endpoint, plane.ca_pem_path)
+    (ws.dir / "data").mkdir(parents=True)
+    shutil.copy(EXAMPLE / "data" / "traffic.csv", ws.dir / "data" / "traffic.csv")
+    run_steps(ws, [Step(ws.provider + DATASET)])
+    return ws, plane
 
 
 @pytest.mark.profile_sizes
