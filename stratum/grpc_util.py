@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from stratum.pki import SERVER_NAME
+# The name every control-plane certificate carries (stratum/pki.py issues them): clients verify it
+# whatever address they dial. Here, not in pki, so a client (the provider, started by Terraform
+# several times per command) does not import cryptography for a string.
+SERVER_NAME = "stratum-control-plane"
 
 # Keepalives find dead peers (a cut link, a killed control plane) within seconds
 # instead of waiting for TCP's timeouts.

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SERVER_NAME = "stratum-control-plane"
+from stratum.grpc_util import SERVER_NAME  # noqa: F401 - the name every certificate carries
 
 
 def _now() -> dt.datetime:
