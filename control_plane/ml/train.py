@@ -21,6 +21,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -347,6 +348,21 @@ def _describe_job(jobs, job: int, fold: int, folds: int) -> str:
     return f"{algorithm}{' ' + text if text else ''} fold {fold + 1}/{folds}"
 
 
+def pool_context() -> mp.context.BaseContext:
+    """How the fold workers start. A plain fork when this process runs no other thread, as a
+    training job does (control_plane/training_job.py): the workers begin with scikit-learn already
+    imported, at no cost. With other threads running (gRPC, a test's) a fork could copy a lock
+    another thread holds, so a forkserver instead: a fresh process that imports this module once
+    (1-2 CPU-seconds) and forks each worker from itself; it ends when its parent does, and the
+    workers with it (die_with_parent). Either way no estimator has run in the parent yet (the refit
+    comes after the folds), so no OpenMP pool is copied half-started."""
+    if threading.active_count() == 1 and "fork" in mp.get_all_start_methods():
+        return mp.get_context("fork")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress: Progress | None,
               total: int, client=None) -> dict[tuple[int, int], tuple[float | None, str | None, float]]:
     """{(job, fold): (score, error, seconds)}"""
@@ -368,13 +384,8 @@ def _evaluate(state: dict, tasks: list[tuple[int, int]], workers: int, progress:
                 record(*_run_fold(job, fold, state))
         return out
 
-    # Never a plain fork: the caller may have threads running (gRPC, a test's). A forkserver is a
-    # fresh process that imports this module once and forks each worker from itself, so a pool no
-    # longer pays scikit-learn's import (1-2 CPU-seconds) per worker, as spawn did; it ends when
-    # its parent does, and the workers with it (die_with_parent).
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(state,))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(), initializer=_init_worker,
+                               initargs=(state,))
     finished = False
     try:
         pending = {pool.submit(_run_fold, job, fold) for job, fold in tasks}

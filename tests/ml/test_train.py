@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import joblib
 import numpy as np
 import pytest
 
 from control_plane.errors import FailedPrecondition, InvalidArgument
-from control_plane.ml.train import METADATA_FILE, MODEL_FILE, TrainingError, TrainingFailed, train
+from control_plane.ml.train import METADATA_FILE, MODEL_FILE, TrainingError, TrainingFailed, pool_context, train
 from tests.ml import data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -241,3 +242,20 @@ def test_another_seed_gives_another_version(classified):
     serial, _ = classified
     other = train(data.classification(), spec(), seed=4)
     assert other.artifact_digest != serial.artifact_digest
+
+
+def test_the_pool_forks_only_a_process_without_other_threads():
+    # A training job runs one thread: its workers fork from it with scikit-learn imported. Any other
+    # thread (gRPC's, a test's) could hold a lock a fork would copy held: a forkserver then.
+    code = "from control_plane.ml.train import pool_context; print(pool_context().get_start_method())"
+    alone = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout.strip() == "fork"
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert pool_context().get_start_method() == "forkserver"
+    finally:
+        release.set()
+        other.join()
