@@ -4,6 +4,8 @@ moving average), the verdict applies the targets, bad input is refused with a me
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -22,9 +24,19 @@ def profile(tmp_path):
     return str(p)
 
 
-def test_every_policy_on_every_trace_and_json_last(profile, capsys):
-    out = bench.main(["--profile", profile, "--days", "2"])
-    text = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory) -> tuple[dict, str]:
+    """The bench on two days of every built-in trace, run once for the tests that read it: (its JSON, what it printed)."""
+    p = tmp_path_factory.mktemp("bench") / "profile.json"
+    p.write_text(json.dumps(PROFILE))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        out = bench.main(["--profile", str(p), "--days", "2"])
+    return out, printed.getvalue()
+
+
+def test_every_policy_on_every_trace_and_json_last(two_days):
+    out, text = two_days
     last = json.loads(text.strip().splitlines()[-1])
     assert last == json.loads(json.dumps(out))
     assert set(last["results"]) == {"generated", "taylor", "daily"}
@@ -61,10 +73,9 @@ def test_the_bound_knows_the_rate_and_headroom_buys_fewer_violations(profile):
     assert wide["violating_minutes"] < tight["violating_minutes"] and wide["cost"] > tight["cost"]
 
 
-def test_the_bound_with_the_predictive_forecasters_own_headroom(profile):
-    args = ["--profile", profile, "--days", "2", "--only", "daily"]
-    own = bench.main(args + ["--bound", "spread"])["results"]["daily"]
-    q = bench.main(args)["results"]["daily"]
+def test_the_bound_with_the_predictive_forecasters_own_headroom(profile, two_days):
+    own = bench.main(["--profile", profile, "--days", "2", "--only", "daily", "--bound", "spread"])["results"]["daily"]
+    q = two_days[0]["results"]["daily"]  # the default bound, on the same two days
     assert own["predictive"] == {**q["predictive"], "seconds": own["predictive"]["seconds"],
                                  "decide_ms_per_minute": own["predictive"]["decide_ms_per_minute"]}
     assert own["bound"]["cost"] > 0 and own["bound"]["cost"] != q["bound"]["cost"]
