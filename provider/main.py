@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     import tf.provider
+    import tf.runner
     from tf.runner import run_provider
 
     from provider.provider import StratumProvider
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     # run_provider instantiates tf.provider.ProviderServicer; point it at our subclass
     # (tf has no other hook for it).
     tf.provider.ProviderServicer = StratumServicer
+    # Nor for its certificate: ours reads the cached one without parsing it (provider/plugin_cert.py).
+    if hasattr(tf.runner, "_self_signed_cert") and hasattr(tf.runner, "_get_cert_cache_path"):
+        from provider import plugin_cert
+
+        tf.runner._self_signed_cert = plugin_cert.cached(tf.runner._self_signed_cert, tf.runner._get_cert_cache_path())
     threading.excepthook = _quiet_late_calls
     run_provider(StratumProvider(), argv)
     return 0
