@@ -206,6 +206,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> None:
         """This control plane leads now (its first term, or after another's): take over what the
         leader does, from what the store says."""
         with leadership.fence():
+            await asyncio.to_thread(reconciler.adopt_stored_reports)
             await asyncio.to_thread(nodes.take_over, time.time())
             await asyncio.to_thread(pools.take_over)
             models.resume()

@@ -215,6 +215,16 @@ class Reconciler:
         if self.leading() or time.monotonic() - self._reports_read < max_age_s:
             return
         self._reports_read = time.monotonic()
+        self._load_stored_reports()
+
+    def adopt_stored_reports(self) -> None:
+        """Just elected: start from what the last leader stored of each node's report. The nodes
+        reconnect one by one, and the first assignments would otherwise wire an app to whichever
+        endpoint of a service came back first: a changed environment restarts the app (on a new
+        port, when its port is picked). Each node's own report replaces its stored one as it comes."""
+        self._load_stored_reports()
+
+    def _load_stored_reports(self) -> None:
         for node_id, doc in self.store.node_reports().items():
             report = na.ServiceReport.FromString(base64.b64decode(doc["report"]))
             for kind in self.kinds.values():
