@@ -20,6 +20,7 @@ import grpc
 
 from control_plane.access_tokens import allowed
 from control_plane.api.auth import CONTROL_PLANE_PREFIX
+from control_plane.store.db import Fenced
 from stratum.grpc_util import CHANNEL_OPTIONS
 
 LOCAL = frozenset({"UploadBlob", "GetBlob"})  # blobs go to the shared store from any control plane
@@ -104,18 +105,38 @@ class LeaderForwarding(grpc.aio.ServerInterceptor):
 
 
 def _fenced(handler, leadership):
-    """The same handler, run under the leader's current term."""
+    """The same handler, run under the leader's current term. A term that ended between the
+    interceptor's look and the call (the store unreachable, another elected) is refused before the
+    handler runs, outside its error mapping (control_plane/api/errors.py): UNAVAILABLE, retry."""
+    async def refused(context, e: Fenced):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"this control plane stopped leading ({e}); retry, here or "
+                                                       "on another control plane")
+
     def wrap(behavior, streaming_response: bool):
         if streaming_response:
             async def gen(request, context):
-                with leadership.fence():
-                    async for item in behavior(request, context):
-                        yield item
+                entered = False
+                try:
+                    with leadership.fence():
+                        entered = True
+                        async for item in behavior(request, context):
+                            yield item
+                except Fenced as e:
+                    if entered:
+                        raise
+                    await refused(context, e)
             return gen
 
         async def unary(request, context):
-            with leadership.fence():
-                return await behavior(request, context)
+            entered = False
+            try:
+                with leadership.fence():
+                    entered = True
+                    return await behavior(request, context)
+            except Fenced as e:
+                if entered:
+                    raise
+                await refused(context, e)
         return unary
 
     if handler.unary_unary:
