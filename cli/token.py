@@ -10,10 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from rich.console import Console
-from rich.table import Table
-
-from stratum.client import Client, ClientError
 from stratum.v1 import access_pb2 as ac
 
 
@@ -35,6 +31,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Here, not at the top: cli/main.py builds every subcommand's parser, also for the daemons.
+    from rich.console import Console
+    from rich.table import Table
+
+    from stratum.client import Client, ClientError
+
     console, err = Console(), Console(stderr=True)
     try:
         client = Client(args.endpoint, args.token, args.ca_cert, args.data_dir)
