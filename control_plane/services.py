@@ -517,8 +517,11 @@ class Services:
         for s in report.services:
             if s.minutes:
                 self.series.add(s.service, s.minutes)
+        # Complete up to when the node took the minutes, not when the report arrived (a minute may
+        # end in between); never later than now, whatever the node's clock says.
+        taken = min(report.minutes_taken_at, now) if report.minutes_taken_at else now
         for s in self.reports[node_id].values():
-            self.series.reported(s.service, node_id, now)
+            self.series.reported(s.service, node_id, taken)
             if s.samples_json:
                 self._add_samples(s.service, s.samples_json)
         # a new endpoint: the other nodes' routers get it as a peer (straightline routing); and a

@@ -164,7 +164,8 @@ class ServiceManager:
 
     # -- observed state -------------------------------------------------------------------------
     def status(self, with_samples: bool = False) -> na.ServiceReport:
-        out = na.ServiceReport(generation=self.generation)
+        now = time.time()  # one instant for every service's minutes, and what the report says it is
+        out = na.ServiceReport(generation=self.generation, minutes_taken_at=now)
         for name, st in sorted(self.services.items()):
             svc = st.service
             ready = sum(1 for r in svc.replicas if r.id in svc.router.backends
@@ -173,7 +174,7 @@ class ServiceManager:
             s = na.ServiceStatus(service=name, version=st.version if st.state == "ready" else "",
                                  endpoint=self.endpoint(st), ready_replicas=ready, state=st.state, error=st.error,
                                  requests=stats["requests"], failures=stats["failures"])
-            _add_minutes(s, self.left_minutes.pop(name, []) + svc.router.minutes.take(time.time()))  # each sent once
+            _add_minutes(s, self.left_minutes.pop(name, []) + svc.router.minutes.take(now))  # each sent once
             if with_samples:
                 rows = svc.router.take_samples()
                 if rows:

@@ -281,14 +281,16 @@ class Peer(_message.Message):
     def __init__(self, node_name: _Optional[str] = ..., endpoint: _Optional[str] = ..., tier: _Optional[str] = ...) -> None: ...
 
 class ServiceReport(_message.Message):
-    __slots__ = ("generation", "services", "apps")
+    __slots__ = ("generation", "services", "apps", "minutes_taken_at")
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     APPS_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_TAKEN_AT_FIELD_NUMBER: _ClassVar[int]
     generation: int
     services: _containers.RepeatedCompositeFieldContainer[ServiceStatus]
     apps: _containers.RepeatedCompositeFieldContainer[AppStatus]
-    def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ..., apps: _Optional[_Iterable[_Union[AppStatus, _Mapping]]] = ...) -> None: ...
+    minutes_taken_at: float
+    def __init__(self, generation: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ..., apps: _Optional[_Iterable[_Union[AppStatus, _Mapping]]] = ..., minutes_taken_at: _Optional[float] = ...) -> None: ...
 
 class AppStatus(_message.Message):
     __slots__ = ("app", "instance", "spec_version", "state", "restarts", "endpoints", "error", "runs")

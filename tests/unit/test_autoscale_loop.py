@@ -116,3 +116,21 @@ def test_the_live_loop_decides_each_minute_as_the_simulator_does_and_records_it(
     assert max(replicas) == 4 and replicas[-1] < 4 and any(not x for x in covered)
     assert {"edge-1", "edge-2"} <= set(sites_used)
     assert set(auto.decisions["svc"]) == {"minute", "forecast_rpm", "capacity_rpm", "replicas", "size", "reason", "changed"}
+
+
+def test_a_report_taken_before_a_minute_ended_does_not_complete_that_minute(tmp_path):
+    # A node took its minutes a moment before a minute ended; the report arrived after it ended. That
+    # minute is not in the report, so it is not complete: deciding on it would count it as idle.
+    store, services = plane(tmp_path)
+    now = time.time()
+    current = int(now // MINUTE_S)
+    status = na.ServiceStatus(service="svc", state="ready", endpoint="http://127.0.0.1:1")
+    taken = current * MINUTE_S - 0.5  # half a second before the current minute began
+    services.on_report("node-1", na.ServiceReport(services=[status], minutes_taken_at=taken))
+    assert services.series.complete_to("svc", {"node-1"}) == current - 2  # the minute that ended since: not in
+    # An older node says nothing of when: its report counts from when it arrived, as before.
+    services.on_report("node-1", na.ServiceReport(services=[status]))
+    assert services.series.complete_to("svc", {"node-1"}) == current - 1
+    # A node whose clock runs ahead cannot complete minutes that have not ended here.
+    services.on_report("node-1", na.ServiceReport(services=[status], minutes_taken_at=now + 10 * MINUTE_S))
+    assert services.series.complete_to("svc", {"node-1"}) == current - 1
