@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-from google.protobuf import json_format
 
 from control_plane.apps.resource import Apps, spec_json as app_spec_json
 from control_plane.datasets import Datasets
@@ -17,9 +16,10 @@ from control_plane.nodes import NodeRegistry
 from control_plane.packaging.store import ArtifactStore
 from control_plane.reconcile import Reconciler
 from control_plane.services import Services, spec_json
-from control_plane.store import JoinTokenRow, NodeRow, Store
+from control_plane.store import Store
 from stratum import pki
-from stratum.v1 import apps_pb2 as a, models_pb2 as m, node_agent_pb2 as na, types_pb2 as t
+from stratum.v1 import apps_pb2 as a, models_pb2 as m, node_agent_pb2 as na
+from tests.stored_nodes import ready_edge_nodes
 
 ENDPOINTS = {"node-1": "http://127.0.0.1:41001", "node-2": "http://127.0.0.1:41002"}
 
@@ -42,12 +42,7 @@ def report(node_id: str) -> na.ServiceReport:
 
 def test_a_new_leader_wires_an_app_to_the_endpoint_the_last_leader_did(tmp_path):
     store = Store(None, str(tmp_path))
-    store.insert_join_token(JoinTokenRow("jt-000000000001", "t1", "s3cret", "edge", {}, "", 0, 0, "", time.time(), None))
-    caps = json_format.MessageToJson(t.Capabilities(cpu_cores=2, memory_mb=4096, arch="x86_64"))
-    for i in (1, 2):
-        store.enroll_node(NodeRow(f"node-{i}", f"edge-{i}", "edge", {}, "down", "{}", "{}", f"fp-{i}", "t1", time.time()),
-                          "jt-000000000001", 0)
-        store.update_node_session(f"node-{i}", caps, {}, "ready", time.time())
+    ready_edge_nodes(store)
     svc = m.ServiceSpec(name="congestion", model="none", replicas=2, requirements=m.Requirements(cpu=0.25))
     store.put_doc("services", "congestion", {"name": "congestion", "spec": spec_json(svc), "deleting": False,
                                              "placement": {"node-1": 1, "node-2": 1}, "created_at": time.time()})

@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-from google.protobuf import json_format
 
 from control_plane.autoscale.decide import Decider
 from control_plane.autoscale.loop import Autoscaler, lead_minutes
@@ -24,11 +23,12 @@ from control_plane.nodes import NodeRegistry
 from control_plane.packaging.store import ArtifactStore
 from control_plane.reconcile import Reconciler
 from control_plane.services import Services, spec_json
-from control_plane.store import JoinTokenRow, NodeRow, Store
+from control_plane.store import Store
 from stratum import pki
 from stratum.clock import MINUTE_S
 from stratum.runtime.latency import BUCKETS_MS
-from stratum.v1 import models_pb2 as m, node_agent_pb2 as na, types_pb2 as t
+from stratum.v1 import models_pb2 as m, node_agent_pb2 as na
+from tests.stored_nodes import ready_edge_nodes
 
 T0 = 29_000_000  # a unix minute
 
@@ -40,12 +40,7 @@ def plane(tmp_path):
     artifacts = ArtifactStore(str(tmp_path))
     reconciler = Reconciler(store, nodes)
     services = Services(store, Models(store, Datasets(store, artifacts), str(tmp_path)), nodes, reconciler, artifacts)
-    store.insert_join_token(JoinTokenRow("jt-000000000001", "t1", "s3cret", "edge", {}, "", 0, 0, "", time.time(), None))
-    caps = json_format.MessageToJson(t.Capabilities(cpu_cores=2, memory_mb=4096, arch="x86_64"))
-    for i in (1, 2):
-        store.enroll_node(NodeRow(f"node-{i}", f"edge-{i}", "edge", {}, "down", "{}", "{}", f"fp-{i}", "t1", time.time()),
-                          "jt-000000000001", 0)
-        store.update_node_session(f"node-{i}", caps, {}, "ready", time.time())
+    ready_edge_nodes(store)
     return store, services
 
 
