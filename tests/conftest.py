@@ -19,7 +19,9 @@ import pytest
 from tests.harness import ControlPlane, NodeDaemon, xdist_worker
 
 # Which worker runs what, and in which order: tests/grouping.py (a hook, so it is imported here).
-from tests.grouping import pytest_collection_modifyitems  # noqa: E402,F401
+from tests.grouping import (  # noqa: E402,F401
+    pytest_addoption, pytest_collection_modifyitems, pytest_runtest_logreport, pytest_sessionfinish,
+    pytest_xdist_make_scheduler)
 
 
 @pytest.fixture
