@@ -57,7 +57,10 @@ class Dashboard:
     # -- plumbing -------------------------------------------------------------------------------
     def render(self, request: Request, template: str, session: Session | None, status: int = 200, **ctx) -> HTMLResponse:
         t0 = time.perf_counter()
-        flash = self.flashes.pop(session.id, None) if session else None
+        # A page's own refresh (ui.js, X-Live) swaps its live parts only: it must leave a flash for the
+        # page an action redirects to, or one that lands in between eats the action's answer.
+        live = request.headers.get("X-Live") == "1"
+        flash = self.flashes.pop(session.id, None) if session and not live else None
         loaded_s = t0 - getattr(request.state, "t0", t0)  # reading the API for this page
         html = self.env.get_template(template).render(session=session, flash=flash, path=request.url.path,
                                                      live_s=self.live_interval(loaded_s), **ctx)

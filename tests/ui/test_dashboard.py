@@ -333,6 +333,9 @@ def test_actions_need_the_csrf_token_and_show_the_apis_errors(site):
             site.api.PinModelVersion(cp.PinModelVersionRequest(name="congestion", version="000000000000"))
         r = c.post("/models/congestion/pin", data={"csrf": token, "version": "000000000000"})
         assert r.status_code == 303
+        # an open page refreshing itself before the redirect is followed leaves the answer for that page
+        live = c.get(r.headers["location"], headers={"X-Live": "1"})
+        assert live.status_code == 200 and "INVALID_ARGUMENT" not in live.text
         shown = c.get(r.headers["location"]).text
         assert f"INVALID_ARGUMENT: {escape(e.value.details())}" in shown
         # Pages of things that do not exist answer NOT_FOUND as the API does; bad plot names 404.
