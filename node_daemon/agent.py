@@ -138,7 +138,9 @@ class Agent:
         self._next += 1
 
     async def run(self) -> None:
-        attempt = redirects = 0
+        # attempt: rounds of tries without a session, each round every control plane in the list once
+        # (one down must not delay reaching the one up: the backoff comes between rounds)
+        attempt = redirects = tried = 0
         while not self.stop.is_set():
             welcomed_before = self.sessions
             self._choose()
@@ -160,9 +162,16 @@ class Agent:
                 event(log, "session error", level=logging.ERROR, endpoint=self.endpoint, error=f"{type(e).__name__}: {e}")
             if self.stop.is_set():
                 break
-            # A session that got as far as Welcome was healthy: start the backoff over.
-            attempt = 1 if self.sessions > welcomed_before else attempt + 1
             redirects = 0
+            if self.sessions > welcomed_before:  # a session that got as far as Welcome was healthy: start over
+                attempt, tried = 1, 0
+            else:
+                tried += 1
+                if tried < len(self.endpoints):
+                    self.reconnects += 1
+                    event(log, "trying the next control plane", endpoint=self.endpoint, attempt=attempt)
+                    continue
+                attempt, tried = attempt + 1, 0
             delay = backoff(attempt)
             self.reconnects += 1
             event(log, "reconnecting", endpoint=self.endpoint, attempt=attempt, retry_in_s=round(delay, 2))

@@ -1,6 +1,8 @@
+import asyncio
 import random
 
 from node_daemon import agent
+from node_daemon.identity import Identity
 
 
 def test_backoff_grows_is_fully_jittered_and_capped_low():
@@ -28,3 +30,24 @@ def test_a_fleet_at_the_cap_spreads_its_tries_evenly_over_it():
     even = 10_000 / agent.BACKOFF_CAP_S
     assert len(per_s) == int(agent.BACKOFF_CAP_S)
     assert max(per_s.values()) < 1.1 * even
+
+
+def test_every_control_plane_in_the_list_is_tried_before_backing_off(tmp_path, monkeypatch):
+    """With several control planes (a killed leader, a follower taking over), a refused try goes on to
+    the next in the list at once; the backoff comes between rounds of the whole list."""
+    ident = Identity(str(tmp_path), "node-1", "edge-1", "a.example:1,b.example:1,c.example:1", 7000, "edge")
+    tried, slept = [], []
+
+    class Refused(agent.Agent):
+        async def _session(self):
+            tried.append(self.endpoint)
+            if len(tried) == 9:  # the third round's last: a session at last
+                self.sessions += 1
+                self.stop.set()
+                return
+            raise agent.SessionLost("connection refused")
+
+    monkeypatch.setattr(agent, "backoff", lambda attempt: slept.append((len(tried), attempt)) or 0.0)
+    asyncio.run(Refused(ident, {}).run())
+    assert tried == ["a.example:7000", "b.example:7000", "c.example:7000"] * 3
+    assert slept == [(3, 1), (6, 2)]  # after each full round, growing
