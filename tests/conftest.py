@@ -26,9 +26,12 @@ from tests.grouping import (  # noqa: E402,F401
 
 @pytest.fixture
 def control_plane(tmp_path, request):
-    """A running control plane on 127.0.0.1 (SQLite store, 1 s heartbeats, 3 s node timeout); it
-    measures replica sizes when packaging only for tests marked `profile_sizes`."""
-    cp = ControlPlane(str(tmp_path), sizes=request.node.get_closest_marker("profile_sizes") is not None).start()
+    """A running control plane on 127.0.0.1 (SQLite store, 1 s heartbeats, 3 s node timeout, or what
+    a `node_timeout` mark says); it measures replica sizes when packaging only for tests marked
+    `profile_sizes`."""
+    timeout = request.node.get_closest_marker("node_timeout")
+    cp = ControlPlane(str(tmp_path), sizes=request.node.get_closest_marker("profile_sizes") is not None,
+                      **({"node_timeout": timeout.args[0]} if timeout else {})).start()
     yield cp
     cp.stop()
 
