@@ -67,6 +67,9 @@ class Reconciler:
         self.lock = threading.RLock()
         self.waiting_for_vms = False  # some replica is placed on a cloud VM that has not joined yet
         self._deleting: dict[str, set[str] | None] = {}  # kind -> names being deleted; None: not read yet
+        # A delete marked while finish_deletes reads the documents must not be overwritten by what that
+        # pass read (the document was not deleting yet): the delete would never finish.
+        self._deleting_lock = threading.Lock()
         # With several control planes only the leader holds node sessions; it stores what each node
         # last reported (without its per-minute metrics and samples) and the others read that.
         self.leading: Callable[[], bool] = lambda: True
@@ -231,11 +234,17 @@ class Reconciler:
                 kind.load_report(node_id, report)
 
     def mark_deleting(self, kind: str, name: str) -> None:
-        if self._deleting.get(kind) is not None:
-            self._deleting[kind].add(name)
+        """`name` is marked deleting in the store (written before this call)."""
+        with self._deleting_lock:
+            if self._deleting.get(kind) is not None:
+                self._deleting[kind].add(name)
 
     def finish_deletes(self) -> None:
         """Remove documents marked deleting once no ready node reports running them."""
+        with self._deleting_lock:
+            self._finish_deletes()
+
+    def _finish_deletes(self) -> None:
         for name, kind in self.kinds.items():
             if self._deleting.get(name) is not None and not self._deleting[name]:
                 continue  # nothing of this kind is being deleted: no need to read it on every report
