@@ -7,8 +7,9 @@ import tarfile
 
 import pytest
 
-from control_plane.packaging.build import BuildError, build_bento, read_bento_info, tag_part
+from control_plane.packaging.build import BuildError, build_bento, canonicalize, read_bento_info, run_bentoml, tag_part
 from control_plane.packaging.store import ArtifactNotFound, ArtifactStore, DigestMismatch
+from stratum.digests import file_sha256
 
 
 def test_build_produces_a_bento_archive_with_the_model_inside(built, artifact):
@@ -40,6 +41,16 @@ def test_same_inputs_give_the_same_digest(built, artifact, tmp_path):
     again = build_bento(artifact, "congestion", "v1", tmp_path / "other-home", tmp_path / "work")
     assert again.sha256 == art.sha256
     assert again.artifact_sha256 == art.artifact_sha256
+
+
+def test_the_archive_is_what_bentoml_export_gives_made_canonical(built, tmp_path):
+    """build_bento archives the bento's directory itself rather than run `bentoml export`: the bytes
+    must be the same (a BentoML upgrade that changes what export writes shows up here)."""
+    art, home = built
+    raw = tmp_path / "exported.bento"
+    run_bentoml(["export", art.tag, str(raw)], home)
+    canonicalize(raw, tmp_path / "canonical.bento")
+    assert file_sha256(tmp_path / "canonical.bento") == art.sha256
 
 
 def test_a_directory_without_a_model_is_rejected(tmp_path):
