@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from node_daemon.replicas.cache import CacheError
+import grpc
+
+from node_daemon.replicas.cache import CacheError, Unreachable
 from stratum.logs import event
 
 log = logging.getLogger("stratum.node.transfer")
@@ -24,10 +26,17 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+# A transfer that broke off because the control plane was away (restarting, a leader killed), not
+# because of what was asked for.
+AWAY = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
 async def download(cache, fetch, digest: str, size: int, attempts: int = 5, what: str = "bento") -> None:
     """Fetch with resume: each attempt continues from the bytes the cache already holds."""
     last: Exception | None = None
+    away = False  # the last try broke off because the control plane could not be reached
     for attempt in range(attempts):
+        away = False
         offset = cache.resume_offset(digest)
         queue: asyncio.Queue = asyncio.Queue(maxsize=8)
         loop = asyncio.get_running_loop()
@@ -56,8 +65,10 @@ async def download(cache, fetch, digest: str, size: int, attempts: int = 5, what
             # grpc.aio cancels the calls of a channel that closes (the session ended under the
             # transfer) with CancelledError: a broken transfer like any other, not our own end,
             # which once killed the app's or service's task and left it "starting" for good.
+            away = True
             await queue.put(ConnectionError("transfer broke: the session's channel closed under it"))
         except Exception as e:  # noqa: BLE001 - a broken transfer: the partial file stays for the next attempt
+            away = isinstance(e, ConnectionError) or (isinstance(e, grpc.aio.AioRpcError) and e.code() in AWAY)
             await queue.put(ConnectionError(f"transfer broke: {e}"))
         try:
             await writer
@@ -70,4 +81,5 @@ async def download(cache, fetch, digest: str, size: int, attempts: int = 5, what
         except ConnectionError as e:
             last = e
         await asyncio.sleep(0.5 * (attempt + 1))
-    raise CacheError(f"could not fetch {what} {digest[:19]}… after {attempts} attempts: {last}")
+    error = Unreachable if away else CacheError
+    raise error(f"could not fetch {what} {digest[:19]}… after {attempts} attempts: {last}")

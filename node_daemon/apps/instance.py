@@ -22,6 +22,7 @@ from node_daemon import metrics
 from node_daemon.apps import health
 from node_daemon.apps.driver import DriverError, ExecDriver, key_of
 from node_daemon.apps.runstate import FINAL, RunBook, RunState
+from node_daemon.replicas.cache import Unreachable
 from stratum.logs import event
 from stratum.v1 import node_agent_pb2 as na
 
@@ -29,6 +30,7 @@ log = logging.getLogger("stratum.node.apps")
 
 POLL_S = 0.2
 START_RETRY_S = 5.0  # after a start that failed before the program ran (fetch, unpack, port)
+UNREACHABLE_WAIT_S = 2.0  # a run waiting for the control plane to fetch its artifact from tries again
 LOG_TAIL = 4000
 # A starting instance is checked soon and often, so it is reported healthy close to when it is:
 # the next check comes after STARTING_SHARE of the time since the start (a check finds it at most
@@ -132,10 +134,12 @@ class Instance:
         a = self.want
         return None if not (a.cpu_limit or a.memory_limit_mb) else (a.cpu_limit or None, a.memory_limit_mb or None)
 
-    async def _launch(self, log_path: Path, run: na.RunOrder | None = None, output: Path | None = None) -> None:
+    async def _launch(self, log_path: Path, run: na.RunOrder | None = None, output: Path | None = None,
+                      placed: bool = False) -> None:
         a = self.want
         self.spec_version = a.spec_version
-        await self.prepare(a, self.workdir)
+        if not placed:
+            await self.prepare(a, self.workdir)
         self.ports = self.driver.pick_ports(dict(a.ports), self.ports)
         for name, port in self.ports.items():
             if a.ports.get(name) and not self.driver.port_free(port):
@@ -276,6 +280,18 @@ class Instance:
             if st.state == "uploading":
                 await self._finish_upload(st, output)
                 return
+            # The artifact before the attempt: a control plane away (restarting, a leader killed) is no
+            # failed attempt of a run that has not started; it is waited for. Other errors fail it below.
+            try:
+                await self.prepare(self.want, self.workdir)
+                placed = True
+            except Unreachable as e:
+                event(log, "run waits for the control plane", level=logging.WARNING, app=self.app, run=order.number,
+                      error=str(e)[:300])
+                await self._sleep(UNREACHABLE_WAIT_S)
+                continue
+            except Exception:  # noqa: BLE001 - the attempt below fails with it, as any start does
+                placed = False
             st.attempts += 1
             st.state, st.started_at = "running", st.started_at or time.time()
             self.runbook.save(st)
@@ -284,7 +300,7 @@ class Instance:
                 if output is not None:
                     output.parent.mkdir(parents=True, exist_ok=True)
                     output.unlink(missing_ok=True)
-                await self._launch(log_path, run=order, output=output)
+                await self._launch(log_path, run=order, output=output, placed=placed)
                 why = await self._watch_run(fp)
             except Exception as e:  # noqa: BLE001 - the run fails with the reason; the task goes on
                 why, self.proc = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}", None

@@ -17,6 +17,7 @@ from node_daemon.apps.artifacts import ArtifactCache
 from node_daemon.apps.driver import ExecDriver
 from node_daemon.apps.instance import Instance
 from node_daemon.apps.runstate import RunBook
+from node_daemon.replicas.cache import Unreachable
 from node_daemon.transfer import download
 from stratum.logs import event
 from stratum.v1 import node_agent_pb2 as na
@@ -98,7 +99,7 @@ class AppManager:
         async with self._fetching.setdefault(art.sha256, asyncio.Lock()):
             if not self.artifacts.has(art.sha256):  # again: it may have come while this one waited
                 if self.fetch is None:
-                    raise RuntimeError("no session with the control plane to fetch the artifact from")
+                    raise Unreachable("no session with the control plane to fetch the artifact from")
                 await download(self.artifacts, self.fetch, art.sha256, art.size, what="artifact")
         self.artifacts.pin(art.sha256)
         try:

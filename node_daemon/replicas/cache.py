@@ -45,6 +45,10 @@ class CacheError(RuntimeError):
     pass
 
 
+class Unreachable(CacheError):
+    """The control plane could not be reached to fetch from (no session, or every try broke off)."""
+
+
 class DigestMismatch(CacheError):
     """The bytes received for a digest hash to something else; the download was deleted."""
 

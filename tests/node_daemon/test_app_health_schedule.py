@@ -120,3 +120,41 @@ def test_a_start_that_fails_in_any_way_is_retried_and_never_leaves_the_instance_
     state, dead = asyncio.run(scenario())
     assert not dead and state == "running", (state, errors)
     assert errors == ["TimeoutError: ", "ValueError: unexpected"]
+
+
+def test_a_run_waits_for_the_control_plane_without_spending_its_attempts(tmp_path, monkeypatch):
+    """A run whose artifact cannot be fetched because the control plane is away (restarting, its
+    leader killed) waits for it: the run has not started, so no attempt is spent. It once spent them,
+    and a run allowed one retry failed across a control-plane restart."""
+    from node_daemon.replicas.cache import Unreachable
+
+    monkeypatch.setattr(inst, "UNREACHABLE_WAIT_S", 0.05)
+    driver = ExecDriver(tmp_path / "apps")
+    want = na.AppAssignment(app="job", instance=0, kind="batch", spec_version=1, command=sys.executable,
+                            args=["-c", "print('ran')"], kill_timeout_s=2, restart=a.RestartPolicy(attempts=1),
+                            runs=[na.RunOrder(id="run-1", number=1)])
+    away = 3  # fetches refused before the control plane is back
+
+    async def prepare(assignment, wd):
+        nonlocal away
+        wd.mkdir(parents=True, exist_ok=True)
+        if away:
+            away -= 1
+            raise Unreachable("no session with the control plane to fetch the artifact from")
+
+    async def scenario():
+        book = RunBook(driver.root)
+        ins = inst.Instance(driver, book, want, prepare=prepare, upload=None, report=lambda: None)
+        ins.start()
+        try:
+            for _ in range(400):
+                st = book.get("run-1")
+                if st is not None and st.state in ("succeeded", "failed"):
+                    return st
+                await asyncio.sleep(0.05)
+            return book.get("run-1")
+        finally:
+            await ins.stop()
+
+    st = asyncio.run(scenario())
+    assert away == 0 and (st.state, st.attempts, st.exit_code) == ("succeeded", 1, 0), st
