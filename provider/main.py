@@ -11,8 +11,11 @@ import threading
 def _quiet_late_calls(args: threading.ExceptHookArgs) -> None:
     """tf's runner stops its gRPC server from inside the Shutdown call; a call Terraform sends at that
     moment finds the server's thread pool shut and grpc's serving thread dies with a traceback in
-    Terraform's logs. It is the end of the plugin either way: one line, not a traceback."""
-    if isinstance(args.exc_value, RuntimeError) and "after shutdown" in str(args.exc_value):
+    Terraform's logs. The same once Python itself is exiting (concurrent.futures then says "after
+    interpreter shutdown"). It is the end of the plugin either way: one line, not a traceback."""
+    message = str(args.exc_value)
+    if isinstance(args.exc_value, RuntimeError) and ("after shutdown" in message
+                                                     or "after interpreter shutdown" in message):
         logging.getLogger("stratum.provider").debug("a call arrived while the plugin was shutting down")
         return
     threading.__excepthook__(args)

@@ -22,8 +22,10 @@ def run_in_thread(exc: BaseException) -> None:
         threading.excepthook = hook
 
 
-def test_a_call_after_the_server_shut_down_leaves_no_traceback(capfd):
-    run_in_thread(RuntimeError("cannot schedule new futures after shutdown"))
+@pytest.mark.parametrize("message", ["cannot schedule new futures after shutdown",
+                                     "cannot schedule new futures after interpreter shutdown"])
+def test_a_call_after_the_server_or_python_shut_down_leaves_no_traceback(capfd, message):
+    run_in_thread(RuntimeError(message))
     assert "Traceback" not in capfd.readouterr().err
 
 
