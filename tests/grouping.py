@@ -89,16 +89,20 @@ class LongestFirst(LoadGroupScheduling):
     def __init__(self, config, log=None):
         super().__init__(config, log)
         self._seconds = _durations()
+        self._weights: dict[str, float] = {}  # scope -> seconds: a unit's tests do not change
 
-    def _weight(self, unit: dict[str, bool]) -> float:
-        return sum(self._seconds.get(_plain(nodeid), DEFAULT_S) for nodeid in unit)
+    def _weight(self, scope: str, unit: dict[str, bool]) -> float:
+        if scope not in self._weights:
+            self._weights[scope] = sum(self._seconds.get(_plain(nodeid), DEFAULT_S) for nodeid in unit)
+        return self._weights[scope]
 
     def _reschedule(self, node) -> None:
         if node.shutting_down or not self.workqueue or self._pending_of(self.assigned_work[node]) > 2:
             return super()._reschedule(node)  # shuts down a node when no work is left; or enough queued
-        busy = any(not all(done.values()) and self._weight(done) >= LONG_S for done in self.assigned_work[node].values())
+        busy = any(not all(unit.values()) and self._weight(scope, unit) >= LONG_S
+                   for scope, unit in self.assigned_work[node].items())
         if busy:
-            short = next((s for s, unit in self.workqueue.items() if self._weight(unit) < LONG_S), None)
+            short = next((s for s, unit in self.workqueue.items() if self._weight(s, unit) < LONG_S), None)
             if short is not None:
                 self.workqueue.move_to_end(short, last=False)
         self._assign_work_unit(node)

@@ -252,9 +252,10 @@ def build_bento(artifact_dir: str | os.PathLike, name: str, version: str, bentom
         # without a second bentoml process (~1 CPU-s) and an xz pass that canonicalize undoes.
         # Same bytes, same digest as before (checked against `bentoml export` when this was written).
         raw = Path(tmp) / "raw.tar"
+        built = bento_dir(bentoml_home, tag)
         with tarfile.open(raw, "w", format=tarfile.GNU_FORMAT) as tar:
-            tar.add(bento_dir(bentoml_home, tag), arcname=".")
-            if not (bento_dir(bentoml_home, tag) / "models").exists():
+            tar.add(built, arcname=".")
+            if not (built / "models").exists():
                 models = tarfile.TarInfo("./models")
                 models.type = tarfile.DIRTYPE
                 tar.addfile(models)

@@ -282,25 +282,27 @@ class Instance:
                 return
             # The artifact before the attempt: a control plane away (restarting, a leader killed) is no
             # failed attempt of a run that has not started; it is waited for. Other errors fail it below.
+            unplaced: Exception | None = None
             try:
                 await self.prepare(self.want, self.workdir)
-                placed = True
             except Unreachable as e:
                 event(log, "run waits for the control plane", level=logging.WARNING, app=self.app, run=order.number,
                       error=str(e)[:300])
                 await self._sleep(UNREACHABLE_WAIT_S)
                 continue
-            except Exception:  # noqa: BLE001 - the attempt below fails with it, as any start does
-                placed = False
+            except Exception as e:  # noqa: BLE001 - the attempt below fails with it, as any start does
+                unplaced = e
             st.attempts += 1
             st.state, st.started_at = "running", st.started_at or time.time()
             self.runbook.save(st)
             self._set("running")
             try:
+                if unplaced is not None:
+                    raise unplaced  # not fetched again: the attempt fails with what the fetch said
                 if output is not None:
                     output.parent.mkdir(parents=True, exist_ok=True)
                     output.unlink(missing_ok=True)
-                await self._launch(log_path, run=order, output=output, placed=placed)
+                await self._launch(log_path, run=order, output=output, placed=True)
                 why = await self._watch_run(fp)
             except Exception as e:  # noqa: BLE001 - the run fails with the reason; the task goes on
                 why, self.proc = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}", None
